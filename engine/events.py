@@ -1,0 +1,164 @@
+"""Events: the immutable facts a run is made of, and the single module that names them.
+
+Contract (DESIGN section 5): an event is a compact JSON object with null fields omitted:
+`event_id`, `seq` (per run, from 1, gap-free), `event_type`, `run_id`, `timestamp_utc` (ISO 8601,
+Z), `actor`, `attempt`, and optionally `node_id`, `error_class`, `reason`, `inputs_hash`,
+`outputs_hash`, `data`. Event type names are past-tense and fixed; scripts depend on them.
+
+`Event` is a frozen, slotted dataclass rather than a pydantic model: the engine creates several per
+node on its hot path and they are valid by construction, so validating each one would be pure
+cost. Events read back from outside (JSONL, the store) go through `Event.from_dict`, which checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    RUN_CREATED = "run.created"
+    RUN_STATE_CHANGED = "run.state_changed"
+    RUN_COMPLETED = "run.completed"
+    RUN_RESUMED = "run.resumed"
+    RUN_OVERRIDE_APPLIED = "run.override_applied"
+    NODE_STARTED = "node.started"
+    NODE_SUCCEEDED = "node.succeeded"
+    NODE_FAILED = "node.failed"
+    NODE_RETRIED = "node.retried"
+    NODE_TIMED_OUT = "node.timed_out"
+    NODE_SKIPPED = "node.skipped"
+    NODE_CANCELLED = "node.cancelled"
+    NODE_LOG = "node.log"
+    GATE_FAILED = "gate.failed"
+    BREAKER_STATE_CHANGED = "breaker.state_changed"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_GRANTED = "approval.granted"
+    APPROVAL_REJECTED = "approval.rejected"
+    ARTIFACT_EMITTED = "artifact.emitted"
+
+
+EVENT_TYPES: frozenset[str] = frozenset(t.value for t in EventType)
+
+_REQUIRED = ("event_id", "seq", "event_type", "run_id", "timestamp_utc", "actor", "attempt")
+_OPTIONAL_STR = ("node_id", "error_class", "reason", "inputs_hash", "outputs_hash")
+
+
+def utc_now_iso() -> str:
+    """The current time as ISO 8601 UTC with a `Z` suffix and microseconds."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(value: str) -> float:
+    """Seconds since the epoch for a `timestamp_utc` value."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def new_id() -> str:
+    """A random 128-bit id as 32 hex characters (cheaper than uuid4 and just as unique)."""
+    return os.urandom(16).hex()
+
+
+def stable_hash(value: Any) -> str:
+    """sha256 of the canonical JSON of `value`: the same data always hashes the same."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One immutable fact about a run. Treat `data` as read-only."""
+
+    event_id: str
+    seq: int
+    event_type: str
+    run_id: str
+    timestamp_utc: str
+    actor: str = "engine"
+    attempt: int = 1
+    node_id: str | None = None
+    error_class: str | None = None
+    reason: str | None = None
+    inputs_hash: str | None = None
+    outputs_hash: str | None = None
+    data: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's JSON object: null fields omitted, keys in schema order."""
+        out: dict[str, Any] = {
+            "event_id": self.event_id,
+            "seq": self.seq,
+            "event_type": self.event_type,
+            "run_id": self.run_id,
+            "timestamp_utc": self.timestamp_utc,
+            "actor": self.actor,
+            "attempt": self.attempt,
+        }
+        if self.node_id is not None:
+            out["node_id"] = self.node_id
+        if self.error_class is not None:
+            out["error_class"] = self.error_class
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.inputs_hash is not None:
+            out["inputs_hash"] = self.inputs_hash
+        if self.outputs_hash is not None:
+            out["outputs_hash"] = self.outputs_hash
+        if self.data is not None:
+            out["data"] = self.data
+        return out
+
+    def to_json(self) -> str:
+        """Compact JSON on one line (JSONL)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Event:
+        """Check and build an event read from outside; raises ValueError naming the bad field."""
+        if not isinstance(raw, Mapping):
+            raise ValueError("an event must be a JSON object")
+        for key in _REQUIRED:
+            if key not in raw:
+                raise ValueError(f"event is missing '{key}'")
+        unknown = set(raw) - set(_REQUIRED) - set(_OPTIONAL_STR) - {"data"}
+        if unknown:
+            raise ValueError(f"event has unknown fields: {', '.join(sorted(unknown))}")
+        if raw["event_type"] not in EVENT_TYPES:
+            raise ValueError(f"unknown event type '{raw['event_type']}'")
+        seq, attempt = raw["seq"], raw["attempt"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise ValueError("event 'seq' must be an integer >= 1")
+        if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+            raise ValueError("event 'attempt' must be an integer >= 0")
+        for key in ("event_id", "run_id", "timestamp_utc", "actor", *_OPTIONAL_STR):
+            value = raw.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"event '{key}' must be a string")
+        data = raw.get("data")
+        if data is not None and not isinstance(data, Mapping):
+            raise ValueError("event 'data' must be an object")
+        return cls(
+            event_id=raw["event_id"],
+            seq=seq,
+            event_type=raw["event_type"],
+            run_id=raw["run_id"],
+            timestamp_utc=raw["timestamp_utc"],
+            actor=raw["actor"],
+            attempt=attempt,
+            node_id=raw.get("node_id"),
+            error_class=raw.get("error_class"),
+            reason=raw.get("reason"),
+            inputs_hash=raw.get("inputs_hash"),
+            outputs_hash=raw.get("outputs_hash"),
+            data=dict(data) if data is not None else None,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Event:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,763 @@
+"""The executor: runs one run of a pipeline, emitting every state change as an event.
+
+Contract (DESIGN section 4): ready nodes run concurrently up to `max_concurrency`; a node starts
+when its trigger rule holds, is skipped (with the reason, propagating) when it no longer can;
+retries go through tenacity by error class; each attempt is bounded by the node timeout and the
+run by its deadline; cancellation stops new starts at once and cancels running nodes (a shell
+node's process group gets SIGTERM, then SIGKILL after `cleanup_grace`). When `execute` returns,
+for any reason, none of the run's tasks is left.
+
+Shape: deciding is pure, acting is thin. `decide_node` says, for a node whose parents are all
+terminal, whether it starts or is skipped and why. The driver (`Executor._drive`) is a short
+loop that acts on those decisions and then waits on one queue that node completions, cancel
+requests and the deadline timer all feed; it never polls. The executor's view of the run is a
+`RunState` kept with `engine.state.apply` over the events it emits, so the live state is by
+construction the fold of the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from engine.breaker import BreakerChange, BreakerRegistry, CircuitBreaker, CircuitOpenError
+from engine.errors import NodeError, NodeTimeoutError, TransientError
+from engine.events import Event, EventType, new_id, stable_hash, utc_now_iso
+from engine.nodes import NodeContext, handler_for
+from engine.retry import make_retrying
+from engine.state import NodeStatus, RunState, RunStatus, apply
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+    from engine.bus import EventSink
+    from engine.spec import NodeBase, Pipeline, RetryPolicy
+
+Sleep = Callable[[float], Awaitable[None]]
+
+_FAILED = (NodeStatus.FAILED, NodeStatus.TIMED_OUT, NodeStatus.CANCELLED)
+_NO_BREAKER_TYPES = frozenset({"condition", "delay", "approval", "trigger", "parallel"})
+
+
+# ---------------------------------------------------------------------------------------------
+# pure decisions
+
+
+def decide_node(
+    node: NodeBase,
+    parents: Sequence[str],
+    state: RunState,
+    optional: Mapping[str, bool],
+    conditions: frozenset[str],
+) -> str | None:
+    """For a node whose parents are all terminal: None to start it, else why it is skipped."""
+    succeeded = failed = skipped = 0
+    branch_not_taken = False
+    for parent_id in parents:
+        parent = state.nodes[parent_id]
+        status = parent.state
+        if status is NodeStatus.SUCCEEDED:
+            if parent_id in conditions:
+                wanted = node.when.get(parent_id, True) if node.when else True
+                output = parent.output if isinstance(parent.output, Mapping) else {}
+                if bool(output.get("result")) is not wanted:
+                    skipped += 1
+                    branch_not_taken = True
+                    continue
+            succeeded += 1
+        elif status in _FAILED:
+            if optional.get(parent_id, False) and status is not NodeStatus.CANCELLED:
+                succeeded += 1  # an optional node's failure is recorded; dependents go on
+            else:
+                failed += 1
+        else:
+            skipped += 1
+    rule = node.trigger
+    if rule == "all_done":
+        return None
+    if rule == "one_failed":
+        return None if failed else "no_upstream_failed"
+    if failed:
+        return "upstream_failed"
+    if rule == "none_failed":
+        if parents and not succeeded:
+            return "branch_not_taken" if branch_not_taken else "upstream_skipped"
+        return None
+    if skipped:  # all_success
+        return "branch_not_taken" if branch_not_taken else "upstream_skipped"
+    return None
+
+
+def final_status(
+    state: RunState, optional: Mapping[str, bool], stop: _Stop | None
+) -> tuple[RunStatus, str | None, str | None]:
+    """The run's terminal state, its reason and error class, from the node states."""
+    if stop is not None and stop.status is not RunStatus.FAILED:
+        return stop.status, stop.reason, stop.error_class
+    if state.gate_failures:
+        gates = ", ".join(state.gate_failures)
+        return RunStatus.FAILED, f"gate failed: {gates}", "gate"
+    failed = [
+        n.node_id
+        for n in state.nodes.values()
+        if n.state in _FAILED and not optional.get(n.node_id, False)
+    ]
+    if stop is not None:
+        return RunStatus.FAILED, stop.reason, stop.error_class
+    if failed:
+        return RunStatus.FAILED, f"failed nodes: {', '.join(failed)}", None
+    return RunStatus.SUCCEEDED, None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver
+
+
+@dataclass(frozen=True)
+class _Stop:
+    status: RunStatus  # the run's final state: cancelled, timeout or failed (fail_fast)
+    reason: str
+    error_class: str
+    actor: str = "engine"
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Executor:
+    """One run of one pipeline. Create it, `create()` (or resume it), then `await execute()`."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        run_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        sinks: Sequence[EventSink] = (),
+        breakers: BreakerRegistry | None = None,
+        simulate: bool = False,
+        search_path: str | None = None,
+        sleep: Sleep = asyncio.sleep,
+        now: Callable[[], str] = utc_now_iso,
+        rng: random.Random | None = None,
+        state: RunState | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.run_id = run_id or (state.run_id if state else new_id())
+        self.simulate = simulate
+        self.search_path = search_path
+        self.params = dict(params or {})
+        self._sinks = list(sinks)
+        self._breakers = breakers if breakers is not None else BreakerRegistry()
+        self._sleep = sleep
+        self._now = now
+        self._rng = rng or random.Random()
+        self.state = state if state is not None else RunState(self.run_id)
+        self._seq = self.state.last_seq
+        self._specs = {node.id: node for node in pipeline.nodes}
+        self._parents = {node.id: pipeline.needs_of(node) for node in pipeline.nodes}
+        self._children: dict[str, list[str]] = {node_id: [] for node_id in self._specs}
+        for node_id, parents in self._parents.items():
+            for parent in parents:
+                self._children[parent].append(node_id)
+        self._optional = {node.id: node.optional for node in pipeline.nodes}
+        self._conditions = frozenset(n.id for n in pipeline.nodes if n.type == "condition")
+        self._retry: dict[str, RetryPolicy] = {n.id: pipeline.retry_for(n) for n in pipeline.nodes}
+        self._queue: asyncio.Queue[tuple[str, Any]] | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._approvals: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._stop: _Stop | None = None
+        self._gate_blocked: dict[str, str] = {}
+        self._done = False
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        event_type: str,
+        *,
+        node_id: str | None = None,
+        attempt: int | None = None,
+        actor: str = "engine",
+        error_class: str | None = None,
+        reason: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        inputs_hash: str | None = None,
+        outputs_hash: str | None = None,
+    ) -> Event:
+        self._seq += 1
+        event = Event(
+            new_id(),
+            self._seq,
+            event_type,
+            self.run_id,
+            self._now(),
+            actor,
+            self.state.run_attempt if attempt is None else attempt,
+            node_id,
+            error_class,
+            reason,
+            inputs_hash,
+            outputs_hash,
+            data,
+        )
+        apply(self.state, event)
+        for sink in self._sinks:
+            sink.publish(event)
+        return event
+
+    def create(self, *, replay_of: str | None = None, actor: str = "engine") -> Event:
+        """Emit `run.created`: the run exists (pending) from here on."""
+        data: dict[str, Any] = {
+            "pipeline_id": self.pipeline.id,
+            "definition": self.pipeline.snapshot(),
+            "params": self.params,
+        }
+        if replay_of:
+            data["replay_of"] = replay_of
+        if self.simulate:
+            data["simulate"] = True
+        return self._emit(EventType.RUN_CREATED, actor=actor, attempt=1, data=data)
+
+    def prepare_resume(
+        self, *, actor: str = "engine", override_reason: str | None = None
+    ) -> list[str]:
+        """Emit `run.resumed` (and `run.override_applied`): reset what must run again."""
+        overridden = list(self.state.gate_failures) if override_reason else []
+        reset: list[str] = []
+        blocked = set(overridden)
+        for gate in overridden:
+            blocked |= self._descendants(gate)
+        for node in self.state.nodes.values():
+            if node.state in (NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.RETRYING):
+                reset.append(node.node_id)
+            elif node.state is NodeStatus.WAITING:
+                reset.append(node.node_id)
+            elif node.node_id in blocked and node.node_id not in overridden:
+                if node.state is not NodeStatus.SUCCEEDED:
+                    reset.append(node.node_id)
+            elif node.state is NodeStatus.CANCELLED:
+                reset.append(node.node_id)
+        previous = self.state.state.value
+        self._emit(
+            EventType.RUN_RESUMED,
+            actor=actor,
+            attempt=self.state.run_attempt + 1,
+            data={"reset": reset, "from": previous},
+        )
+        if overridden:
+            self._emit(
+                EventType.RUN_OVERRIDE_APPLIED,
+                actor=actor,
+                reason=override_reason,
+                data={"nodes": overridden},
+            )
+            for gate in overridden:
+                node = self.state.nodes[gate]
+                self._emit(
+                    EventType.NODE_SUCCEEDED,
+                    node_id=gate,
+                    attempt=max(node.attempts, 1),
+                    actor=actor,
+                    reason=f"overridden: {override_reason}",
+                    data={"output": {"overridden": True, "reason": override_reason}},
+                )
+        return reset
+
+    def _descendants(self, node_id: str) -> set[str]:
+        seen: set[str] = set()
+        stack = list(self._children[node_id])
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(self._children[current])
+        return seen
+
+    # -- control from outside -----------------------------------------------------------------
+
+    def request_stop(
+        self, status: RunStatus, reason: str, error_class: str, actor: str = "engine"
+    ) -> None:
+        """Stop the run: nothing new starts, running nodes are cancelled. First request wins."""
+        if self._stop is not None or self._done:
+            return
+        self._stop = _Stop(status, reason, error_class, actor)
+        if self._queue is not None:
+            self._queue.put_nowait(("stop", None))
+
+    def cancel(self, reason: str | None = None, actor: str = "engine") -> None:
+        text = reason or "cancelled"
+        self.request_stop(RunStatus.CANCELLED, text, "cancelled", actor)
+
+    def force(self) -> None:
+        """After a stop: cancel running nodes again now, skipping what is left of the grace."""
+        if self._stop is not None and self._queue is not None:
+            self._queue.put_nowait(("force", None))
+
+    @property
+    def pending_approvals(self) -> list[str]:
+        return list(self._approvals)
+
+    def decide(self, node_id: str, approved: bool, *, actor: str, reason: str | None) -> bool:
+        """Approve or reject a waiting approval node; False if it is not waiting."""
+        future = self._approvals.get(node_id)
+        if future is None or future.done():
+            return False
+        node = self.state.nodes[node_id]
+        event_type = EventType.APPROVAL_GRANTED if approved else EventType.APPROVAL_REJECTED
+        self._emit(event_type, node_id=node_id, attempt=node.attempts, actor=actor, reason=reason)
+        future.set_result(
+            {"decision": "approved" if approved else "rejected", "actor": actor, "reason": reason}
+        )
+        return True
+
+    # -- running ----------------------------------------------------------------------------------
+
+    async def execute(self) -> RunState:
+        """Run until the run is terminal; returns the final state. Leaves no task behind."""
+        loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        deadline_handle: asyncio.TimerHandle | None = None
+        if self._stop is None:
+            deadline_at = time.time() + self.pipeline.timeout
+            deadline_handle = loop.call_at(
+                loop.time() + self.pipeline.timeout, self._queue.put_nowait, ("deadline", None)
+            )
+            self._emit(
+                EventType.RUN_STATE_CHANGED,
+                data={"from": self.state.state.value, "to": "running", "deadline_at": _iso(deadline_at)},
+            )
+        try:
+            await self._drive()
+        except asyncio.CancelledError:
+            # The owner is going away (its task was cancelled): stop properly, then tell it so.
+            self.cancel("the owning process stopped the run")
+            await self._shield_finish()
+            raise
+        finally:
+            if deadline_handle is not None:
+                deadline_handle.cancel()
+        await self._finish()
+        return self.state
+
+    async def _shield_finish(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self._drain_and_finish())
+
+    async def _drain_and_finish(self) -> None:
+        await self._drive()
+        await self._finish()
+
+    async def _finish(self) -> None:
+        if self._done:
+            return
+        status, reason, error_class = final_status(self.state, self._optional, self._stop)
+        actor = self._stop.actor if self._stop is not None else "engine"
+        self._done = True
+        self._emit(
+            EventType.RUN_COMPLETED,
+            actor=actor,
+            reason=reason,
+            error_class=error_class,
+            data={
+                "state": status.value,
+                "from": self.state.state.value,
+                "completed_nodes": self.state.nodes_in(NodeStatus.SUCCEEDED),
+            },
+        )
+        for sink in self._sinks:
+            await sink.flush()
+
+    async def _drive(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        ready: deque[str] = deque()
+        remaining = self._init_remaining(ready)
+        force_handle: asyncio.TimerHandle | None = None
+        try:
+            while True:
+                self._start_ready(ready, remaining)
+                if not self._tasks:
+                    break
+                kind, payload = await queue.get()
+                if kind == "done":
+                    node_id = payload
+                    self._settle(node_id, ready, remaining)
+                elif kind == "deadline":
+                    timeout = self.pipeline.timeout
+                    self.request_stop(
+                        RunStatus.TIMEOUT, f"run deadline of {timeout:g}s passed", "timeout"
+                    )
+                if self._stop is not None and self._tasks and force_handle is None:
+                    for task in self._tasks.values():
+                        task.cancel()
+                    # Forced: a node that ignores its cancellation is cancelled again after the
+                    # grace, until it gives in.
+                    loop = asyncio.get_running_loop()
+                    force_handle = loop.call_later(
+                        self.pipeline.cleanup_grace + 0.5, queue.put_nowait, ("force", None)
+                    )
+                elif kind == "force":
+                    for task in self._tasks.values():
+                        task.cancel()
+                    loop = asyncio.get_running_loop()
+                    force_handle = loop.call_later(0.5, queue.put_nowait, ("force", None))
+        finally:
+            if force_handle is not None:
+                force_handle.cancel()
+        if self._stop is not None:
+            for node in self.state.nodes.values():
+                if not node.is_terminal:
+                    self._emit(
+                        EventType.NODE_CANCELLED,
+                        node_id=node.node_id,
+                        attempt=node.attempts,
+                        actor=self._stop.actor,
+                        error_class="cancelled",
+                        reason=self._stop.reason,
+                    )
+
+    def _init_remaining(self, ready: deque[str]) -> dict[str, int]:
+        remaining: dict[str, int] = {}
+        nodes = self.state.nodes
+        for node_id, parents in self._parents.items():
+            if nodes[node_id].is_terminal:
+                continue
+            count = sum(1 for p in parents if not nodes[p].is_terminal)
+            remaining[node_id] = count
+            if count == 0:
+                ready.append(node_id)
+        return remaining
+
+    def _start_ready(self, ready: deque[str], remaining: dict[str, int]) -> None:
+        limit = self.pipeline.max_concurrency
+        while ready and self._stop is None:
+            node_id = ready[0]
+            spec = self._specs[node_id]
+            blocked = self._gate_blocked.get(node_id)
+            skip = (
+                f"gate_failed:{blocked}"
+                if blocked
+                else decide_node(
+                    spec, self._parents[node_id], self.state, self._optional, self._conditions
+                )
+            )
+            if skip is not None:
+                ready.popleft()
+                self._emit(
+                    EventType.NODE_SKIPPED,
+                    node_id=node_id,
+                    attempt=self.state.nodes[node_id].attempts,
+                    reason=skip,
+                )
+                self._release_children(node_id, ready, remaining)
+                continue
+            if spec.type != "approval" and self._busy() >= limit:
+                break
+            ready.popleft()
+            task = asyncio.create_task(self._run_node(spec), name=f"interlock:{node_id}")
+            self._tasks[node_id] = task
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        assert self._queue is not None
+        self._queue.put_nowait(("done", task.get_name().removeprefix("interlock:")))
+
+    def _busy(self) -> int:
+        return sum(1 for nid in self._tasks if self._specs[nid].type != "approval")
+
+    def _settle(self, node_id: str, ready: deque[str], remaining: dict[str, int]) -> None:
+        task = self._tasks.pop(node_id)
+        node = self.state.nodes[node_id]
+        stop = self._stop
+        if task.cancelled():
+            if not node.is_terminal:
+                self._emit(
+                    EventType.NODE_CANCELLED,
+                    node_id=node_id,
+                    attempt=node.attempts,
+                    actor=stop.actor if stop else "engine",
+                    error_class="cancelled",
+                    reason=stop.reason if stop else "cancelled",
+                )
+        elif task.exception() is not None and not node.is_terminal:
+            exc = task.exception()
+            self._emit(
+                EventType.NODE_FAILED,
+                node_id=node_id,
+                attempt=node.attempts,
+                error_class="error",
+                reason=f"internal error: {type(exc).__name__}: {exc}",
+            )
+        node = self.state.nodes[node_id]
+        if (
+            node.state in (NodeStatus.FAILED, NodeStatus.TIMED_OUT)
+            and self.pipeline.fail_fast
+            and not self._optional[node_id]
+        ):
+            self.request_stop(RunStatus.FAILED, f"fail_fast: node '{node_id}' failed", "error")
+        self._release_children(node_id, ready, remaining)
+
+    def _release_children(self, node_id: str, ready: deque[str], remaining: dict[str, int]) -> None:
+        for child in self._children[node_id]:
+            if child in remaining:
+                remaining[child] -= 1
+                if remaining[child] == 0:
+                    ready.append(child)
+
+    # -- one node -----------------------------------------------------------------------------
+
+    def _inputs(self, node_id: str) -> dict[str, Any]:
+        nodes = self.state.nodes
+        return {
+            p: nodes[p].output
+            for p in self._parents[node_id]
+            if nodes[p].state is NodeStatus.SUCCEEDED
+        }
+
+    def _outputs(self) -> dict[str, Any]:
+        return {
+            n.node_id: n.output
+            for n in self.state.nodes.values()
+            if n.state is NodeStatus.SUCCEEDED
+        }
+
+    def _breaker(self, spec: NodeBase) -> CircuitBreaker | None:
+        if spec.type in _NO_BREAKER_TYPES or spec.gate == "hard":
+            return None
+        policy = self.pipeline.breaker_for(spec)
+        assert policy.key is not None
+        return self._breakers.get(policy.key, policy.failure_threshold, policy.recovery_timeout)
+
+    def _breaker_listener(self, node_id: str) -> Callable[[BreakerChange], None]:
+        def report(change: BreakerChange) -> None:
+            self._emit(
+                EventType.BREAKER_STATE_CHANGED,
+                node_id=node_id,
+                attempt=self.state.nodes[node_id].attempts,
+                data={
+                    "key": change.key,
+                    "from": change.from_state.value,
+                    "to": change.to_state.value,
+                    "failures": change.failures,
+                    "recovery_timeout": change.recovery_timeout,
+                },
+            )
+
+        return report
+
+    async def _run_node(self, spec: NodeBase) -> None:
+        node_id = spec.id
+        policy = self._retry[node_id]
+        prior = self.state.nodes[node_id].attempts
+        attempt = prior + 1
+        try:
+            if spec.gate == "hard" or policy.max_attempts - prior <= 1:
+                output = await self._attempt(spec, attempt)
+            else:
+                retrying = make_retrying(
+                    policy,
+                    classify=_error_class,
+                    prior_attempts=prior,
+                    sleep=self._sleep,
+                    before_sleep=self._before_sleep(spec, prior),
+                    rng=self._rng,
+                )
+                async for try_ in retrying:
+                    with try_:
+                        attempt = prior + try_.retry_state.attempt_number
+                        output = await self._attempt(spec, attempt)
+        except NodeError as err:
+            self._node_failed(spec, attempt, err)
+            return
+        data: dict[str, Any] = {"output": output}
+        if self.simulate and spec.does_work:
+            data["simulated"] = True
+        self._emit(
+            EventType.NODE_SUCCEEDED,
+            node_id=node_id,
+            attempt=attempt,
+            data=data,
+            outputs_hash=stable_hash(output) if output else None,
+        )
+
+    def _before_sleep(self, spec: NodeBase, prior: int) -> Callable[[RetryCallState], None]:
+        def before_sleep(retry_state: RetryCallState) -> None:
+            outcome = retry_state.outcome
+            exc = outcome.exception() if outcome is not None else None
+            err = exc if isinstance(exc, NodeError) else NodeError("error", str(exc))
+            self._emit(
+                EventType.NODE_RETRIED,
+                node_id=spec.id,
+                attempt=prior + retry_state.attempt_number,
+                error_class=err.error_class,
+                reason=err.reason,
+                data={"delay": round(retry_state.upcoming_sleep, 6)},
+            )
+
+        return before_sleep
+
+    def _node_failed(self, spec: NodeBase, attempt: int, err: NodeError) -> None:
+        node_id = spec.id
+        if spec.gate == "hard" and err.error_class not in ("cancelled",):
+            reason = f"gate verdict: {err.reason} ({err.error_class})"
+            self._emit(
+                EventType.NODE_FAILED,
+                node_id=node_id,
+                attempt=attempt,
+                error_class="gate",
+                reason=reason,
+            )
+            self._emit(
+                EventType.GATE_FAILED, node_id=node_id, attempt=attempt, error_class="gate",
+                reason=reason,
+            )
+            for descendant in self._descendants(node_id):
+                self._gate_blocked.setdefault(descendant, node_id)
+            return
+        event_type = EventType.NODE_TIMED_OUT if err.error_class == "timeout" else EventType.NODE_FAILED
+        data = {"output": err.output} if err.output is not None else None
+        self._emit(
+            event_type,
+            node_id=node_id,
+            attempt=attempt,
+            error_class=err.error_class,
+            reason=err.reason,
+            data=data,
+        )
+
+    async def _attempt(self, spec: NodeBase, attempt: int) -> dict[str, Any]:
+        """One attempt: breaker, node.started, the handler under the timeout. Raises NodeError."""
+        node_id = spec.id
+        breaker = self._breaker(spec)
+        listener = self._breaker_listener(node_id) if breaker is not None else None
+        if breaker is not None:
+            try:
+                breaker.acquire(listener)
+            except CircuitOpenError as exc:
+                raise NodeError("circuit_open", str(exc)) from None
+        timeout = self.pipeline.timeout_for(spec)
+        inputs = self._inputs(node_id)
+        ctx = NodeContext(
+            run_id=self.run_id,
+            node_id=node_id,
+            attempt=attempt,
+            params=self.params,
+            inputs=inputs,
+            outputs=self._outputs() if spec.type in ("condition", "action") else inputs,
+            timeout=timeout,
+            cleanup_grace=self.pipeline.cleanup_grace,
+            pipeline=self.pipeline,
+            simulate=self.simulate,
+            search_path=self.search_path,
+            log=self._logger(node_id, attempt),
+            emit_artifact=self._artifact_emitter(node_id, attempt),
+            wait_for_decision=(lambda: self._wait_for_decision(spec, attempt)),
+            sleep=self._sleep,
+        )
+        started: dict[str, Any] = {"timeout": timeout}
+        if self.simulate and spec.does_work:
+            started["simulated"] = True
+        self._emit(
+            EventType.NODE_STARTED,
+            node_id=node_id,
+            attempt=attempt,
+            data=started,
+            inputs_hash=stable_hash({"params": self.params, "inputs": inputs}) if inputs else None,
+        )
+        try:
+            if self.simulate and spec.does_work:
+                output: dict[str, Any] = {"simulated": True}
+            else:
+                async with asyncio.timeout(timeout):
+                    output = await handler_for(spec.type)(spec, ctx)
+        except TimeoutError:
+            reason = str(NodeTimeoutError(node_id, timeout))
+            if ctx.notes:
+                reason += "; " + "; ".join(ctx.notes)
+            err = NodeError("timeout", reason)
+        except NodeError as exc:
+            err = exc
+        except TransientError as exc:
+            err = NodeError("transient", str(exc) or "transient error")
+        except asyncio.CancelledError:
+            if breaker is not None:
+                breaker.release()
+            raise
+        except Exception as exc:
+            err = NodeError("error", f"{type(exc).__name__}: {exc}")
+        else:
+            if breaker is not None:
+                breaker.record_success(listener)
+            return output
+        if breaker is not None:
+            if err.error_class in ("cancelled", "config"):
+                breaker.release()
+            else:
+                breaker.record_failure(listener)
+        raise err
+
+    def _artifact_emitter(self, node_id: str, attempt: int) -> Callable[[dict[str, Any]], None]:
+        def emit(data: dict[str, Any]) -> None:
+            self._emit(EventType.ARTIFACT_EMITTED, node_id=node_id, attempt=attempt, data=data)
+
+        return emit
+
+    def _logger(self, node_id: str, attempt: int) -> Callable[[str, str], None]:
+        def log(stream: str, line: str) -> None:
+            self._emit(
+                EventType.NODE_LOG,
+                node_id=node_id,
+                attempt=attempt,
+                data={"stream": stream, "line": line},
+            )
+
+        return log
+
+    async def _wait_for_decision(self, spec: NodeBase, attempt: int) -> dict[str, Any]:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._approvals[spec.id] = future
+        message = getattr(spec, "message", None)
+        self._emit(
+            EventType.APPROVAL_REQUESTED,
+            node_id=spec.id,
+            attempt=attempt,
+            data={"message": message} if message else None,
+        )
+        self._sync_waiting()
+        try:
+            return await future
+        finally:
+            self._approvals.pop(spec.id, None)
+            self._sync_waiting()
+
+    def _sync_waiting(self) -> None:
+        if self._stop is not None or self._done:
+            return
+        current = self.state.state
+        if self._approvals and current is RunStatus.RUNNING:
+            self._emit(EventType.RUN_STATE_CHANGED, data={"from": "running", "to": "waiting"})
+        elif not self._approvals and current is RunStatus.WAITING:
+            self._emit(EventType.RUN_STATE_CHANGED, data={"from": "waiting", "to": "running"})
+
+
+def _error_class(exc: BaseException) -> str:
+    if isinstance(exc, NodeError):
+        return exc.error_class
+    if isinstance(exc, TransientError):
+        return "transient"
+    return "error"
+
+
+def node_ids(events: Iterable[Event], event_type: str) -> list[str]:
+    """The node ids of the events of one type, in order (a small helper for views and tests)."""
+    return [e.node_id for e in events if e.event_type == event_type and e.node_id is not None]

@@ -1,0 +1,514 @@
+"""Node handlers: what each node type does for one attempt.
+
+Contract: a handler is `async def handler(node, ctx) -> dict` returning the node's output, or
+raising `TransientError` (class `transient`), `NodeError(error_class, reason)`, or any other
+exception (class `error`). Handlers never touch the store; they report through `ctx` (log lines,
+artifacts, approval waits). Timeouts and cancellation arrive as `asyncio.CancelledError`; a
+handler that owns resources releases them before re-raising it:
+
+- shell: the command runs in its own process group (argv, never a shell). On cancel the group
+  gets SIGTERM, then SIGKILL after `cleanup_grace`; stragglers left in the group after a normal
+  exit are killed too, so no child process outlives its attempt.
+- python: async callables are awaited; sync ones run in a daemon thread of their own. A thread
+  cannot be stopped, so when its attempt times out the node still times out on time and the
+  thread is reported as abandoned (a log line, the failure reason, and `abandoned_threads()`),
+  never silently awaited. A pool is not used on purpose: the loop's default executor is joined
+  at shutdown, which would hang on an abandoned thread.
+
+More types plug in through the `interlock.nodes` entry-point group: the entry point names an
+object called as `await obj(node, ctx)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import json
+import os
+import shlex
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import NodeError, TransientError
+from engine.expr import ExpressionError, compile_expression, compile_template
+
+if TYPE_CHECKING:
+    from engine.spec import (
+        ActionNode,
+        AgentNode,
+        ConditionNode,
+        DelayNode,
+        NodeBase,
+        Pipeline,
+        PythonNode,
+        ShellNode,
+    )
+
+EX_TEMPFAIL = 75
+MAX_LOG_LINES = 1000  # per attempt and stream; the rest are counted, not kept
+MAX_LINE_CHARS = 4000
+MAX_OUTPUT_LINE = 4 * 1024 * 1024
+READ_CHUNK = 65536
+
+
+@dataclass
+class NodeContext:
+    """What a handler may know and do during one attempt."""
+
+    run_id: str
+    node_id: str
+    attempt: int
+    params: Mapping[str, Any]
+    inputs: Mapping[str, Any]
+    outputs: Mapping[str, Any]
+    timeout: float
+    cleanup_grace: float
+    pipeline: Pipeline
+    simulate: bool = False
+    search_path: str | None = None
+    log: Callable[[str, str], None] = lambda stream, line: None
+    emit_artifact: Callable[[dict[str, Any]], None] = lambda data: None
+    wait_for_decision: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    secrets: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # facts the failure reason must mention
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The node input of DESIGN section 2."""
+        return {
+            "params": dict(self.params),
+            "inputs": dict(self.inputs),
+            "run_id": self.run_id,
+            "node_id": self.node_id,
+            "attempt": self.attempt,
+        }
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def redact_value(self, value: Any) -> Any:
+        """`value` (parsed JSON) with every secret masked in its strings, keys included."""
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {self.redact(str(k)): self.redact_value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.redact_value(v) for v in value]
+        return value
+
+
+Handler = Callable[[Any, NodeContext], Awaitable[dict[str, Any]]]
+
+# ---------------------------------------------------------------------------------------------
+# python callables and inline callables registered by the builder API
+
+_INLINE: dict[str, Callable[..., Any]] = {}
+_RESOLVED: dict[tuple[str, str | None], Callable[..., Any]] = {}
+_ABANDONED: list[threading.Thread] = []
+
+
+def register_inline(ref: str, fn: Callable[..., Any]) -> None:
+    """Make `fn` callable under `ref` (used by `engine.api` for callables without a module path)."""
+    _INLINE[ref] = fn
+
+
+def resolve(ref: str, search_path: str | None) -> Callable[..., Any]:
+    fn = _INLINE.get(ref)
+    if fn is not None:
+        return fn
+    key = (ref, search_path)
+    fn = _RESOLVED.get(key)
+    if fn is None:
+        from engine.registry import resolve_callable
+
+        try:
+            fn = resolve_callable(ref, search_path=search_path)
+        except LookupError as exc:
+            raise NodeError("config", str(exc)) from None
+        _RESOLVED[key] = fn
+    return fn
+
+
+def abandoned_threads() -> list[threading.Thread]:
+    """Worker threads whose attempt timed out or was cancelled while they still ran."""
+    _ABANDONED[:] = [t for t in _ABANDONED if t.is_alive()]
+    return list(_ABANDONED)
+
+
+def _normalise_output(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {"result": value}
+
+
+def _classify_exception(exc: BaseException, ctx: NodeContext) -> NodeError:
+    if isinstance(exc, NodeError):
+        return exc
+    if isinstance(exc, TransientError):
+        return NodeError("transient", str(exc) or "transient error")
+    for line in traceback.format_exception(exc)[-12:]:
+        for part in line.rstrip("\n").splitlines():
+            ctx.log("stderr", part)
+    return NodeError("error", f"{type(exc).__name__}: {exc}")
+
+
+async def _call(fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext) -> Any:
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004  (async callable objects)
+    ):
+        return await fn(*args)
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def target() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # the exception is handed to the loop, not lost
+            outcome: tuple[bool, Any] = (False, exc)
+        else:
+            outcome = (True, result)
+        with contextlib.suppress(RuntimeError):  # the loop may be closed by now
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    thread = threading.Thread(
+        target=target, name=f"interlock:{ctx.run_id[:8]}:{ctx.node_id}", daemon=True
+    )
+    thread.start()
+    try:
+        result = await future
+    except asyncio.CancelledError:
+        if thread.is_alive():
+            _ABANDONED.append(thread)
+            note = f"sync callable abandoned in thread '{thread.name}' (threads cannot be stopped)"
+            ctx.notes.append(note)
+            ctx.log("interlock", note)
+        raise
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+async def run_python(node: PythonNode, ctx: NodeContext) -> dict[str, Any]:
+    fn = resolve(node.call, ctx.search_path)
+    try:
+        return _normalise_output(await _call(fn, (ctx.payload, ctx), ctx))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise _classify_exception(exc, ctx) from None
+
+
+async def run_agent(node: AgentNode, ctx: NodeContext) -> dict[str, Any]:
+    from engine.registry import resolve_agent
+
+    try:
+        fn = resolve_agent(node.agent, ctx.pipeline, search_path=ctx.search_path)
+    except LookupError as exc:
+        raise NodeError("config", str(exc)) from None
+    payload = {**ctx.payload, "config": dict(node.config)}
+    try:
+        return _normalise_output(await _call(fn, (payload, ctx), ctx))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise _classify_exception(exc, ctx) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# shell
+
+
+def _shell_env(node: ShellNode, ctx: NodeContext) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in node.env.items():
+        if isinstance(value, str):
+            env[name] = value
+            continue
+        resolved = os.environ.get(value.from_env)
+        if resolved is None:
+            raise NodeError("config", f"environment variable '{value.from_env}' is not set")
+        if value.secret:
+            ctx.secrets.append(resolved)
+        env[name] = resolved
+    env["INTERLOCK_RUN_ID"] = ctx.run_id
+    env["INTERLOCK_NODE_ID"] = ctx.node_id
+    env["INTERLOCK_ATTEMPT"] = str(ctx.attempt)
+    return env
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+async def _terminate(proc: asyncio.subprocess.Process, grace: float, ctx: NodeContext) -> None:
+    """SIGTERM the process group, SIGKILL it after `grace` seconds if anything is left."""
+    pgid = proc.pid
+    if not _group_alive(pgid) and proc.returncode is not None:
+        return
+    _kill_group(pgid, signal.SIGTERM)
+    ctx.log("interlock", f"SIGTERM sent to process group {pgid}; SIGKILL after {grace:g}s")
+    deadline = time.monotonic() + grace
+    try:
+        # Polling only here, for at most `grace`: there is no portable way to wait for a whole
+        # process group to empty, and the direct child may exit long before its children.
+        while time.monotonic() < deadline:
+            if proc.returncode is not None and not _group_alive(pgid):
+                return
+            await asyncio.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
+        ctx.log("interlock", f"SIGKILL sent to process group {pgid}")
+    finally:
+        _kill_group(pgid, signal.SIGKILL)
+        if proc.returncode is None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(proc.wait())
+
+
+class _LineReader:
+    """Splits a stream into bounded log lines, remembering the last stdout line for the output."""
+
+    def __init__(self, stream_name: str, ctx: NodeContext) -> None:
+        self.stream_name = stream_name
+        self.ctx = ctx
+        self.kept = 0
+        self.dropped = 0
+        self.last_line = ""
+
+    def line(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        if text.strip():
+            self.last_line = text if len(text) <= MAX_OUTPUT_LINE else ""
+        if self.kept >= MAX_LOG_LINES:
+            self.dropped += 1
+            return
+        self.kept += 1
+        text = self.ctx.redact(text)  # before cutting, so no half of a secret survives the cut
+        if len(text) > MAX_LINE_CHARS:
+            text = text[:MAX_LINE_CHARS] + f"... [{len(text) - MAX_LINE_CHARS} chars cut]"
+        self.ctx.log(self.stream_name, text)
+
+    async def pump(self, stream: asyncio.StreamReader) -> None:
+        pending = b""
+        while True:
+            chunk = await stream.read(READ_CHUNK)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                self.line(raw)
+            if len(pending) > MAX_OUTPUT_LINE:
+                self.line(pending)
+                pending = b""
+        if pending:
+            self.line(pending)
+        if self.dropped:
+            self.ctx.log("interlock", f"{self.dropped} more {self.stream_name} lines not kept")
+
+
+async def _feed_stdin(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
+        proc.stdin.close()
+
+
+async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
+    argv = shlex.split(node.command) if isinstance(node.command, str) else list(node.command)
+    if not argv:
+        raise NodeError("config", "empty command")
+    env = _shell_env(node, ctx)
+    cwd = node.cwd
+    if cwd is not None and ctx.search_path is not None and not os.path.isabs(cwd):
+        cwd = os.path.join(ctx.search_path, cwd)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,  # its own session and process group, killed as one
+        )
+    except FileNotFoundError:
+        raise NodeError("config", f"command not found: {argv[0]}") from None
+    except PermissionError:
+        raise NodeError("config", f"command not executable: {argv[0]}") from None
+    except OSError as exc:
+        raise NodeError("error", f"cannot start {argv[0]}: {exc}") from None
+    assert proc.stdout is not None and proc.stderr is not None
+    out = _LineReader("stdout", ctx)
+    err = _LineReader("stderr", ctx)
+    payload = json.dumps(ctx.payload, default=str).encode()
+    try:
+        await asyncio.gather(
+            _feed_stdin(proc, payload), out.pump(proc.stdout), err.pump(proc.stderr)
+        )
+        code = await proc.wait()
+    except BaseException:
+        await _terminate(proc, ctx.cleanup_grace, ctx)
+        raise
+    _kill_group(proc.pid, signal.SIGKILL)  # stragglers the command left behind
+    if code == 0:
+        last = out.last_line.strip()
+        if last.startswith("{"):
+            try:
+                parsed = json.loads(last)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                # Parsed, then masked: a secret escaped inside JSON would not match the raw line.
+                redacted: dict[str, Any] = ctx.redact_value(parsed)
+                return redacted
+        return {"exit_code": 0}
+    tail = ctx.redact(err.last_line.strip() or out.last_line.strip())
+    detail = f"exit {code}" + (f": {tail[:300]}" if tail else "")
+    if code == EX_TEMPFAIL:
+        raise TransientError(detail)
+    if code < 0:
+        detail = f"killed by signal {-code}"
+    raise NodeError("error", detail)
+
+
+# ---------------------------------------------------------------------------------------------
+# the rest
+
+
+def expression_namespace(params: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Any]:
+    return {**outputs, "params": params}
+
+
+async def run_condition(node: ConditionNode, ctx: NodeContext) -> dict[str, Any]:
+    namespace = expression_namespace(ctx.params, ctx.outputs)
+    try:
+        value = compile_expression(node.expr).evaluate(namespace)
+    except ExpressionError as exc:
+        if ctx.simulate:
+            ctx.log("interlock", f"simulate: '{node.expr}' not evaluable ({exc}); true branch")
+            return {"result": True, "simulated": True}
+        raise NodeError("error", f"expression failed: {exc}") from None
+    return {"result": bool(value)}
+
+
+async def run_delay(node: DelayNode, ctx: NodeContext) -> dict[str, Any]:
+    await ctx.sleep(node.duration)
+    return {"waited": node.duration}
+
+
+async def run_approval(node: NodeBase, ctx: NodeContext) -> dict[str, Any]:
+    if ctx.wait_for_decision is None:
+        raise NodeError("config", "approvals need a run manager")
+    decision = await ctx.wait_for_decision()
+    if decision.get("decision") != "approved":
+        raise NodeError("rejected", decision.get("reason") or "rejected")
+    return {"approved": True, "by": decision.get("actor"), "reason": decision.get("reason")}
+
+
+async def run_trigger(node: NodeBase, ctx: NodeContext) -> dict[str, Any]:
+    return dict(ctx.params)
+
+
+async def run_parallel(node: NodeBase, ctx: NodeContext) -> dict[str, Any]:
+    return {}
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+async def run_action(node: ActionNode, ctx: NodeContext) -> dict[str, Any]:
+    namespace = expression_namespace(ctx.params, ctx.outputs)
+    output: dict[str, Any] = {}
+    try:
+        if node.message is not None:
+            output["message"] = compile_template(node.message).render(namespace)
+        artifact = compile_template(node.artifact).render(namespace) if node.artifact else None
+    except ExpressionError as exc:
+        raise NodeError("error", f"template failed: {exc}") from None
+    if output.get("message"):
+        ctx.log("message", output["message"])
+    if artifact is not None:
+        path = Path(artifact)
+        if not path.is_absolute() and ctx.search_path is not None:
+            path = Path(ctx.search_path) / path
+        if not path.is_file():
+            raise NodeError("error", f"artifact not found: {path}")
+        sha, size = await asyncio.to_thread(_sha256, path)
+        output.update({"artifact": str(path), "sha256": sha, "size": size})
+        ctx.emit_artifact({"path": str(path), "sha256": sha, "size": size})
+    return output
+
+
+BUILTIN_HANDLERS: dict[str, Handler] = {
+    "shell": run_shell,
+    "python": run_python,
+    "agent": run_agent,
+    "condition": run_condition,
+    "delay": run_delay,
+    "approval": run_approval,
+    "trigger": run_trigger,
+    "action": run_action,
+    "parallel": run_parallel,
+}
+
+
+def handler_for(node_type: str) -> Handler:
+    handler = BUILTIN_HANDLERS.get(node_type)
+    if handler is not None:
+        return handler
+    from engine.registry import resolve_node_type
+
+    try:
+        plugin = resolve_node_type(node_type)
+    except LookupError as exc:
+        raise NodeError("config", str(exc)) from None
+
+    async def run_plugin(node: Any, ctx: NodeContext) -> dict[str, Any]:
+        try:
+            return _normalise_output(await _call(plugin, (node, ctx), ctx))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise _classify_exception(exc, ctx) from None
+
+    return run_plugin

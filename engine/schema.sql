@@ -1,0 +1,68 @@
+-- Interlock store schema.
+--
+-- Each "-- migration N" section upgrades a database from schema version N-1 to N. `Store.open`
+-- applies the pending sections in order, each in its own BEGIN IMMEDIATE transaction together
+-- with `PRAGMA user_version = N`, so a database is always at exactly one version.
+-- Sections are append-only: never edit a released migration; add the next one below.
+--
+-- The events table is the source of truth. `runs` is an index over it, maintained by the store in
+-- the same transaction as the events it is derived from. `commands` and `breakers` are the only
+-- state that is not derived from events: cross-process requests, and circuit breakers that
+-- outlive a process.
+
+-- migration 1
+
+CREATE TABLE events (
+    id            INTEGER PRIMARY KEY,        -- insertion order
+    event_id      TEXT    NOT NULL UNIQUE,
+    run_id        TEXT    NOT NULL,
+    seq           INTEGER NOT NULL CHECK (seq >= 1),
+    event_type    TEXT    NOT NULL,
+    node_id       TEXT,
+    timestamp_utc TEXT    NOT NULL,           -- ISO 8601, Z
+    body          TEXT    NOT NULL,           -- Event.to_json(): the event itself
+    UNIQUE (run_id, seq)                      -- also the index every per-run read walks
+);
+
+-- No foreign key to runs: an event is stored even if its run's run.created never was.
+CREATE TABLE runs (
+    run_id           TEXT    PRIMARY KEY,
+    pipeline_id      TEXT    NOT NULL,
+    state            TEXT    NOT NULL DEFAULT 'pending',
+    created_at       TEXT    NOT NULL,        -- timestamps of events: ISO 8601, Z
+    started_at       TEXT,
+    ended_at         TEXT,
+    last_seq         INTEGER NOT NULL DEFAULT 0,
+    replay_of        TEXT,
+    owner_host       TEXT,
+    owner_pid        INTEGER,
+    owner_started_at REAL,                    -- the owner's process create time (epoch seconds)
+    heartbeat_at     REAL                     -- epoch seconds
+);
+
+CREATE INDEX runs_newest_first ON runs (created_at DESC);
+CREATE INDEX runs_by_state ON runs (state);
+
+CREATE TABLE commands (
+    id         INTEGER PRIMARY KEY,
+    run_id     TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    kind       TEXT    NOT NULL CHECK (kind IN ('cancel', 'approve', 'reject')),
+    node_id    TEXT,
+    reason     TEXT,
+    actor      TEXT    NOT NULL,
+    created_at REAL    NOT NULL,
+    acked_at   REAL,
+    result     TEXT
+);
+
+-- The owner polls this several times a second; only unacknowledged commands are indexed.
+CREATE INDEX commands_pending ON commands (run_id, id) WHERE acked_at IS NULL;
+
+CREATE TABLE breakers (
+    key              TEXT    PRIMARY KEY,
+    state            TEXT    NOT NULL CHECK (state IN ('closed', 'open', 'half_open')),
+    failures         INTEGER NOT NULL DEFAULT 0,
+    opened_at        REAL,                    -- epoch seconds; NULL unless it has opened
+    recovery_timeout REAL    NOT NULL,
+    updated_at       REAL    NOT NULL
+);

@@ -1,0 +1,341 @@
+"""The pipeline file format (DESIGN section 2) as pydantic models.
+
+Contract: these models are the format. A JSON Schema generated from them is committed as
+`engine/pipeline.schema.json` and a test keeps it current. Models do no I/O: `engine.loader`
+reads files and turns model errors into `ValidationIssue`s with file, line and node id; the
+cross-node checks (duplicates, unknown needs, cycles, expressions, agents) live there too.
+
+Defaults inheritance: a node's `retry` and `breaker` are partial; the pipeline's `defaults` fill
+in whatever the node leaves out (`Pipeline.retry_for`, `Pipeline.breaker_for`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+)
+
+PIPELINE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+BUILTIN_TYPES = (
+    "shell",
+    "python",
+    "agent",
+    "condition",
+    "delay",
+    "approval",
+    "trigger",
+    "action",
+    "parallel",
+)
+TRIGGER_RULES = ("all_success", "none_failed", "all_done", "one_failed")
+ERROR_CLASS_NAMES = (
+    "transient",
+    "timeout",
+    "error",
+    "gate",
+    "circuit_open",
+    "rejected",
+    "cancelled",
+    "config",
+)
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """`250ms`, `1.5s`, `2m`, `1h` or a bare number of seconds -> seconds (float, >= 0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"bad duration {value!r}: use e.g. 250ms, 1.5s, 2m, 1h or seconds")
+    if isinstance(value, int | float):
+        if value < 0 or value != value or value == float("inf"):
+            raise ValueError(f"bad duration {value!r}: must be a finite number >= 0")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError(f"bad duration {value!r}: use e.g. 250ms, 1.5s, 2m, 1h or seconds")
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling of a duration, for snapshots and messages."""
+    if seconds and seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$"},
+            ],
+            "description": "250ms, 1.5s, 2m, 1h, or a bare number of seconds",
+        }
+    ),
+]
+
+ErrorClassName = Literal[
+    "transient", "timeout", "error", "gate", "circuit_open", "rejected", "cancelled", "config"
+]
+TriggerRule = Literal["all_success", "none_failed", "all_done", "one_failed"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Backoff(_Model):
+    initial: Duration = 1.0
+    max: Duration = 60.0
+    multiplier: float = Field(default=2.0, ge=1.0)
+    jitter: float = Field(default=0.1, ge=0.0, le=1.0)
+
+
+class RetryPolicy(_Model):
+    """How often a node is tried and after which errors. `max_attempts` counts all attempts."""
+
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    backoff: Backoff = Backoff()
+    on: tuple[ErrorClassName, ...] = ("transient", "timeout")
+
+
+class BackoffOverride(_Model):
+    initial: Duration | None = None
+    max: Duration | None = None
+    multiplier: float | None = Field(default=None, ge=1.0)
+    jitter: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class RetryOverride(_Model):
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    backoff: BackoffOverride | None = None
+    on: tuple[ErrorClassName, ...] | None = None
+
+
+class BreakerPolicy(_Model):
+    """A circuit breaker: opens after `failure_threshold` consecutive failed attempts."""
+
+    key: str | None = None
+    failure_threshold: int = Field(default=5, ge=1)
+    recovery_timeout: Duration = 30.0
+
+
+class BreakerOverride(_Model):
+    key: str | None = None
+    failure_threshold: int | None = Field(default=None, ge=1)
+    recovery_timeout: Duration | None = None
+
+
+class Defaults(_Model):
+    timeout: Duration = 300.0
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = BreakerPolicy()
+
+
+class SecretRef(_Model):
+    """An env value read from the process environment when the node starts."""
+
+    from_env: str = Field(min_length=1)
+    secret: bool = False
+
+
+class ParamSpec(_Model):
+    default: Any = None
+    description: str | None = None
+
+
+class Edge(_Model):
+    from_: str = Field(alias="from")
+    to: str
+
+
+NodeId = Annotated[str, Field(pattern=NODE_ID_PATTERN)]
+
+
+class NodeBase(_Model):
+    id: NodeId
+    type: str
+    name: str | None = None
+    description: str | None = None
+    needs: tuple[str, ...] = ()
+    when: dict[str, bool] | None = None
+    trigger: TriggerRule = "all_success"
+    optional: bool = False
+    gate: Literal["hard"] | None = None
+    timeout: Duration | None = None
+    retry: RetryOverride | None = None
+    breaker: BreakerOverride | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    @property
+    def does_work(self) -> bool:
+        """True for nodes whose work `simulate` mode replaces."""
+        return self.type not in ("condition", "approval", "trigger", "parallel", "delay")
+
+
+class ShellNode(NodeBase):
+    type: Literal["shell"]
+    command: list[str] | str
+    env: dict[str, str | SecretRef] = {}
+    cwd: str | None = None
+
+
+class PythonNode(NodeBase):
+    type: Literal["python"]
+    call: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class AgentNode(NodeBase):
+    type: Literal["agent"]
+    agent: str = Field(min_length=1)
+    config: dict[str, Any] = {}
+
+
+class ConditionNode(NodeBase):
+    type: Literal["condition"]
+    expr: str = Field(min_length=1)
+
+
+class DelayNode(NodeBase):
+    type: Literal["delay"]
+    duration: Duration
+
+
+class ApprovalNode(NodeBase):
+    type: Literal["approval"]
+    message: str | None = None
+
+
+class TriggerNode(NodeBase):
+    type: Literal["trigger"]
+
+
+class ActionNode(NodeBase):
+    type: Literal["action"]
+    message: str | None = None
+    artifact: str | None = None
+
+
+class ParallelNode(NodeBase):
+    type: Literal["parallel"]
+
+
+class PluginNode(NodeBase):
+    """A node of a type registered through the `interlock.nodes` entry-point group."""
+
+    # Schema only: without the `not`, a built-in node would match two `oneOf` branches.
+    type: str = Field(json_schema_extra={"not": {"enum": list(BUILTIN_TYPES)}})
+    config: dict[str, Any] = {}
+
+
+def _node_tag(value: Any) -> str:
+    node_type = value.get("type") if isinstance(value, Mapping) else getattr(value, "type", None)
+    return node_type if node_type in BUILTIN_TYPES else "plugin"
+
+
+Node = Annotated[
+    Annotated[ShellNode, Tag("shell")]
+    | Annotated[PythonNode, Tag("python")]
+    | Annotated[AgentNode, Tag("agent")]
+    | Annotated[ConditionNode, Tag("condition")]
+    | Annotated[DelayNode, Tag("delay")]
+    | Annotated[ApprovalNode, Tag("approval")]
+    | Annotated[TriggerNode, Tag("trigger")]
+    | Annotated[ActionNode, Tag("action")]
+    | Annotated[ParallelNode, Tag("parallel")]
+    | Annotated[PluginNode, Tag("plugin")],
+    Discriminator(_node_tag),
+]
+
+
+class Pipeline(_Model):
+    """A whole pipeline definition. Cross-node rules are checked by `engine.loader`."""
+
+    id: str = Field(pattern=PIPELINE_ID_PATTERN)
+    name: str | None = None
+    description: str | None = None
+    params: dict[str, ParamSpec] = {}
+    timeout: Duration = 3600.0
+    max_concurrency: int = Field(default=8, ge=1, le=10_000)
+    cleanup_grace: Duration = 2.0
+    fail_fast: bool = False
+    defaults: Defaults = Defaults()
+    agents: dict[str, str] = {}
+    edges: tuple[Edge, ...] = ()
+    nodes: tuple[Node, ...] = Field(min_length=1)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    def node(self, node_id: str) -> NodeBase:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def needs_of(self, node: NodeBase) -> tuple[str, ...]:
+        """`needs` plus parents named by top-level `edges`, without duplicates, in file order."""
+        extra = tuple(e.from_ for e in self.edges if e.to == node.id and e.from_ not in node.needs)
+        return tuple(dict.fromkeys(node.needs + extra))
+
+    def timeout_for(self, node: NodeBase) -> float:
+        return node.timeout if node.timeout is not None else self.defaults.timeout
+
+    def retry_for(self, node: NodeBase) -> RetryPolicy:
+        base = self.defaults.retry
+        over = node.retry
+        if over is None:
+            return base
+        backoff = base.backoff
+        if over.backoff is not None:
+            backoff = backoff.model_copy(update=over.backoff.model_dump(exclude_none=True))
+        return RetryPolicy(
+            max_attempts=over.max_attempts or base.max_attempts,
+            backoff=backoff,
+            on=over.on if over.on is not None else base.on,
+        )
+
+    def breaker_for(self, node: NodeBase) -> BreakerPolicy:
+        base = self.defaults.breaker
+        update: dict[str, Any] = {"key": f"{self.id}/{node.id}"}
+        if base.key:
+            update["key"] = base.key
+        if node.breaker is not None:
+            update.update(node.breaker.model_dump(exclude_none=True))
+        return base.model_copy(update=update)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The definition as stored in `run.created` (secrets stay references, never values)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the pipeline format, generated from the models."""
+    schema = Pipeline.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Interlock pipeline"
+    return schema

@@ -1,0 +1,1127 @@
+"""The durable event store: SQLite through one aiosqlite connection, and the only owner of SQL.
+
+Contract:
+- `Store` is an async context manager owning one aiosqlite connection (one worker thread) and
+  every SQL statement of the project; the schema is `schema.sql`, versioned through
+  `PRAGMA user_version` and upgraded on open by its ordered `-- migration N` sections. A database
+  written by a newer Interlock, a file that is not an Interlock database, or a path that cannot
+  be created raises `StoreError` with one sentence naming the path and the problem; no raw
+  sqlite3 error escapes. The database file is created 0600, directories the store creates 0700.
+- Durability: WAL, `synchronous=FULL` by default (`NORMAL` on request), a busy timeout, foreign
+  keys, and every write in `BEGIN IMMEDIATE ... COMMIT`.
+- Writing is group commit through ONE writer task per store. `publish(event)` only appends to a
+  queue and never blocks. The writer takes what is queued in batches (closed at `batch_size`
+  events, after `batch_window` seconds, or at once when somebody is waiting on the batch and
+  nothing more is queued) and writes each batch in one transaction. "Acknowledged" means
+  committed: `flush()` returns, and `append()` returns, only after the COMMIT that made durable
+  everything published before the call (for `append`, its own events) has succeeded.
+- Why one writer task: it gives publish order = commit order without callers coordinating, one
+  fsync for many events (the only way past a few hundred commits per second with FULL), no
+  contention between writers of one process for SQLite's write lock, and cancellation safety:
+  callers await shielded futures, so cancelling a caller never abandons a half-written batch.
+  Other writes (ownership, commands, breakers) go through the same queue, so they are ordered
+  after the events published before them.
+- Failure isolation: when a batch breaks a constraint (a duplicate `(run_id, seq)` or
+  `event_id`), the batch is retried unit by unit inside the same transaction, so only the
+  offending unit (one published event, or one `append` call, which is all-or-nothing) fails,
+  with `StoreError`; everything else in the batch commits and the writer goes on. A failed
+  published event is reported to the `append` that owns it, else to the next `flush()`.
+- The `runs` table is an index over the events, maintained by the store in the same transaction
+  as the events it is derived from; events stay the source of truth (`fold_run` folds them).
+- Reading trusts what the store wrote: bodies are parsed with `json.loads` and `Event(**d)`,
+  without the validation `Event.from_dict` applies to input from outside.
+- `readonly=True` opens the file read-only (`mode=ro`), for followers in other processes; WAL
+  lets them read while a writer commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import gc
+import importlib.resources
+import json
+import logging
+import os
+import re
+import socket
+import sqlite3
+import time
+import warnings
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+
+import aiosqlite
+import psutil
+
+from engine.errors import InterlockError, UnknownRunError
+from engine.events import Event, EventType
+from engine.state import RunState, RunStatus, fold
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
+    from types import TracebackType
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BreakerRecord",
+    "Command",
+    "Owner",
+    "RunRow",
+    "Store",
+    "StoreError",
+]
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+# "ILK1": marks the file as an Interlock database (`PRAGMA application_id`).
+APPLICATION_ID: Final = 0x494C4B31
+COMMAND_KINDS: Final = frozenset({"cancel", "approve", "reject"})
+_SYNCHRONOUS: Final = frozenset({"NORMAL", "FULL", "EXTRA"})
+_MIN_PREFIX: Final = 4
+# Same-host liveness: how far two readings of one process's create time may differ (psutil
+# derives it from the boot time, which moves by up to a second when the clock is adjusted).
+_CREATE_TIME_TOLERANCE: Final = 1.0
+
+
+class StoreError(InterlockError):
+    """The store could not do what was asked; the message names the database and the problem."""
+
+
+# ---------------------------------------------------------------------------------------------
+# rows
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as indexed in the `runs` table (timestamps of events are ISO 8601 strings)."""
+
+    run_id: str
+    pipeline_id: str
+    state: str
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+    last_seq: int
+    replay_of: str | None
+    owner_host: str | None
+    owner_pid: int | None
+    owner_started_at: float | None
+    heartbeat_at: float | None
+
+    @property
+    def owner(self) -> Owner | None:
+        """The process that claimed the run, if any."""
+        if self.owner_host is None or self.owner_pid is None:
+            return None
+        return Owner(self.owner_host, self.owner_pid, self.owner_started_at or 0.0)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process that owns runs: its host, pid and process create time (epoch seconds).
+
+    The create time tells a live owner from a later process that was given the same pid.
+    """
+
+    host: str
+    pid: int
+    started_at: float
+
+    @classmethod
+    def current(cls) -> Owner:
+        process = psutil.Process()
+        return cls(socket.gethostname(), process.pid, process.create_time())
+
+    def is_alive(self, *, heartbeat_at: float | None = None, stale_after: float = 15.0) -> bool:
+        """On this host: the pid exists and is the same process. Elsewhere: a fresh heartbeat."""
+        if self.host != socket.gethostname():
+            return heartbeat_at is not None and time.time() - heartbeat_at < stale_after
+        try:
+            process = psutil.Process(self.pid)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return False
+            created = process.create_time()
+        except psutil.NoSuchProcess:
+            return False
+        except psutil.AccessDenied:
+            return True  # it exists; someone else's process is still a live owner
+        if self.started_at <= 0:
+            return True  # create time unknown: the pid is all there is to go on
+        return abs(created - self.started_at) <= _CREATE_TIME_TOLERANCE
+
+
+@dataclass(frozen=True)
+class Command:
+    """A request from another process (`cancel`, `approve`, `reject`) to a run's owner."""
+
+    id: int
+    run_id: str
+    kind: str
+    node_id: str | None
+    reason: str | None
+    actor: str
+    created_at: float
+    acked_at: float | None
+    result: str | None
+
+
+@dataclass(frozen=True)
+class BreakerRecord:
+    """A circuit breaker's persisted state; times are epoch seconds."""
+
+    key: str
+    state: str
+    failures: int
+    opened_at: float | None
+    recovery_timeout: float
+    updated_at: float
+
+
+# ---------------------------------------------------------------------------------------------
+# schema
+
+_MIGRATION_HEADER = re.compile(r"^-- migration (\d+)[ \t]*$", re.MULTILINE)
+
+
+def _split_statements(script: str) -> list[str]:
+    """The SQL statements of `script`, in order (comments between statements dropped)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if not buffer and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise RuntimeError(f"schema.sql ends inside a statement: {buffer.strip()[:60]!r}")
+    return statements
+
+
+def _parse_migrations(text: str) -> tuple[tuple[str, ...], ...]:
+    """`schema.sql` as its migrations: entry N-1 holds the statements that make version N."""
+    parts = _MIGRATION_HEADER.split(text)
+    numbers = [int(n) for n in parts[1::2]]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise RuntimeError(f"schema.sql migrations must be numbered 1, 2, 3...; found {numbers}")
+    return tuple(tuple(_split_statements(body)) for body in parts[2::2])
+
+
+@functools.cache
+def migrations() -> tuple[tuple[str, ...], ...]:
+    text = importlib.resources.files("engine").joinpath("schema.sql").read_text("utf-8")
+    return _parse_migrations(text)
+
+
+SCHEMA_VERSION: Final = len(migrations())
+
+
+# ---------------------------------------------------------------------------------------------
+# SQL (all of it, besides schema.sql)
+
+_EVENT_COLUMNS = "event_id, run_id, seq, event_type, node_id, timestamp_utc, body"
+_RUN_COLUMNS = (
+    "run_id, pipeline_id, state, created_at, started_at, ended_at, last_seq, replay_of, "
+    "owner_host, owner_pid, owner_started_at, heartbeat_at"
+)
+_COMMAND_COLUMNS = "id, run_id, kind, node_id, reason, actor, created_at, acked_at, result"
+_BREAKER_COLUMNS = "key, state, failures, opened_at, recovery_timeout, updated_at"
+
+SQL_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+SQL_INSERT_RUN = (
+    "INSERT OR IGNORE INTO runs (run_id, pipeline_id, state, created_at, replay_of) "
+    "VALUES (?, ?, 'pending', ?, ?)"
+)
+# ?1 new state or NULL, ?2 a start time (kept only if none yet), ?3 whether to set ended_at,
+# ?4 the new ended_at (NULL after a resume), ?5 the batch's highest seq, ?6 the run.
+SQL_UPDATE_RUN = """
+UPDATE runs SET
+    state = coalesce(?1, state),
+    started_at = coalesce(started_at, ?2),
+    ended_at = CASE WHEN ?3 THEN ?4 ELSE ended_at END,
+    last_seq = max(last_seq, ?5)
+WHERE run_id = ?6
+"""
+
+SQL_EVENTS = "SELECT body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+SQL_EVENTS_OF_TYPE = (
+    "SELECT body FROM events WHERE run_id = ? AND seq > ? AND substr(event_type, 1, ?) = ? "
+    "ORDER BY seq LIMIT ?"
+)
+SQL_TAIL_EVENTS = "SELECT body FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT ?"
+SQL_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM events WHERE run_id = ?"
+
+SQL_RUN = f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?"
+SQL_RUNS = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY created_at DESC, rowid DESC LIMIT ?"
+SQL_RUNS_IN_STATES = (
+    f"SELECT {_RUN_COLUMNS} FROM runs WHERE state IN (SELECT value FROM json_each(?)) "
+    "ORDER BY created_at DESC, rowid DESC LIMIT ?"
+)
+SQL_RUNS_BY_PREFIX = (
+    f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT 3"
+)
+
+SQL_CLAIM_RUN = (
+    "UPDATE runs SET owner_host = ?, owner_pid = ?, owner_started_at = ?, heartbeat_at = ? "
+    "WHERE run_id = ?"
+)
+SQL_HEARTBEAT = (
+    "UPDATE runs SET heartbeat_at = ? WHERE run_id IN (SELECT value FROM json_each(?)) "
+    "AND owner_host = ? AND owner_pid = ?"
+)
+SQL_RELEASE_RUN = (
+    "UPDATE runs SET owner_host = NULL, owner_pid = NULL, owner_started_at = NULL, "
+    "heartbeat_at = NULL WHERE run_id = ?"
+)
+
+SQL_POST_COMMAND = (
+    "INSERT INTO commands (run_id, kind, node_id, reason, actor, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+SQL_PENDING_COMMANDS = (
+    f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE acked_at IS NULL "
+    "AND run_id IN (SELECT value FROM json_each(?)) ORDER BY id"
+)
+SQL_ACK_COMMAND = "UPDATE commands SET acked_at = ?, result = ? WHERE id = ? AND acked_at IS NULL"
+SQL_COMMAND = f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id = ?"
+
+SQL_BREAKERS = f"SELECT {_BREAKER_COLUMNS} FROM breakers ORDER BY key"
+SQL_SAVE_BREAKER = f"""
+INSERT INTO breakers ({_BREAKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    state = excluded.state,
+    failures = excluded.failures,
+    opened_at = excluded.opened_at,
+    recovery_timeout = excluded.recovery_timeout,
+    updated_at = excluded.updated_at
+"""
+SQL_DELETE_BREAKER = "DELETE FROM breakers WHERE key = ?"
+
+SQL_USER_VERSION = "PRAGMA user_version"
+SQL_APPLICATION_ID = "PRAGMA application_id"
+SQL_COUNT_OBJECTS = "SELECT count(*) FROM sqlite_master"
+SQL_BEGIN = "BEGIN IMMEDIATE"
+SQL_COMMIT = "COMMIT"
+SQL_ROLLBACK = "ROLLBACK"
+SQL_SAVEPOINT = "SAVEPOINT unit"
+SQL_ROLLBACK_TO = "ROLLBACK TO unit"
+SQL_RELEASE = "RELEASE unit"
+_BUSY_TIMEOUT_MS: Final = 5000
+
+
+def _connection_pragmas(synchronous: str, readonly: bool) -> list[str]:
+    pragmas = [f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}", "PRAGMA foreign_keys = ON"]
+    if readonly:
+        return [*pragmas, "PRAGMA query_only = ON"]
+    # journal_mode first: it is the first statement that reads the file, so a file that is
+    # not a database fails here, before anything is written.
+    return ["PRAGMA journal_mode = WAL", *pragmas, f"PRAGMA synchronous = {synchronous}"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the writer's queue
+
+
+@dataclass(slots=True)
+class _Group:
+    """The events of one `append` call: committed together or not at all."""
+
+    events: tuple[Event, ...]
+    future: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Marker:
+    """A `flush` call: resolved once everything queued before it is committed."""
+
+    future: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Job:
+    """A write other than events: its own transaction, in queue order."""
+
+    run: Callable[[aiosqlite.Connection], Awaitable[Any]]
+    future: asyncio.Future[Any]
+
+
+class _Stop:
+    """Queued by `close`: the writer ends once everything before it is written."""
+
+
+_Item = Event | _Group | _Marker | _Job | _Stop
+
+
+async def _writer_loop(ref: weakref.ref[Store], queue: deque[_Item], wakeup: asyncio.Event) -> None:
+    """The store's writer. Holds the store only while writing, so an open store can be collected
+    (and warn) when its owner drops it."""
+    while True:
+        if not queue:
+            wakeup.clear()
+            await wakeup.wait()
+            continue
+        store = ref()
+        if store is None:
+            return
+        try:
+            if await store._write_next():
+                return
+        finally:
+            del store
+
+
+def _event_row(event: Event) -> tuple[Any, ...]:
+    return (
+        event.event_id,
+        event.run_id,
+        event.seq,
+        event.event_type,
+        event.node_id,
+        event.timestamp_utc,
+        event.to_json(),
+    )
+
+
+def _run_index_updates(
+    events: Iterable[Event],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """What `events` (in commit order) change in the `runs` index: rows to insert, updates."""
+    created: list[tuple[Any, ...]] = []
+    # run_id -> [state, started_at, set ended_at?, ended_at, highest seq]
+    updates: dict[str, list[Any]] = {}
+    for event in events:
+        update = updates.get(event.run_id)
+        if update is None:
+            update = updates[event.run_id] = [None, None, 0, None, event.seq]
+        elif event.seq > update[4]:
+            update[4] = event.seq
+        etype = event.event_type
+        if not etype.startswith("run."):
+            continue
+        data = event.data or {}
+        if etype == EventType.RUN_CREATED:
+            created.append(
+                (
+                    event.run_id,
+                    str(data.get("pipeline_id", "")),
+                    event.timestamp_utc,
+                    data.get("replay_of"),
+                )
+            )
+        elif etype == EventType.RUN_STATE_CHANGED:
+            to = data.get("to")
+            if to is not None:
+                update[0] = str(to)
+                if to in (RunStatus.RUNNING, RunStatus.WAITING) and update[1] is None:
+                    update[1] = event.timestamp_utc
+        elif etype == EventType.RUN_COMPLETED:
+            if data.get("state") is not None:
+                update[0] = str(data["state"])
+            update[2], update[3] = 1, event.timestamp_utc
+        elif etype == EventType.RUN_RESUMED:
+            update[2], update[3] = 1, None
+    rows = [(*update, run_id) for run_id, update in updates.items()]
+    return created, rows
+
+
+def _parse_bodies(bodies: list[str]) -> list[Event]:
+    """Events from bodies the store wrote itself: trusted, so parsed without validation."""
+    if not bodies:
+        return []
+    # One json.loads over the whole list shares key strings between events, and pausing the
+    # cyclic GC spares it re-scanning the fresh (acyclic) dicts on every allocation threshold:
+    # together about twice as fast as loading each body on its own.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return [Event(**fields) for fields in json.loads("[" + ",".join(bodies) + "]")]
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc)
+        if "not a database" in text:
+            return "the file is not a SQLite database (or is encrypted or corrupt)"
+        if "malformed" in text:
+            return "the database file is corrupt (database disk image is malformed)"
+        if "unable to open" in text:
+            return "SQLite cannot open the file there"
+        return text
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def _create_file(path: Path) -> None:
+    """Create the database file 0600 (and any missing parent directories 0700)."""
+    missing: list[Path] = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+            os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+    if path.is_dir():
+        raise IsADirectoryError(21, "it is a directory")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# the store
+
+
+class Store:
+    """The SQLite event store. Use as `async with Store(path) as store:`."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        readonly: bool = False,
+        batch_size: int = 512,
+        batch_window: float = 0.002,
+    ) -> None:
+        self._conn: aiosqlite.Connection | None = None
+        self._path = Path(path).expanduser()
+        sync = synchronous.upper()
+        if sync not in _SYNCHRONOUS:
+            choices = ", ".join(sorted(_SYNCHRONOUS))
+            raise ValueError(f"synchronous must be one of {choices}, not {synchronous!r}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if batch_window < 0:
+            raise ValueError("batch_window must not be negative")
+        self._synchronous = sync
+        self.readonly = readonly
+        self.batch_size = batch_size
+        self.batch_window = batch_window
+        self._lock = asyncio.Lock()  # one multi-statement transaction at a time on the connection
+        self._queue: deque[_Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._busy = False  # the writer holds items taken from the queue
+        self._unreported: list[StoreError] = []  # failed published events no flush has reported
+        self._closing = False
+        self._closed = False
+        self.batches_committed = 0
+        self.events_committed = 0
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None and not self._closing
+
+    def __repr__(self) -> str:
+        mode = "closed" if self._conn is None else "read-only" if self.readonly else "open"
+        return f"<Store {str(self._path)!r} {mode}>"
+
+    def __del__(self) -> None:
+        if getattr(self, "_conn", None) is None:
+            return
+        warnings.warn(
+            f"{self!r} was garbage-collected while open; use 'async with Store(...)' "
+            "or 'await store.close()'",
+            ResourceWarning,
+            stacklevel=2,
+            source=self,
+        )
+        writer = self._writer
+        if writer is not None and not writer.done():
+            with contextlib.suppress(RuntimeError):  # the event loop may be closed already
+                writer.cancel()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Store:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> Store:
+        """Open (creating and migrating the database as needed). Idempotent while open."""
+        if self._conn is not None:
+            return self
+        if self._closed:
+            raise StoreError(f"the store for {self._path} was closed; open a new Store")
+        if self.readonly:
+            target = self._path.absolute().as_uri() + "?mode=ro"
+            if not self._path.is_file():
+                raise StoreError(f"there is no Interlock database at {self._path}")
+        else:
+            target = str(self._path)
+            try:
+                _create_file(self._path)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the Interlock database at {self._path}: {_describe(exc)}"
+                ) from exc
+        conn = aiosqlite.connect(target, isolation_level=None, uri=self.readonly)
+        try:
+            await conn
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open the Interlock database at {self._path}: {_describe(exc)}"
+            ) from exc
+        try:
+            for pragma in _connection_pragmas(self._synchronous, self.readonly):
+                await conn.execute(pragma)
+            await self._check_schema(conn)
+        except BaseException as exc:
+            await conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(
+                    f"cannot open the Interlock database at {self._path}: {_describe(exc)}"
+                ) from exc
+            raise
+        self._conn = conn
+        if not self.readonly:
+            self._writer = asyncio.create_task(
+                _writer_loop(weakref.ref(self), self._queue, self._wakeup),
+                name=f"interlock-store-writer {self._path.name}",
+            )
+        return self
+
+    async def close(self) -> None:
+        """Write everything queued, stop the writer, close the connection. Idempotent."""
+        conn = self._conn
+        if conn is None:
+            self._closed = True
+            return
+        self._closing = True
+        writer = self._writer
+        if writer is not None and not writer.done():
+            self._enqueue(_Stop())
+            await asyncio.shield(writer)
+        self._conn = None
+        self._closed = True
+        await conn.close()
+
+    async def _check_schema(self, conn: aiosqlite.Connection) -> None:
+        version = await _scalar(conn, SQL_USER_VERSION)
+        app_id = await _scalar(conn, SQL_APPLICATION_ID)
+        if app_id not in (0, APPLICATION_ID):
+            raise StoreError(
+                f"{self._path} is an SQLite database of another application, not Interlock's"
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database at {self._path} was created by a newer interlock (schema version "
+                f"{version}, this one knows up to {SCHEMA_VERSION}); upgrade interlock to open it"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        if self.readonly:
+            raise StoreError(
+                f"the database at {self._path} is at schema version {version} and needs "
+                f"upgrading to {SCHEMA_VERSION}; open it once without read-only first"
+            )
+        for number, statements in enumerate(migrations(), start=1):
+            if number > version:
+                await self._migrate(conn, number, statements)
+
+    async def _migrate(
+        self, conn: aiosqlite.Connection, number: int, statements: Sequence[str]
+    ) -> None:
+        await conn.execute(SQL_BEGIN)
+        try:
+            # Another process may have migrated while we waited for the write lock.
+            current = await _scalar(conn, SQL_USER_VERSION)
+            if current < number:
+                if current == 0 and await _scalar(conn, SQL_COUNT_OBJECTS):
+                    raise StoreError(
+                        f"{self._path} is an SQLite database but not an Interlock one "
+                        "(it has tables and no Interlock schema version)"
+                    )
+                for statement in statements:
+                    await conn.execute(statement)
+                await conn.execute(f"PRAGMA user_version = {number:d}")
+                await conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+            await conn.execute(SQL_COMMIT)
+        except BaseException:
+            await _rollback(conn)
+            raise
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def publish(self, event: Event) -> None:
+        """Queue `event` for the writer; returns at once (durable after the next `flush`)."""
+        if self._closing or self._conn is None or self.readonly:
+            raise self._not_writable()
+        self._queue.append(event)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    async def flush(self) -> None:
+        """Return once everything published before the call is committed.
+
+        Raises StoreError if a published event failed to commit since the last flush.
+        """
+        if self._conn is None or self.readonly:
+            return
+        if not self._queue and not self._busy:
+            self._report_failures()
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Marker(future))
+        await asyncio.shield(future)
+
+    async def append(self, events: Sequence[Event]) -> None:
+        """Publish `events` and return once they are committed (all of them, or none)."""
+        group = tuple(events)
+        if not group:
+            return
+        if self._closing or self._conn is None or self.readonly:
+            raise self._not_writable()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Group(group, future))
+        await asyncio.shield(future)
+
+    def _enqueue(self, item: _Item) -> None:
+        self._queue.append(item)
+        self._wakeup.set()
+
+    def _not_writable(self) -> StoreError:
+        if self.readonly:
+            return StoreError(f"the store for {self._path} is read-only")
+        if self._conn is None and not self._closed:
+            return StoreError(f"the store for {self._path} is not open")
+        return StoreError(f"the store for {self._path} is closed")
+
+    def _report_failures(self) -> None:
+        if not self._unreported:
+            return
+        failures, self._unreported = self._unreported, []
+        if len(failures) == 1:
+            raise failures[0]
+        raise StoreError(f"{len(failures)} published writes failed; the first: {failures[0]}")
+
+    async def _submit(self, job: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
+        if self._closing or self._conn is None or self.readonly:
+            raise self._not_writable()
+        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Job(job, future))
+        return await asyncio.shield(future)
+
+    async def _write_next(self) -> bool:
+        """Write the next batch or job from the queue; True once the stop marker is reached."""
+        self._busy = True
+        try:
+            head = self._queue[0]
+            if isinstance(head, _Stop):
+                self._queue.popleft()
+                self._fail_queued()
+                return True
+            if isinstance(head, _Job):
+                self._queue.popleft()
+                await self._run_job(head)
+                return False
+            await self._write_batch(await self._collect_batch())
+            return False
+        finally:
+            self._busy = False
+
+    async def _collect_batch(self) -> list[_Item]:
+        """Take events, appends and flush markers off the queue until the batch closes."""
+        queue, items = self._queue, list[_Item]()
+        count, waited_on, yielded = 0, False, False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.batch_window
+        while True:
+            while queue and count < self.batch_size:
+                item = queue[0]
+                if type(item) is Event:
+                    count += 1
+                elif isinstance(item, _Group):
+                    count += len(item.events)
+                    waited_on = True
+                elif isinstance(item, _Marker):
+                    waited_on = True
+                else:
+                    return items  # a job or the stop marker goes after this batch
+                items.append(queue.popleft())
+            if count >= self.batch_size:
+                return items
+            if waited_on:
+                # Somebody waits: give tasks that are ready one turn to join, then commit.
+                if yielded:
+                    return items
+                yielded = True
+                await asyncio.sleep(0)
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return items
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                return items
+
+    async def _write_batch(self, items: list[_Item]) -> None:
+        units: list[tuple[tuple[Event, ...], _Group | None]] = []
+        for item in items:
+            if type(item) is Event:
+                units.append(((item,), None))
+            elif isinstance(item, _Group):
+                units.append((item.events, item))
+        failed: dict[int, StoreError] = {}
+        if units:
+            try:
+                async with self._lock:
+                    failed = await self._insert_units(units)
+            except Exception as exc:  # the whole batch failed (I/O error, lock timeout...)
+                failed = dict.fromkeys(range(len(units)), self._batch_error(units, exc))
+        unit_index = 0
+        for item in items:
+            if isinstance(item, _Marker):
+                if not item.future.done():
+                    if self._unreported:
+                        try:
+                            self._report_failures()
+                        except StoreError as report:
+                            item.future.set_exception(report)
+                    else:
+                        item.future.set_result(None)
+                continue
+            error = failed.get(unit_index)
+            unit_index += 1
+            if isinstance(item, _Group):
+                if item.future.done():
+                    continue
+                if error is None:
+                    item.future.set_result(None)
+                else:
+                    item.future.set_exception(error)
+            elif error is not None and (not self._unreported or self._unreported[-1] is not error):
+                _log.warning("%s", error)
+                self._unreported.append(error)
+
+    async def _insert_units(
+        self, units: list[tuple[tuple[Event, ...], _Group | None]]
+    ) -> dict[int, StoreError]:
+        """Insert the units' events and update the runs index in one transaction."""
+        conn = self._connection()
+        rows = [[_event_row(event) for event in events] for events, _ in units]
+        failed: dict[int, StoreError] = {}
+        await conn.execute(SQL_BEGIN)
+        try:
+            try:
+                await conn.executemany(SQL_INSERT_EVENT, [row for unit in rows for row in unit])
+            except sqlite3.IntegrityError:
+                # Some unit breaks a constraint: undo, then insert unit by unit so only the
+                # offending units fail (still one transaction, one fsync).
+                await conn.execute(SQL_ROLLBACK)
+                await conn.execute(SQL_BEGIN)
+                for index, unit_rows in enumerate(rows):
+                    await conn.execute(SQL_SAVEPOINT)
+                    try:
+                        await conn.executemany(SQL_INSERT_EVENT, unit_rows)
+                    except sqlite3.IntegrityError as exc:
+                        await conn.execute(SQL_ROLLBACK_TO)
+                        failed[index] = self._unit_error(units[index][0], exc)
+                    await conn.execute(SQL_RELEASE)
+            committed = [
+                event
+                for index, (events, _) in enumerate(units)
+                if index not in failed
+                for event in events
+            ]
+            created, updates = _run_index_updates(committed)
+            if created:
+                await conn.executemany(SQL_INSERT_RUN, created)
+            if updates:
+                await conn.executemany(SQL_UPDATE_RUN, updates)
+            await conn.execute(SQL_COMMIT)
+        except BaseException:
+            await _rollback(conn)
+            raise
+        self.batches_committed += 1
+        self.events_committed += len(committed)
+        return failed
+
+    def _unit_error(self, events: tuple[Event, ...], exc: sqlite3.Error) -> StoreError:
+        first = events[0]
+        what = f"event seq {first.seq}" if len(events) == 1 else f"{len(events)} events"
+        if "events.run_id, events.seq" in str(exc):
+            problem = "that run already has an event with that seq"
+        elif "events.event_id" in str(exc):
+            problem = "an event with that event_id is already stored"
+        else:
+            problem = _describe(exc)
+        error = StoreError(
+            f"could not store {what} of run {first.run_id} in {self._path}: {problem}"
+        )
+        error.__cause__ = exc
+        return error
+
+    def _batch_error(
+        self, units: list[tuple[tuple[Event, ...], _Group | None]], exc: BaseException
+    ) -> StoreError:
+        count = sum(len(events) for events, _ in units)
+        error = StoreError(f"could not write {count} events to {self._path}: {_describe(exc)}")
+        error.__cause__ = exc
+        return error
+
+    async def _run_job(self, job: _Job) -> None:
+        conn = self._connection()
+        try:
+            async with self._lock:
+                await conn.execute(SQL_BEGIN)
+                try:
+                    result = await job.run(conn)
+                    await conn.execute(SQL_COMMIT)
+                except BaseException:
+                    await _rollback(conn)
+                    raise
+        except sqlite3.Error as exc:
+            error = StoreError(f"could not write to {self._path}: {_describe(exc)}")
+            error.__cause__ = exc
+            if not job.future.done():
+                job.future.set_exception(error)
+        except Exception as exc:
+            if not job.future.done():
+                job.future.set_exception(exc)
+        else:
+            if not job.future.done():
+                job.future.set_result(result)
+
+    def _fail_queued(self) -> None:
+        """Fail whatever is still queued (published after close began, or left at shutdown)."""
+        while self._queue:
+            item = self._queue.popleft()
+            if isinstance(item, _Group | _Marker | _Job) and not item.future.done():
+                item.future.set_exception(self._not_writable())
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            state = "closed" if self._closed else "not open"
+            raise StoreError(f"the store for {self._path} is {state}")
+        return self._conn
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        conn = self._connection()
+        try:
+            async with self._lock:
+                rows = await conn.execute_fetchall(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read {self._path}: {_describe(exc)}") from exc
+        return cast("list[tuple[Any, ...]]", rows)
+
+    async def events(
+        self,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        limit: int | None = None,
+        type_prefix: str | None = None,
+    ) -> list[Event]:
+        """The run's events with seq > `after_seq`, in seq order."""
+        cap = -1 if limit is None else max(limit, 0)
+        if type_prefix:
+            params: tuple[Any, ...] = (run_id, after_seq, len(type_prefix), type_prefix, cap)
+            rows = await self._fetch(SQL_EVENTS_OF_TYPE, params)
+        else:
+            rows = await self._fetch(SQL_EVENTS, (run_id, after_seq, cap))
+        return _parse_bodies([row[0] for row in rows])
+
+    async def tail_events(self, run_id: str, n: int) -> list[Event]:
+        """The run's last `n` events, in seq order."""
+        if n <= 0:
+            return []
+        rows = await self._fetch(SQL_TAIL_EVENTS, (run_id, n))
+        return _parse_bodies([row[0] for row in reversed(rows)])
+
+    async def last_seq(self, run_id: str) -> int:
+        """The run's highest stored seq; 0 if it has no events."""
+        rows = await self._fetch(SQL_LAST_SEQ, (run_id,))
+        return int(rows[0][0])
+
+    async def fold_run(self, run_id: str) -> RunState:
+        """The run's state: the fold of its stored events. UnknownRunError if it has none."""
+        events = await self.events(run_id)
+        if not events:
+            raise UnknownRunError(run_id)
+        return fold(events, run_id)
+
+    async def run_row(self, run_id: str) -> RunRow | None:
+        rows = await self._fetch(SQL_RUN, (run_id,))
+        return RunRow(*rows[0]) if rows else None
+
+    async def list_runs(
+        self, *, limit: int | None = None, states: Sequence[str] | None = None
+    ) -> list[RunRow]:
+        """Runs, newest first (by creation time, then insertion order)."""
+        cap = -1 if limit is None else max(limit, 0)
+        if states is None:
+            rows = await self._fetch(SQL_RUNS, (cap,))
+        else:
+            rows = await self._fetch(SQL_RUNS_IN_STATES, (json.dumps(list(states)), cap))
+        return [RunRow(*row) for row in rows]
+
+    async def find_run(self, prefix: str) -> RunRow | None:
+        """The run with this id, or else the only run whose id starts with it (4+ characters).
+
+        None if there is none; StoreError if the prefix matches several runs.
+        """
+        exact = await self.run_row(prefix)
+        if exact is not None or len(prefix) < _MIN_PREFIX:
+            return exact
+        # Every string that starts with `prefix` sorts in [prefix, prefix + U+10FFFF).
+        rows = await self._fetch(SQL_RUNS_BY_PREFIX, (prefix, prefix + "\U0010ffff"))
+        if len(rows) > 1:
+            shown = ", ".join(row[0] for row in rows[:2]) + (", ..." if len(rows) > 2 else "")
+            raise StoreError(f"run id prefix '{prefix}' is ambiguous in {self._path}: {shown}")
+        return RunRow(*rows[0]) if rows else None
+
+    # -- ownership ---------------------------------------------------------------------------------
+
+    async def claim_run(self, run_id: str, owner: Owner) -> None:
+        """Record `owner` as the process running `run_id`, with a fresh heartbeat."""
+
+        async def claim(conn: aiosqlite.Connection) -> int:
+            params = (owner.host, owner.pid, owner.started_at, time.time(), run_id)
+            return (await conn.execute(SQL_CLAIM_RUN, params)).rowcount
+
+        if not await self._submit(claim):
+            raise UnknownRunError(run_id)
+
+    async def heartbeat(self, run_ids: Sequence[str], owner: Owner) -> None:
+        """Refresh the heartbeat of those of `run_ids` that `owner` holds (one UPDATE)."""
+        if not run_ids:
+            return
+        params = (time.time(), json.dumps(list(run_ids)), owner.host, owner.pid)
+
+        async def beat(conn: aiosqlite.Connection) -> None:
+            await conn.execute(SQL_HEARTBEAT, params)
+
+        await self._submit(beat)
+
+    async def release_run(self, run_id: str) -> None:
+        """Clear the run's owner."""
+
+        async def release(conn: aiosqlite.Connection) -> None:
+            await conn.execute(SQL_RELEASE_RUN, (run_id,))
+
+        await self._submit(release)
+
+    # -- cross-process control ---------------------------------------------------------------------
+
+    async def post_command(
+        self,
+        run_id: str,
+        kind: str,
+        *,
+        node_id: str | None = None,
+        reason: str | None = None,
+        actor: str = "cli",
+    ) -> int:
+        """Ask the run's owner to `cancel`, `approve` or `reject`; returns the command id."""
+        if kind not in COMMAND_KINDS:
+            choices = ", ".join(sorted(COMMAND_KINDS))
+            raise ValueError(f"unknown command kind {kind!r} (expected one of: {choices})")
+        params = (run_id, kind, node_id, reason, actor, time.time())
+
+        async def post(conn: aiosqlite.Connection) -> int:
+            cursor = await conn.execute(SQL_POST_COMMAND, params)
+            return int(cursor.lastrowid or 0)
+
+        try:
+            return await self._submit(post)
+        except StoreError as exc:
+            if "FOREIGN KEY" in str(exc):
+                raise UnknownRunError(run_id) from exc
+            raise
+
+    async def pending_commands(self, run_ids: Sequence[str]) -> list[Command]:
+        """Commands to these runs not yet acknowledged, oldest first."""
+        if not run_ids:
+            return []
+        rows = await self._fetch(SQL_PENDING_COMMANDS, (json.dumps(list(run_ids)),))
+        return [Command(*row) for row in rows]
+
+    async def ack_command(self, command_id: int, result: str) -> None:
+        """Mark a command handled, with what came of it (the first acknowledgement wins)."""
+        params = (time.time(), result, command_id)
+
+        async def ack(conn: aiosqlite.Connection) -> None:
+            await conn.execute(SQL_ACK_COMMAND, params)
+
+        await self._submit(ack)
+
+    async def command(self, command_id: int) -> Command | None:
+        rows = await self._fetch(SQL_COMMAND, (command_id,))
+        return Command(*rows[0]) if rows else None
+
+    # -- breakers ----------------------------------------------------------------------------------
+
+    async def load_breakers(self) -> dict[str, BreakerRecord]:
+        rows = await self._fetch(SQL_BREAKERS)
+        return {row[0]: BreakerRecord(*row) for row in rows}
+
+    async def save_breaker(self, record: BreakerRecord) -> None:
+        """Insert or replace the breaker's record."""
+        params = (
+            record.key,
+            record.state,
+            record.failures,
+            record.opened_at,
+            record.recovery_timeout,
+            record.updated_at,
+        )
+
+        async def save(conn: aiosqlite.Connection) -> None:
+            await conn.execute(SQL_SAVE_BREAKER, params)
+
+        await self._submit(save)
+
+    async def delete_breaker(self, key: str) -> bool:
+        """Forget the breaker; True if it was stored."""
+
+        async def delete(conn: aiosqlite.Connection) -> bool:
+            return (await conn.execute(SQL_DELETE_BREAKER, (key,))).rowcount > 0
+
+        return await self._submit(delete)
+
+
+async def _scalar(conn: aiosqlite.Connection, sql: str) -> int:
+    rows = list(await conn.execute_fetchall(sql))
+    return int(rows[0][0])
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    """Roll back if a transaction is open (SQLite rolls back by itself after some errors)."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            await conn.execute(SQL_ROLLBACK)

@@ -1,0 +1,1045 @@
+"""Executing runs: scheduling, data flow, node types, branches, failures, gates, timeouts,
+cancellation, simulate mode, shell semantics and secrets (DESIGN sections 2-4)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+import threading
+import time
+from importlib.metadata import EntryPoint
+from typing import TYPE_CHECKING, Any
+
+import psutil
+import pytest
+
+from engine import registry
+from engine.api import callable_ref
+from engine.errors import TransientError
+from engine.events import EventType, parse_timestamp
+from engine.executor import node_ids
+from engine.manager import RunManager
+from engine.nodes import MAX_LOG_LINES, NodeContext, abandoned_threads
+from engine.state import NodeStatus, RunStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from conftest import MakePipeline, Recorder, RunPipeline
+    from engine.events import Event
+    from engine.spec import NodeBase
+
+PY = sys.executable
+
+
+def of_type(events: list[Event], event_type: str, node_id: str | None = None) -> list[Event]:
+    return [
+        e
+        for e in events
+        if e.event_type == event_type and (node_id is None or e.node_id == node_id)
+    ]
+
+
+def seconds_between(first: Event, second: Event) -> float:
+    return parse_timestamp(second.timestamp_utc) - parse_timestamp(first.timestamp_utc)
+
+
+def pid_from_logs(events: list[Event], node_id: str) -> int:
+    """The pid a shell node printed as its first stdout line."""
+    for event in of_type(events, EventType.NODE_LOG, node_id):
+        data = event.data or {}
+        if data.get("stream") == "stdout":
+            return int(data["line"])
+    raise AssertionError(f"node {node_id} printed no pid")
+
+
+def assert_process_gone(pid: int) -> None:
+    if psutil.pid_exists(pid):
+        try:
+            status = psutil.Process(pid).status()
+        except psutil.NoSuchProcess:
+            return
+        raise AssertionError(f"process {pid} is still there ({status})")
+
+
+# ---------------------------------------------------------------------------------------------
+# callables the pipelines below name (module-level ones are referenced as `test_executor:name`)
+
+
+async def emit_rows(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    return {"rows": 3, "who": payload["node_id"]}
+
+
+async def double_rows(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    return {"rows": sum(i["rows"] for i in payload["inputs"].values()) * 2}
+
+
+async def echo_payload(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    return {"payload": payload}
+
+
+def sync_square(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    return {"square": payload["params"]["n"] ** 2, "thread": threading.current_thread().name}
+
+
+async def sleep_long(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    await asyncio.sleep(30)
+    return {}
+
+
+async def fail_permanently(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    raise ValueError("bad data")
+
+
+def shout_agent(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    return {"shout": str(payload["config"]["word"]).upper()}
+
+
+async def double_node(node: NodeBase, ctx: NodeContext) -> dict[str, Any]:
+    config = getattr(node, "config", {})
+    return {"doubled": config["value"] * 2, "node": ctx.node_id}
+
+
+def ref(fn: Any) -> str:
+    return callable_ref(fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# data flow
+
+
+async def test_a_linear_run_succeeds_node_by_node_in_order(run_pipeline: RunPipeline) -> None:
+    state, events = await run_pipeline(
+        {
+            "nodes": [
+                {"id": "a", "type": "python", "call": ref(emit_rows)},
+                {"id": "b", "type": "python", "call": ref(emit_rows), "needs": ["a"]},
+                {"id": "c", "type": "python", "call": ref(emit_rows), "needs": ["b"]},
+            ]
+        }
+    )
+    assert state.state is RunStatus.SUCCEEDED
+    assert all(n.state is NodeStatus.SUCCEEDED and n.attempts == 1 for n in state.nodes.values())
+    assert node_ids(events, EventType.NODE_STARTED) == ["a", "b", "c"]
+    assert node_ids(events, EventType.NODE_SUCCEEDED) == ["a", "b", "c"]
+
+
+async def test_outputs_are_passed_downstream_as_inputs(run_pipeline: RunPipeline) -> None:
+    state, _ = await run_pipeline(
+        {
+            "nodes": [
+                {"id": "extract", "type": "python", "call": ref(emit_rows)},
+                {"id": "double", "type": "python", "call": ref(double_rows), "needs": ["extract"]},
+                {"id": "show", "type": "python", "call": ref(echo_payload), "needs": ["double"]},
+            ]
+        }
+    )
+    assert state.nodes["double"].output == {"rows": 6}
+    assert state.nodes["show"].output["payload"]["inputs"] == {"double": {"rows": 6}}
+
+
+async def test_params_reach_a_python_node_with_defaults_and_overrides(
+    run_pipeline: RunPipeline,
+) -> None:
+    state, events = await run_pipeline(
+        {
+            "params": {"env": {"default": "staging"}, "n": {"default": 2}},
+            "nodes": [{"id": "show", "type": "python", "call": ref(echo_payload)}],
+        },
+        params={"n": 7},
+    )
+    payload = state.nodes["show"].output["payload"]
+    assert payload == {
+        "params": {"env": "staging", "n": 7},
+        "inputs": {},
+        "run_id": state.run_id,
+        "node_id": "show",
+        "attempt": 1,
+    }
+    assert (events[0].data or {})["params"] == {"env": "staging", "n": 7}
+
+
+async def test_params_reach_a_shell_node_as_json_on_stdin_and_ids_in_its_environment(
+    run_pipeline: RunPipeline,
+) -> None:
+    script = (
+        "import json, os, sys\n"
+        "payload = json.load(sys.stdin)\n"
+        "env = {k: os.environ[k] for k in "
+        "('INTERLOCK_RUN_ID', 'INTERLOCK_NODE_ID', 'INTERLOCK_ATTEMPT')}\n"
+        "print(json.dumps({'payload': payload, 'env': env}))\n"
+    )
+    state, _ = await run_pipeline(
+        {
+            "params": {"env": {"default": "prod"}},
+            "nodes": [
+                {"id": "extract", "type": "python", "call": ref(emit_rows)},
+                {"id": "sh", "type": "shell", "command": [PY, "-c", script], "needs": ["extract"]},
+            ],
+        }
+    )
+    output = state.nodes["sh"].output
+    assert output["payload"] == {
+        "params": {"env": "prod"},
+        "inputs": {"extract": {"rows": 3, "who": "extract"}},
+        "run_id": state.run_id,
+        "node_id": "sh",
+        "attempt": 1,
+    }
+    assert output["env"] == {
+        "INTERLOCK_RUN_ID": state.run_id,
+        "INTERLOCK_NODE_ID": "sh",
+        "INTERLOCK_ATTEMPT": "1",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# node types
+
+
+async def test_every_builtin_node_type_runs_and_gives_its_output(
+    run_pipeline: RunPipeline, tmp_path: Path
+) -> None:
+    artifact = tmp_path / "report.csv"
+    artifact.write_bytes(b"id,rows\n1,3\n")
+    expected_sha = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    state, events = await run_pipeline(
+        {
+            "params": {"n": {"default": 4}},
+            "agents": {"shout": ref(shout_agent)},
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {
+                    "id": "sh",
+                    "type": "shell",
+                    "command": [PY, "-c", "print('{\"rows\": 5}')"],
+                    "needs": ["start"],
+                },
+                {"id": "py_async", "type": "python", "call": ref(double_rows), "needs": ["sh"]},
+                {"id": "py_sync", "type": "python", "call": ref(sync_square), "needs": ["start"]},
+                {
+                    "id": "echo",
+                    "type": "agent",
+                    "agent": "echo",
+                    "config": {"greeting": "hi"},
+                    "needs": ["py_async"],
+                },
+                {
+                    "id": "loud",
+                    "type": "agent",
+                    "agent": "shout",
+                    "config": {"word": "hey"},
+                    "needs": ["start"],
+                },
+                {"id": "big", "type": "condition", "expr": "sh.rows > 4", "needs": ["sh"]},
+                {"id": "pause", "type": "delay", "duration": "10ms", "needs": ["big"]},
+                {
+                    "id": "publish",
+                    "type": "action",
+                    "message": "rows={sh.rows} env={params.n}",
+                    "artifact": str(artifact),
+                    "needs": ["pause"],
+                },
+                {
+                    "id": "join",
+                    "type": "parallel",
+                    "needs": ["echo", "loud", "py_sync", "publish"],
+                },
+            ],
+        },
+        params={"n": 9},
+    )
+    assert state.state is RunStatus.SUCCEEDED, state.reason
+    out = {node_id: node.output for node_id, node in state.nodes.items()}
+    assert out["start"] == {"n": 9}
+    assert out["sh"] == {"rows": 5}
+    assert out["py_async"] == {"rows": 10}
+    assert out["py_sync"]["square"] == 81
+    assert out["py_sync"]["thread"].startswith("interlock:")  # a worker thread, not the loop
+    assert out["echo"] == {"echo": {"greeting": "hi"}, "inputs": ["py_async"]}
+    assert out["loud"] == {"shout": "HEY"}
+    assert out["big"] == {"result": True}
+    assert out["pause"] == {"waited": 0.01}
+    assert out["publish"] == {
+        "message": "rows=5 env=9",
+        "artifact": str(artifact),
+        "sha256": expected_sha,
+        "size": artifact.stat().st_size,
+    }
+    assert out["join"] == {}
+    [emitted] = of_type(events, EventType.ARTIFACT_EMITTED)
+    assert emitted.node_id == "publish"
+    assert emitted.data == {"path": str(artifact), "sha256": expected_sha, "size": 12}
+    assert state.artifacts == [{"node_id": "publish", **emitted.data}]
+
+
+async def test_an_action_whose_artifact_is_missing_fails(run_pipeline: RunPipeline) -> None:
+    state, events = await run_pipeline(
+        {"nodes": [{"id": "publish", "type": "action", "artifact": "/nonexistent/file.txt"}]}
+    )
+    assert state.nodes["publish"].state is NodeStatus.FAILED
+    assert "artifact not found" in (state.nodes["publish"].reason or "")
+    assert not of_type(events, EventType.ARTIFACT_EMITTED)
+
+
+@pytest.fixture
+def double_node_type(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Register node type `double` as if an installed distribution declared it."""
+    real = registry.entry_points
+
+    def entry_points(*, group: str) -> list[EntryPoint]:
+        found = list(real(group=group))
+        if group == registry.NODE_GROUP:
+            found.append(EntryPoint("double", f"{__name__}:double_node", group))
+        return found
+
+    monkeypatch.setattr(registry, "entry_points", entry_points)
+    registry.node_type_entry_points.cache_clear()
+    yield
+    registry.node_type_entry_points.cache_clear()
+
+
+@pytest.mark.usefixtures("double_node_type")
+async def test_a_plugin_node_type_runs_through_its_entry_point(run_pipeline: RunPipeline) -> None:
+    state, _ = await run_pipeline(
+        {"nodes": [{"id": "twice", "type": "double", "config": {"value": 21}}]}
+    )
+    assert state.state is RunStatus.SUCCEEDED
+    assert state.nodes["twice"].output == {"doubled": 42, "node": "twice"}
+
+
+# ---------------------------------------------------------------------------------------------
+# branches and trigger rules
+
+BRANCHES = {
+    "params": {"rows": {"default": 0}},
+    "nodes": [
+        {"id": "check", "type": "condition", "expr": "params.rows > 0"},
+        {"id": "load", "type": "action", "message": "loading", "needs": ["check"]},
+        {"id": "after_load", "type": "parallel", "needs": ["load"]},
+        {
+            "id": "alert",
+            "type": "action",
+            "message": "no rows",
+            "needs": ["check"],
+            "when": {"check": False},
+        },
+        {"id": "report", "type": "parallel", "needs": ["after_load", "alert"],
+         "trigger": "none_failed"},
+    ],
+}
+
+
+async def test_a_true_condition_runs_its_true_branch_and_skips_the_false_one(
+    run_pipeline: RunPipeline,
+) -> None:
+    state, events = await run_pipeline(BRANCHES, params={"rows": 5})
+    assert state.state is RunStatus.SUCCEEDED
+    assert state.nodes["check"].output == {"result": True}
+    assert state.nodes["load"].state is NodeStatus.SUCCEEDED
+    assert state.nodes["after_load"].state is NodeStatus.SUCCEEDED
+    assert state.nodes["alert"].state is NodeStatus.SKIPPED
+    assert state.nodes["alert"].reason == "branch_not_taken"
+    assert "alert" not in node_ids(events, EventType.NODE_STARTED)
+
+
+async def test_a_false_condition_runs_its_false_branch_and_skipping_propagates(
+    run_pipeline: RunPipeline,
+) -> None:
+    state, events = await run_pipeline(BRANCHES, params={"rows": 0})
+    assert state.state is RunStatus.SUCCEEDED
+    assert state.nodes["check"].output == {"result": False}
+    assert state.nodes["alert"].state is NodeStatus.SUCCEEDED
+    assert state.nodes["alert"].output == {"message": "no rows"}
+    assert state.nodes["load"].state is NodeStatus.SKIPPED
+    assert state.nodes["load"].reason == "branch_not_taken"
+    assert state.nodes["after_load"].state is NodeStatus.SKIPPED
+    assert state.nodes["after_load"].reason == "upstream_skipped"
+    assert set(node_ids(events, EventType.NODE_SKIPPED)) == {"load", "after_load"}
+
+
+async def test_a_none_failed_join_runs_after_one_branch_was_skipped(
+    run_pipeline: RunPipeline,
+) -> None:
+    for rows in (0, 5):
+        state, _ = await run_pipeline(BRANCHES, params={"rows": rows})
+        assert state.nodes["report"].state is NodeStatus.SUCCEEDED
+
+
+async def test_a_none_failed_join_is_skipped_when_a_branch_failed(
+    run_pipeline: RunPipeline,
+) -> None:
+    state, _ = await run_pipeline(
+        {
+            "nodes": [
+                {"id": "good", "type": "python", "call": ref(emit_rows)},
+                {"id": "bad", "type": "python", "call": ref(fail_permanently)},
+                {"id": "join", "type": "parallel", "needs": ["good", "bad"],
+                 "trigger": "none_failed"},
+                {"id": "cleanup", "type": "parallel", "needs": ["good", "bad"],
+                 "trigger": "all_done"},
+                {"id": "on_error", "type": "parallel", "needs": ["good", "bad"],
+                 "trigger": "one_failed"},
+            ]
+        }
+    )
+    assert state.nodes["join"].state is NodeStatus.SKIPPED
+    assert state.nodes["join"].reason == "upstream_failed"
+    assert state.nodes["cleanup"].state is NodeStatus.SUCCEEDED
+    assert state.nodes["on_error"].state is NodeStatus.SUCCEEDED
+
+
+async def test_a_failed_node_skips_its_dependents_while_independent_branches_go_on(
+    run_pipeline: RunPipeline,
+) -> None:
+    state, _ = await run_pipeline(
+        {
+            "nodes": [
+                {"id": "bad", "type": "python", "call": ref(fail_permanently)},
+                {"id": "child", "type": "parallel", "needs": ["bad"]},
+                {"id": "grandchild", "type": "parallel", "needs": ["child"]},
+                {"id": "other", "type": "python", "call": ref(emit_rows)},
+                {"id": "other_child", "type": "parallel", "needs": ["other"]},
+            ]
+        }
+    )
+    assert state.state is RunStatus.FAILED
+    assert state.nodes["bad"].state is NodeStatus.FAILED
+    assert state.nodes["bad"].error_class == "error"
+    assert state.nodes["bad"].reason == "ValueError: bad data"
+    assert state.nodes["child"].reason == "upstream_failed"
+    assert state.nodes["grandchild"].state is NodeStatus.SKIPPED
+    assert state.nodes["other_child"].state is NodeStatus.SUCCEEDED
+
+
+# ---------------------------------------------------------------------------------------------
+# failure policies
+
+
+async def test_a_hard_gate_failure_skips_downstream_emits_gate_failed_and_is_never_retried(
+    run_pipeline: RunPipeline,
+) -> None:
+    calls: list[int] = []
+
+    async def check_quality(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+        calls.append(payload["attempt"])
+        raise TransientError("quality below threshold")
+
+    state, events = await run_pipeline(
+        {
+            "nodes": [
+                {
+                    "id": "quality",
+                    "type": "python",
+                    "call": ref(check_quality),
+                    "gate": "hard",
+                    "retry": {"max_attempts": 5, "on": ["transient", "error", "gate"]},
+                },
+                {"id": "load", "type": "parallel", "needs": ["quality"]},
+                {"id": "publish", "type": "parallel", "needs": ["load"],
+                 "trigger": "all_done"},
+                {"id": "independent", "type": "python", "call": ref(emit_rows)},
+            ]
+        }
+    )
+    assert calls == [1]
+    assert state.state is RunStatus.FAILED
+    assert state.error_class == "gate"
+    assert state.gate_failures == ["quality"]
+    assert state.nodes["quality"].state is NodeStatus.FAILED
+    assert state.nodes["quality"].error_class == "gate"
+    [gate] = of_type(events, EventType.GATE_FAILED)
+    assert gate.node_id == "quality"
+    assert not of_type(events, EventType.NODE_RETRIED)
+    # Everything downstream is skipped, even a node whose own rule (all_done) would hold.
+    for node_id in ("load", "publish"):
+        assert state.nodes[node_id].state is NodeStatus.SKIPPED
+        assert state.nodes[node_id].reason == "gate_failed:quality"
+    assert state.nodes["independent"].state is NodeStatus.SUCCEEDED
+
+
+async def test_an_optional_nodes_failure_is_recorded_and_the_run_still_succeeds(
+    run_pipeline: RunPipeline,
+) -> None:
+    state, _ = await run_pipeline(
+        {
+            "nodes": [
+                {"id": "lint", "type": "python", "call": ref(fail_permanently),
+                 "optional": True},
+                {"id": "build", "type": "python", "call": ref(echo_payload), "needs": ["lint"]},
+            ]
+        }
+    )
+    assert state.state is RunStatus.SUCCEEDED
+    assert state.nodes["lint"].state is NodeStatus.FAILED
+    assert state.nodes["lint"].reason == "ValueError: bad data"
+    assert state.nodes["build"].state is NodeStatus.SUCCEEDED
+    # The failed node has no output to hand on.
+    assert state.nodes["build"].output["payload"]["inputs"] == {}
+
+
+async def test_fail_fast_cancels_the_other_nodes_on_the_first_failure(
+    run_pipeline: RunPipeline,
+) -> None:
+    started = time.monotonic()
+    state, events = await run_pipeline(
+        {
+            "fail_fast": True,
+            "cleanup_grace": 0.2,
+            "nodes": [
+                {"id": "slow", "type": "python", "call": ref(sleep_long)},
+                {"id": "slow_shell", "type": "shell", "command": "sleep 30"},
+                {"id": "bad", "type": "python", "call": ref(fail_permanently)},
+                {"id": "later", "type": "parallel", "needs": ["slow"]},
+            ],
+        }
+    )
+    assert time.monotonic() - started < 5
+    assert state.state is RunStatus.FAILED
+    assert "fail_fast" in (state.reason or "")
+    assert state.nodes["bad"].state is NodeStatus.FAILED
+    for node_id in ("slow", "slow_shell", "later"):
+        assert state.nodes[node_id].state is NodeStatus.CANCELLED, node_id
+    assert of_type(events, EventType.RUN_COMPLETED)[0].data is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# timeouts
+
+
+async def test_an_async_node_times_out_on_its_timeout(run_pipeline: RunPipeline) -> None:
+    state, events = await run_pipeline(
+        {"nodes": [{"id": "slow", "type": "python", "call": ref(sleep_long), "timeout": 0.2}]}
+    )
+    node = state.nodes["slow"]
+    assert node.state is NodeStatus.TIMED_OUT
+    assert node.error_class == "timeout"
+    assert node.reason == "node 'slow' timed out after 0.2s"
+    assert state.state is RunStatus.FAILED
+    started = of_type(events, EventType.NODE_STARTED, "slow")[0]
+    timed_out = of_type(events, EventType.NODE_TIMED_OUT, "slow")[0]
+    assert 0.19 <= seconds_between(started, timed_out) < 1.0
+
+
+async def test_a_shell_node_that_overruns_its_timeout_is_killed_with_its_process(
+    run_pipeline: RunPipeline,
+) -> None:
+    state, events = await run_pipeline(
+        {
+            "cleanup_grace": 0.3,
+            "nodes": [
+                {
+                    "id": "slow",
+                    "type": "shell",
+                    "command": ["sh", "-c", "echo $$; exec sleep 30"],
+                    "timeout": 0.3,
+                }
+            ],
+        }
+    )
+    assert state.nodes["slow"].state is NodeStatus.TIMED_OUT
+    started = of_type(events, EventType.NODE_STARTED, "slow")[0]
+    timed_out = of_type(events, EventType.NODE_TIMED_OUT, "slow")[0]
+    assert 0.29 <= seconds_between(started, timed_out) < 1.5
+    assert_process_gone(pid_from_logs(events, "slow"))
+    assert psutil.Process().children(recursive=True) == []
+
+
+async def test_a_sync_python_node_that_overruns_times_out_on_time_and_its_thread_is_abandoned(
+    run_pipeline: RunPipeline,
+) -> None:
+    release = threading.Event()
+
+    def stuck(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+        release.wait(20)
+        return {}
+
+    try:
+        began = time.monotonic()
+        state, events = await run_pipeline(
+            {
+                "nodes": [
+                    {"id": "stuck", "type": "python", "call": ref(stuck), "timeout": 0.2,
+                     "optional": True},
+                    {"id": "next", "type": "python", "call": ref(emit_rows),
+                     "needs": ["stuck"]},
+                    {"id": "beside", "type": "python", "call": ref(emit_rows)},
+                ]
+            }
+        )
+        elapsed = time.monotonic() - began
+        node = state.nodes["stuck"]
+        assert node.state is NodeStatus.TIMED_OUT
+        assert "abandoned" in (node.reason or "")
+        assert elapsed < 3
+        started = of_type(events, EventType.NODE_STARTED, "stuck")[0]
+        timed_out = of_type(events, EventType.NODE_TIMED_OUT, "stuck")[0]
+        assert 0.19 <= seconds_between(started, timed_out) < 1.0
+        name = f"interlock:{state.run_id[:8]}:stuck"
+        assert name in [t.name for t in abandoned_threads()]
+        assert any("abandoned" in line for line in node.logs)
+        # The run went on without it.
+        assert state.nodes["next"].state is NodeStatus.SUCCEEDED
+        assert state.nodes["beside"].state is NodeStatus.SUCCEEDED
+        assert state.state is RunStatus.SUCCEEDED
+    finally:
+        release.set()
+    for thread in abandoned_threads():
+        thread.join(5)
+    assert abandoned_threads() == []
+
+
+async def test_the_run_deadline_ends_the_run_as_timeout_and_cancels_running_nodes(
+    run_pipeline: RunPipeline,
+) -> None:
+    before = asyncio.all_tasks()
+    state, events = await run_pipeline(
+        {
+            "timeout": 0.4,
+            "cleanup_grace": 0.2,
+            "nodes": [
+                {"id": "quick", "type": "python", "call": ref(emit_rows)},
+                {"id": "slow", "type": "python", "call": ref(sleep_long)},
+                {"id": "slow_shell", "type": "shell",
+                 "command": ["sh", "-c", "echo $$; exec sleep 30"]},
+                {"id": "after", "type": "parallel", "needs": ["slow"]},
+            ],
+        }
+    )
+    assert state.state is RunStatus.TIMEOUT
+    assert state.reason == "run deadline of 0.4s passed"
+    assert state.nodes["quick"].state is NodeStatus.SUCCEEDED
+    for node_id in ("slow", "slow_shell", "after"):
+        assert state.nodes[node_id].state is NodeStatus.CANCELLED, node_id
+    assert "after" not in node_ids(events, EventType.NODE_STARTED)
+    running = of_type(events, EventType.RUN_STATE_CHANGED)[0]
+    completed = of_type(events, EventType.RUN_COMPLETED)[0]
+    assert 0.39 <= seconds_between(running, completed) < 2.0
+    assert_process_gone(pid_from_logs(events, "slow_shell"))
+    assert psutil.Process().children(recursive=True) == []
+    assert asyncio.all_tasks() - before == set()
+
+
+async def test_a_timed_out_attempt_is_retried_when_timeout_is_retryable(
+    run_pipeline: RunPipeline,
+) -> None:
+    async def slow_then_fast(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+        if payload["attempt"] == 1:
+            await asyncio.sleep(30)
+        return {"attempt": payload["attempt"]}
+
+    delays: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+
+    state, events = await run_pipeline(
+        {
+            "nodes": [
+                {"id": "n", "type": "python", "call": ref(slow_then_fast), "timeout": 0.1,
+                 "retry": {"max_attempts": 2, "on": ["timeout"]}},
+            ]
+        },
+        sleep=sleep,
+    )
+    assert state.nodes["n"].state is NodeStatus.SUCCEEDED
+    assert state.nodes["n"].output == {"attempt": 2}
+    [retried] = of_type(events, EventType.NODE_RETRIED, "n")
+    assert retried.error_class == "timeout"
+    assert len(delays) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# cancellation
+
+
+async def test_cancelling_a_run_mid_way_cancels_its_nodes_and_leaves_nothing_behind(
+    make_pipeline: MakePipeline, recorder: Recorder
+) -> None:
+    pipeline = make_pipeline(
+        {
+            "cleanup_grace": 0.2,
+            "nodes": [
+                {"id": "done_first", "type": "python", "call": ref(emit_rows)},
+                {"id": "slow", "type": "python", "call": ref(sleep_long)},
+                {"id": "slow_shell", "type": "shell",
+                 "command": ["sh", "-c", "echo $$; exec sleep 30"]},
+                {"id": "after", "type": "parallel", "needs": ["slow"]},
+            ],
+        }
+    )
+    before = asyncio.all_tasks()
+    async with RunManager(sinks=[recorder]) as manager:
+        handle = await manager.start(pipeline)
+        await recorder.wait_for(EventType.NODE_LOG, "slow_shell")
+        await recorder.wait_for(EventType.NODE_SUCCEEDED, "done_first")
+        assert manager.cancel(handle.run_id, "operator stop", actor="operator:bob")
+        began = time.monotonic()
+        state = await handle.wait(10)
+        assert time.monotonic() - began < 2
+    events = recorder.of(handle.run_id)
+    assert state.state is RunStatus.CANCELLED
+    assert state.reason == "operator stop"
+    assert state.nodes["done_first"].state is NodeStatus.SUCCEEDED
+    for node_id in ("slow", "slow_shell", "after"):
+        node = state.nodes[node_id]
+        assert node.state is NodeStatus.CANCELLED, node_id
+        assert node.error_class == "cancelled"
+    completed = of_type(events, EventType.RUN_COMPLETED)[0]
+    assert completed.actor == "operator:bob"
+    assert (completed.data or {})["state"] == "cancelled"
+    assert not manager.cancel(handle.run_id)  # already over
+    assert_process_gone(pid_from_logs(events, "slow_shell"))
+    assert psutil.Process().children(recursive=True) == []
+    assert asyncio.all_tasks() - before == set()
+
+
+async def test_a_node_that_ignores_cancellation_is_forced_after_the_grace(
+    make_pipeline: MakePipeline, recorder: Recorder
+) -> None:
+    async def stubborn(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+        for _ in range(2):
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                continue  # swallows the first two cancellations on purpose
+        await asyncio.sleep(30)
+        return {}
+
+    pipeline = make_pipeline(
+        {"cleanup_grace": 0.1, "nodes": [{"id": "n", "type": "python", "call": ref(stubborn)}]}
+    )
+    before = asyncio.all_tasks()
+    async with RunManager(sinks=[recorder]) as manager:
+        handle = await manager.start(pipeline)
+        await recorder.wait_for(EventType.NODE_STARTED, "n")
+        manager.cancel(handle.run_id)
+        state = await handle.wait(10)
+    assert state.state is RunStatus.CANCELLED
+    assert state.nodes["n"].state is NodeStatus.CANCELLED
+    assert asyncio.all_tasks() - before == set()
+
+
+# ---------------------------------------------------------------------------------------------
+# approvals
+
+APPROVAL = {
+    "nodes": [
+        {"id": "build", "type": "python", "call": "test_executor:emit_rows"},
+        {"id": "publish", "type": "approval", "needs": ["build"], "message": "ship it?"},
+        {"id": "deploy", "type": "python", "call": "test_executor:echo_payload",
+         "needs": ["publish"]},
+    ]
+}
+
+
+async def test_an_approved_approval_lets_the_run_go_on_and_records_who_approved(
+    make_pipeline: MakePipeline, recorder: Recorder
+) -> None:
+    async with RunManager(sinks=[recorder]) as manager:
+        handle = await manager.start(make_pipeline(APPROVAL))
+        requested = await recorder.wait_for(EventType.APPROVAL_REQUESTED, "publish")
+        assert requested.data == {"message": "ship it?"}
+        assert handle.state.state is RunStatus.WAITING
+        assert handle.state.nodes["publish"].state is NodeStatus.WAITING
+        assert handle.executor.pending_approvals == ["publish"]
+        assert not manager.approve(handle.run_id, "build")  # not an approval that waits
+        assert manager.approve(
+            handle.run_id, "publish", actor="operator:alice", reason="looks good"
+        )
+        assert not manager.approve(handle.run_id, "publish")  # decided once
+        state = await handle.wait(10)
+    events = recorder.of(handle.run_id)
+    assert state.state is RunStatus.SUCCEEDED
+    [granted] = of_type(events, EventType.APPROVAL_GRANTED)
+    assert (granted.node_id, granted.actor, granted.reason) == (
+        "publish", "operator:alice", "looks good"
+    )
+    decision = state.nodes["publish"].decision
+    assert decision is not None
+    assert decision["decision"] == "approved"
+    assert decision["actor"] == "operator:alice"
+    assert decision["reason"] == "looks good"
+    assert state.nodes["publish"].output == {
+        "approved": True, "by": "operator:alice", "reason": "looks good"
+    }
+    assert state.nodes["deploy"].state is NodeStatus.SUCCEEDED
+    moves = [(e.data or {}).get("to") for e in of_type(events, EventType.RUN_STATE_CHANGED)]
+    assert moves == ["running", "waiting", "running"]
+
+
+async def test_a_rejected_approval_fails_with_class_rejected_and_skips_downstream(
+    make_pipeline: MakePipeline, recorder: Recorder
+) -> None:
+    async with RunManager(sinks=[recorder]) as manager:
+        handle = await manager.start(make_pipeline(APPROVAL))
+        await recorder.wait_for(EventType.APPROVAL_REQUESTED, "publish")
+        assert manager.reject(handle.run_id, "publish", actor="operator:carol", reason="not today")
+        state = await handle.wait(10)
+    events = recorder.of(handle.run_id)
+    assert state.state is RunStatus.FAILED
+    publish = state.nodes["publish"]
+    assert publish.state is NodeStatus.FAILED
+    assert publish.error_class == "rejected"
+    assert publish.reason == "not today"
+    [rejected] = of_type(events, EventType.APPROVAL_REJECTED)
+    assert (rejected.actor, rejected.reason) == ("operator:carol", "not today")
+    assert publish.decision is not None
+    assert publish.decision["decision"] == "rejected"
+    assert publish.decision["actor"] == "operator:carol"
+    assert state.nodes["deploy"].state is NodeStatus.SKIPPED
+    assert state.nodes["deploy"].reason == "upstream_failed"
+
+
+async def test_an_approval_that_nobody_decides_times_out(run_pipeline: RunPipeline) -> None:
+    state, _ = await run_pipeline(
+        {"nodes": [{"id": "ok", "type": "approval", "timeout": 0.1}]}
+    )
+    assert state.nodes["ok"].state is NodeStatus.TIMED_OUT
+    assert state.state is RunStatus.FAILED
+
+
+# ---------------------------------------------------------------------------------------------
+# the event log
+
+
+async def test_a_small_run_emits_exactly_this_event_sequence(run_pipeline: RunPipeline) -> None:
+    state, events = await run_pipeline(
+        {
+            "id": "small",
+            "nodes": [
+                {"id": "a", "type": "python", "call": ref(emit_rows)},
+                {"id": "b", "type": "python", "call": ref(double_rows), "needs": ["a"]},
+            ],
+        }
+    )
+    assert [(e.event_type, e.node_id) for e in events] == [
+        ("run.created", None),
+        ("run.state_changed", None),
+        ("node.started", "a"),
+        ("node.succeeded", "a"),
+        ("node.started", "b"),
+        ("node.succeeded", "b"),
+        ("run.completed", None),
+    ]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert {e.run_id for e in events} == {state.run_id}
+    assert len({e.event_id for e in events}) == len(events)
+    assert all(e.attempt == 1 and e.actor == "engine" for e in events)
+    assert all(e.timestamp_utc.endswith("Z") for e in events)
+    created, running, _, a_done, b_started, b_done, completed = events
+    assert (created.data or {})["pipeline_id"] == "small"
+    assert (running.data or {})["to"] == "running"
+    assert "deadline_at" in (running.data or {})
+    assert a_done.data == {"output": {"rows": 3, "who": "a"}}
+    assert a_done.outputs_hash is not None
+    assert b_started.inputs_hash is not None
+    assert b_done.data == {"output": {"rows": 6}}
+    assert completed.data is not None
+    assert completed.data["state"] == "succeeded"
+    assert completed.data["completed_nodes"] == ["a", "b"]
+    # Each event is the compact JSON of the contract: null fields omitted.
+    assert set(json.loads(created.to_json())) == {
+        "event_id", "seq", "event_type", "run_id", "timestamp_utc", "actor", "attempt", "data"
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# simulate mode
+
+
+async def test_simulate_mode_replaces_the_work_and_causes_no_side_effects(
+    run_pipeline: RunPipeline, tmp_path: Path
+) -> None:
+    marker = tmp_path / "made"
+    calls: list[str] = []
+
+    async def effect(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+        calls.append(payload["node_id"])
+        return {"rows": 1}
+
+    state, events = await run_pipeline(
+        {
+            "nodes": [
+                {"id": "touch", "type": "shell", "command": ["touch", str(marker)]},
+                {"id": "py", "type": "python", "call": ref(effect), "needs": ["touch"]},
+                {"id": "check", "type": "condition", "expr": "py.rows > 0", "needs": ["py"]},
+                {"id": "done", "type": "parallel", "needs": ["check"]},
+            ]
+        },
+        simulate=True,
+    )
+    assert state.state is RunStatus.SUCCEEDED
+    assert state.simulate
+    assert not marker.exists()
+    assert calls == []
+    for node_id in ("touch", "py"):
+        assert state.nodes[node_id].output == {"simulated": True}
+        assert state.nodes[node_id].simulated
+        [succeeded] = of_type(events, EventType.NODE_SUCCEEDED, node_id)
+        assert (succeeded.data or {}).get("simulated") is True
+    # Control nodes still run for real (a condition over simulated data takes its true branch).
+    assert state.nodes["check"].state is NodeStatus.SUCCEEDED
+    assert state.nodes["done"].state is NodeStatus.SUCCEEDED
+    assert (events[0].data or {}).get("simulate") is True
+
+
+# ---------------------------------------------------------------------------------------------
+# shell semantics
+
+
+async def test_a_shell_nodes_last_stdout_line_is_its_output_when_it_is_a_json_object(
+    run_pipeline: RunPipeline,
+) -> None:
+    state, _ = await run_pipeline(
+        {
+            "nodes": [
+                {"id": "json", "type": "shell",
+                 "command": [PY, "-c", "print('working'); print('{\"rows\": 3}')"]},
+                {"id": "plain", "type": "shell", "command": ["echo", "hello"]},
+                {"id": "json_then_text", "type": "shell",
+                 "command": [PY, "-c", "print('{\"rows\": 3}'); print('bye')"]},
+                {"id": "json_list", "type": "shell", "command": ["echo", "[1, 2]"]},
+                {"id": "silent", "type": "shell", "command": ["true"]},
+            ]
+        }
+    )
+    out = {node_id: node.output for node_id, node in state.nodes.items()}
+    assert out == {
+        "json": {"rows": 3},
+        "plain": {"exit_code": 0},
+        "json_then_text": {"exit_code": 0},
+        "json_list": {"exit_code": 0},
+        "silent": {"exit_code": 0},
+    }
+
+
+async def test_exit_75_is_a_transient_error_and_exit_1_a_permanent_one(
+    run_pipeline: RunPipeline,
+) -> None:
+    state, _ = await run_pipeline(
+        {
+            "nodes": [
+                {"id": "tempfail", "type": "shell",
+                 "command": ["sh", "-c", "echo 'try later' >&2; exit 75"]},
+                {"id": "broken", "type": "shell",
+                 "command": ["sh", "-c", "echo 'disk full' >&2; exit 1"]},
+                {"id": "missing", "type": "shell", "command": ["/nonexistent/program"]},
+            ]
+        }
+    )
+    assert state.nodes["tempfail"].error_class == "transient"
+    assert state.nodes["tempfail"].reason == "exit 75: try later"
+    assert state.nodes["broken"].error_class == "error"
+    assert state.nodes["broken"].reason == "exit 1: disk full"
+    assert state.nodes["missing"].error_class == "config"
+    assert all(n.state is NodeStatus.FAILED for n in state.nodes.values())
+
+
+async def test_shell_output_lines_become_node_log_events_up_to_a_bound(
+    run_pipeline: RunPipeline,
+) -> None:
+    extra = 150
+    script = (
+        f"import sys\nfor i in range({MAX_LOG_LINES + extra}): print(i)\n"
+        "print('oops', file=sys.stderr)\n"
+    )
+    state, events = await run_pipeline(
+        {"nodes": [{"id": "chatty", "type": "shell", "command": [PY, "-c", script]}]}
+    )
+    logs = [e.data or {} for e in of_type(events, EventType.NODE_LOG, "chatty")]
+    stdout = [d["line"] for d in logs if d["stream"] == "stdout"]
+    assert stdout == [str(i) for i in range(MAX_LOG_LINES)]
+    assert [d["line"] for d in logs if d["stream"] == "stderr"] == ["oops"]
+    notes = [d["line"] for d in logs if d["stream"] == "interlock"]
+    assert notes == [f"{extra} more stdout lines not kept"]
+    assert state.nodes["chatty"].state is NodeStatus.SUCCEEDED
+    assert len(state.nodes["chatty"].logs) <= 500
+
+
+async def test_secrets_never_appear_in_any_event_even_when_the_command_prints_them(
+    run_pipeline: RunPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "s3cr3t-T0KEN-value"
+    monkeypatch.setenv("INTERLOCK_TEST_TOKEN", secret)
+    env = {"T": {"from_env": "INTERLOCK_TEST_TOKEN", "secret": True}, "MODE": "fast"}
+    script = (
+        "import json, os, sys\n"
+        "t = os.environ['T']\n"
+        "print('token is', t)\n"
+        "print('stderr token', t, file=sys.stderr)\n"
+        "print(json.dumps({'token': t, 'nested': [t + '!'], 'mode': os.environ['MODE']}))\n"
+    )
+    state, events = await run_pipeline(
+        {
+            "nodes": [
+                {"id": "leaky", "type": "shell", "command": [PY, "-c", script], "env": env},
+                {"id": "failing", "type": "shell", "env": env,
+                 "command": ["sh", "-c", "echo \"denied for $T\" >&2; exit 1"]},
+                {"id": "downstream", "type": "python", "call": ref(echo_payload),
+                 "needs": ["leaky"]},
+            ]
+        }
+    )
+    dumped = "\n".join(e.to_json() for e in events)
+    assert secret not in dumped
+    assert secret not in repr(state)
+    assert state.nodes["leaky"].state is NodeStatus.SUCCEEDED
+    assert state.nodes["leaky"].output["mode"] == "fast"
+    assert state.nodes["failing"].reason == "exit 1: denied for ***"
+    stdout = [
+        (e.data or {})["line"] for e in of_type(events, EventType.NODE_LOG, "leaky")
+    ]
+    assert "token is ***" in stdout
+    # The definition snapshot keeps the reference, never the value.
+    definition = json.dumps((events[0].data or {})["definition"])
+    assert "INTERLOCK_TEST_TOKEN" in definition
+
+
+async def test_a_missing_secret_variable_fails_the_node_with_class_config(
+    run_pipeline: RunPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("INTERLOCK_TEST_UNSET", raising=False)
+    state, _ = await run_pipeline(
+        {
+            "nodes": [
+                {"id": "n", "type": "shell", "command": ["true"],
+                 "env": {"T": {"from_env": "INTERLOCK_TEST_UNSET", "secret": True}}},
+            ]
+        }
+    )
+    assert state.nodes["n"].error_class == "config"
+    assert "INTERLOCK_TEST_UNSET" in (state.nodes["n"].reason or "")
+
+
+# ---------------------------------------------------------------------------------------------
+# concurrency
+
+
+async def test_max_concurrency_is_never_exceeded(run_pipeline: RunPipeline) -> None:
+    active = 0
+    peak = 0
+
+    async def measured(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            await asyncio.sleep(0.03)
+        finally:
+            active -= 1
+        return {}
+
+    fn = ref(measured)
+    nodes: list[dict[str, Any]] = [
+        {"id": f"n{i}", "type": "python", "call": fn} for i in range(8)
+    ]
+    nodes += [{"id": f"m{i}", "type": "python", "call": fn, "needs": ["n0", "n1"]}
+              for i in range(4)]
+    nodes.append({"id": "gate", "type": "approval", "timeout": 0.05, "optional": True})
+    state, _ = await run_pipeline({"max_concurrency": 3, "nodes": nodes})
+    assert state.state is RunStatus.SUCCEEDED
+    assert peak == 3

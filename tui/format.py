@@ -1,0 +1,225 @@
+"""Pure formatting for the console: state glyphs and colours, durations, countdowns and bars.
+
+Contract: plain functions of their arguments (the clock is always passed in as `now`, seconds
+since the epoch), no Textual, no I/O, so they are tested without an app. Every state has a glyph
+that carries its meaning without colour (NO_COLOR terminals, screen readers of captured panes),
+and an ASCII spelling for `--ascii`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from engine.events import parse_timestamp
+from engine.state import NodeStatus, RunStatus
+
+NODE_GLYPHS: dict[str, str] = {
+    NodeStatus.PENDING: "·",
+    NodeStatus.RUNNING: "▶",
+    NodeStatus.RETRYING: "↻",
+    NodeStatus.WAITING: "⏸",
+    NodeStatus.SUCCEEDED: "✔",
+    NodeStatus.FAILED: "✖",
+    NodeStatus.TIMED_OUT: "⌛",
+    NodeStatus.SKIPPED: "⊘",
+    NodeStatus.CANCELLED: "■",
+}
+NODE_GLYPHS_ASCII: dict[str, str] = {
+    NodeStatus.PENDING: ".",
+    NodeStatus.RUNNING: ">",
+    NodeStatus.RETRYING: "R",
+    NodeStatus.WAITING: "W",
+    NodeStatus.SUCCEEDED: "+",
+    NodeStatus.FAILED: "X",
+    NodeStatus.TIMED_OUT: "T",
+    NodeStatus.SKIPPED: "-",
+    NodeStatus.CANCELLED: "#",
+}
+# Runs reuse the node marks; `timeout` and `interrupted` get their own.
+RUN_GLYPHS: dict[str, str] = {
+    RunStatus.PENDING: "·",
+    RunStatus.RUNNING: "▶",
+    RunStatus.WAITING: "⏸",
+    RunStatus.SUCCEEDED: "✔",
+    RunStatus.FAILED: "✖",
+    RunStatus.TIMEOUT: "⌛",
+    RunStatus.CANCELLED: "■",
+    RunStatus.INTERRUPTED: "⚠",
+}
+RUN_GLYPHS_ASCII: dict[str, str] = {
+    RunStatus.PENDING: ".",
+    RunStatus.RUNNING: ">",
+    RunStatus.WAITING: "W",
+    RunStatus.SUCCEEDED: "+",
+    RunStatus.FAILED: "X",
+    RunStatus.TIMEOUT: "T",
+    RunStatus.CANCELLED: "#",
+    RunStatus.INTERRUPTED: "!",
+}
+# Rich style per state (node and run states share names where they mean the same).
+STATE_STYLES: dict[str, str] = {
+    "pending": "dim",
+    "running": "bold cyan",
+    "retrying": "bold yellow",
+    "waiting": "bold magenta",
+    "succeeded": "green",
+    "failed": "bold red",
+    "timed_out": "red",
+    "timeout": "red",
+    "skipped": "dim italic",
+    "cancelled": "yellow",
+    "interrupted": "bold yellow",
+}
+BREAKER_STYLES: dict[str, str] = {"closed": "green", "half_open": "yellow", "open": "bold red"}
+BREAKER_LABELS: dict[str, str] = {"closed": "closed", "half_open": "half-open", "open": "open"}
+
+
+def node_glyph(state: str, *, ascii: bool = False) -> str:
+    table = NODE_GLYPHS_ASCII if ascii else NODE_GLYPHS
+    return table.get(state, "?")
+
+
+def run_glyph(state: str, *, ascii: bool = False) -> str:
+    table = RUN_GLYPHS_ASCII if ascii else RUN_GLYPHS
+    return table.get(state, "?")
+
+
+def state_style(state: str) -> str:
+    return STATE_STYLES.get(state, "")
+
+
+def duration(seconds: float | None) -> str:
+    """A short human duration: `-`, `420ms`, `4.2s`, `1m05s`, `2h03m`."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def countdown(seconds: float | None) -> str:
+    """A countdown in whole seconds, rounded up (a timer never shows 0 before it fires)."""
+    if seconds is None:
+        return "-"
+    whole = max(0, math.ceil(seconds - 1e-9))
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def epoch(timestamp: str | None) -> float | None:
+    """Seconds since the epoch of an event timestamp (None stays None)."""
+    return parse_timestamp(timestamp) if timestamp else None
+
+
+def remaining(deadline: float | None, now: float) -> float | None:
+    """Seconds left until `deadline` (never negative); None when there is no deadline."""
+    if deadline is None:
+        return None
+    return max(0.0, deadline - now)
+
+
+def elapsed(start: str | None, end: str | None, now: float) -> float | None:
+    """Seconds from `start` to `end`, or to `now` while `end` is unknown."""
+    began = epoch(start)
+    if began is None:
+        return None
+    finished = epoch(end)
+    return max(0.0, (finished if finished is not None else now) - began)
+
+
+def bar(fraction: float, width: int, *, ascii: bool = False) -> str:
+    """A bar `width` cells wide, filled to `fraction` (clamped to 0..1), in eighths."""
+    if width <= 0:
+        return ""
+    fraction = min(1.0, max(0.0, fraction))
+    if ascii:
+        full = round(fraction * width)
+        return "#" * full + "-" * (width - full)
+    eighths = round(fraction * width * 8)
+    full, part = divmod(eighths, 8)
+    partial = " ▏▎▍▌▋▊▉"[part] if part and full < width else ""
+    return ("█" * full + partial).ljust(width, "░")
+
+
+def countdown_bar(left: float | None, total: float | None, width: int, *, ascii: bool = False) -> str:
+    """Time left as a draining bar plus the number: `██████    12s`; blank without a deadline."""
+    if left is None or not total or total <= 0:
+        return " " * width
+    text = countdown(left)
+    room = width - len(text) - 1
+    if room < 3:
+        return text.rjust(width)
+    return f"{bar(left / total, room, ascii=ascii)} {text}"
+
+
+def ago(seconds: float | None) -> str:
+    """`updated 3s ago` style age: `just now`, `3s ago`, `2m ago`, `1h ago`."""
+    if seconds is None:
+        return "never"
+    if seconds < 1:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds)}s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m ago"
+    return f"{int(seconds // 3600)}h ago"
+
+
+def short_id(run_id: str) -> str:
+    return run_id[:8]
+
+
+def clock_time(timestamp: str | None) -> str:
+    """`HH:MM:SS` (UTC) of an event timestamp, for logs and tables."""
+    if not timestamp:
+        return "-"
+    return timestamp[11:19] if len(timestamp) >= 19 else timestamp
+
+
+def day_time(timestamp: str | None) -> str:
+    """`YYYY-MM-DD HH:MM:SS` (UTC) of a timestamp; sorts as text."""
+    if not timestamp:
+        return "-"
+    return timestamp[:19].replace("T", " ")
+
+
+def one_line(text: Any, width: int) -> str:
+    """The first line of `text`, cut to `width` characters with an ellipsis."""
+    lines = ("" if text is None else str(text)).strip().splitlines()
+    value = lines[0] if lines else ""
+    return value if len(value) <= width else value[: max(0, width - 1)] + "…"
+
+
+def parse_param(text: str) -> Any:
+    """A param typed in a form, read like `--param K=V`: YAML scalars, else the text itself."""
+    import yaml
+
+    if not text.strip():
+        return ""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, str | int | float | bool) else text
+
+
+def show_param(value: Any) -> str:
+    """A param default as it is pre-filled in the form (the inverse of `parse_param`)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

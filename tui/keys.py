@@ -1,0 +1,49 @@
+"""Every key of the console in one table: the help screen and the command palette read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Key:
+    key: str  # as Textual spells it
+    shown: str  # as the help screen shows it
+    action: str  # the action name (`action_<name>` on a screen or the app)
+    title: str  # the command palette's title
+    help: str  # one line: what it does and where
+
+
+COMMANDS: tuple[Key, ...] = (
+    Key("l", "l", "launch", "Launch a run", "pick a pipeline, edit its params, start it"),
+    Key("c", "c", "cancel", "Cancel the run", "cancel the selected run (asks first)"),
+    Key("r", "r", "replay", "Replay the run", "a new run from a stored run's definition and params"),
+    Key("R", "R", "resume", "Resume the run", "continue an interrupted run in this console"),
+    Key("a", "a", "approve", "Approve", "approve the waiting approval node"),
+    Key("x", "x", "reject", "Reject", "reject the waiting approval node (asks for a reason)"),
+    Key("p", "p", "playback", "Play the run back", "scrub through a stored run's events"),
+    Key("b", "b", "breakers", "Breakers", "circuit breakers: state, cool-down, reset"),
+    Key("slash", "/", "filter", "Filter", "filter the runs table or the event log"),
+    Key("enter", "enter", "open", "Open", "open the selected run or node"),
+    Key("escape", "escape", "back", "Back", "close this screen, or clear the filter"),
+    Key("question_mark", "?", "help", "Help", "this list of keys"),
+    Key("q", "q", "quit", "Quit", "quit (asks first while this console's runs are active)"),
+)
+
+# Keys that only mean something on one screen (shown on the help screen, not in the palette).
+SCREEN_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("home", "s", "sort the runs table by the next column"),
+    ("home", "tab", "move between the pipelines and the runs"),
+    ("run", "arrows", "move the selection along the DAG"),
+    ("run", "m", "DAG drawing: boxes, compact, groups"),
+    ("run", "tab", "move between the DAG, the node table and the event log"),
+    ("playback", "space", "play / pause"),
+    ("playback", "left / right", "step one event back / forward"),
+    ("playback", "home / end", "jump to the start / the end"),
+    ("playback", "+ / -", "faster / slower"),
+    ("breakers", "enter", "reset the selected breaker (asks first)"),
+    ("launch", "ctrl+s", "start the run"),
+    ("any", "ctrl+p", "command palette"),
+)
+
+BY_ACTION: dict[str, Key] = {k.action: k for k in COMMANDS}

@@ -1,0 +1,127 @@
+"""The messages the bridge posts to the console's screens: past-tense facts, one module.
+
+Bursts coalesce: a message still queued when a newer one of the same kind arrives is replaced
+by it (`Message.can_replace`), and run events merge so none is lost on the way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from engine.errors import ValidationIssue
+    from engine.events import Event
+    from engine.spec import Pipeline
+    from engine.state import RunState
+    from tui.view import BreakerView
+
+
+@dataclass(frozen=True)
+class PipelineEntry:
+    """A pipeline file found in the pipelines folder, valid (`pipeline`) or not (`issues`)."""
+
+    path: Path
+    pipeline: Pipeline | None
+    issues: tuple[ValidationIssue, ...] = ()
+    error: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.pipeline is not None
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.id if self.pipeline is not None else self.path.stem
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of the runs table (a stored run, with whether this console owns it)."""
+
+    run_id: str
+    pipeline_id: str
+    state: str
+    created_at: str | None
+    started_at: str | None
+    ended_at: str | None
+    own: bool
+    owner: str
+    replay_of: str | None = None
+    heartbeat_at: float | None = None
+    last_seq: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class ConsoleReady(Message):
+    """The database and the run manager are open."""
+
+
+class ConsoleFailed(Message):
+    """The database could not be opened."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class PipelinesScanned(Message):
+    """The pipelines folder was read and every file validated."""
+
+    def __init__(self, entries: list[PipelineEntry]) -> None:
+        super().__init__()
+        self.entries = entries
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, PipelinesScanned)
+
+
+class RunsListed(Message):
+    """The stored runs, newest first (own and other processes')."""
+
+    def __init__(self, runs: list[RunSummary]) -> None:
+        super().__init__()
+        self.runs = runs
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunsListed)
+
+
+class RunEventsArrived(Message):
+    """New events of a run; `state` is the fold of all its events so far."""
+
+    def __init__(self, run_id: str, state: RunState, events: list[Event], live: bool) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.state = state
+        self.events = events
+        self.live = live  # True: from this process's manager; False: polled from the store
+
+    def can_replace(self, message: Message) -> bool:
+        if isinstance(message, RunEventsArrived) and message.run_id == self.run_id:
+            # The newer message replaces this one: hand it our events so none is dropped.
+            message.events = self.events + message.events
+            return True
+        return False
+
+
+class BreakersChanged(Message):
+    """The breakers known to the console (this process's and the store's), by key."""
+
+    def __init__(self, breakers: dict[str, BreakerView]) -> None:
+        super().__init__()
+        self.breakers = breakers
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, BreakersChanged)
+
+
+class Ticked(Message):
+    """A second passed: countdowns and ages repaint (the clock is the app's, fixed in tests)."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, Ticked)

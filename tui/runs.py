@@ -1,0 +1,88 @@
+"""Pure conversions of stored rows into what the console lists: runs, breakers, filters, sorts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine.state import RunStatus
+from tui import format as fmt
+from tui.messages import RunSummary
+from tui.view import BreakerView
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from engine.breaker import BreakerSnapshot
+
+TERMINAL = frozenset(s.value for s in RunStatus if s.is_terminal)
+SETTLED = TERMINAL | {RunStatus.INTERRUPTED.value}
+
+
+def summary(row: Any, *, own: bool) -> RunSummary:
+    """A `RunRow` of the store as one line of the runs table."""
+    if own:
+        owner = "this console"
+    elif row.owner_pid:
+        owner = f"pid {row.owner_pid}"
+    else:
+        owner = "-"
+    return RunSummary(
+        run_id=row.run_id,
+        pipeline_id=row.pipeline_id,
+        state=str(row.state),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        own=own,
+        owner=owner,
+        replay_of=row.replay_of,
+        heartbeat_at=row.heartbeat_at,
+        last_seq=int(row.last_seq or 0),
+    )
+
+
+def merge_breakers(
+    records: Mapping[str, Any], snapshots: Iterable[BreakerSnapshot]
+) -> dict[str, BreakerView]:
+    """Breakers by key: the store's records, overlaid by this process's live breakers."""
+    views: dict[str, BreakerView] = {}
+    for key, record in records.items():
+        views[key] = BreakerView(
+            key,
+            str(record.state),
+            int(record.failures),
+            record.opened_at,
+            float(record.recovery_timeout),
+        )
+    for snap in snapshots:
+        views[snap.key] = BreakerView(
+            snap.key, snap.state.value, snap.failures, snap.opened_at, snap.recovery_timeout
+        )
+    return dict(sorted(views.items()))
+
+
+def matches(run: RunSummary, query: str) -> bool:
+    """The runs filter: every word must appear in the id, pipeline, state or owner."""
+    haystack = f"{run.run_id} {run.pipeline_id} {run.state} {run.owner}".lower()
+    return all(word in haystack for word in query.lower().split())
+
+
+SORT_KEYS = ("created", "pipeline", "state", "duration")
+
+
+def sort_runs(runs: list[RunSummary], key: str, now: float) -> list[RunSummary]:
+    """Runs ordered by `key`; newest first for `created`, longest first for `duration`."""
+    if key == "pipeline":
+        return sorted(runs, key=lambda r: (r.pipeline_id, r.created_at or ""))
+    if key == "state":
+        return sorted(runs, key=lambda r: (r.state, r.created_at or ""))
+    if key == "duration":
+        return sorted(runs, key=lambda r: -(run_seconds(r, now) or 0.0))
+    return sorted(runs, key=lambda r: r.created_at or "", reverse=True)
+
+
+def run_seconds(run: RunSummary, now: float) -> float | None:
+    end = run.ended_at
+    if end is None and run.state in SETTLED:
+        return None
+    return fmt.elapsed(run.started_at or run.created_at, end, now)

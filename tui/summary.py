@@ -1,0 +1,102 @@
+"""`interlock summary`: a human summary of a folded run (pure: state in, text out)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine.events import parse_timestamp
+
+if TYPE_CHECKING:
+    from engine.state import NodeState, RunState
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return max(0.0, parse_timestamp(end) - parse_timestamp(start))
+
+
+def format_seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    if value < 120:
+        return f"{value:.1f}s"
+    minutes, seconds = divmod(int(value), 60)
+    if minutes < 120:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def node_duration(node: NodeState) -> float | None:
+    """Seconds the node's attempts ran in all (backoff waits excluded)."""
+    total = 0.0
+    seen = False
+    for record in node.history:
+        span = _seconds(record.started_at, record.ended_at)
+        if span is not None:
+            total += span
+            seen = True
+    return total if seen else None
+
+
+def summary_dict(state: RunState) -> dict[str, Any]:
+    nodes = []
+    for node in state.nodes.values():
+        item: dict[str, Any] = {
+            "node_id": node.node_id,
+            "state": node.state.value,
+            "attempts": node.attempts,
+            "duration": node_duration(node),
+        }
+        if node.error_class:
+            item["error_class"] = node.error_class
+        if node.reason:
+            item["reason"] = node.reason
+        nodes.append(item)
+    return {
+        "run_id": state.run_id,
+        "pipeline_id": state.pipeline_id,
+        "state": state.state.value,
+        "reason": state.reason,
+        "duration": _seconds(state.started_at or state.created_at, state.ended_at),
+        "gate_failures": list(state.gate_failures),
+        "overrides": list(state.overrides),
+        "replay_of": state.replay_of,
+        "nodes": nodes,
+    }
+
+
+def summary_text(state: RunState) -> str:
+    data = summary_dict(state)
+    lines = [
+        f"Run {state.run_id} of {state.pipeline_id}: {state.state.value.upper()}"
+        + (f" in {format_seconds(data['duration'])}" if data["duration"] is not None else ""),
+    ]
+    if state.reason:
+        lines.append(f"  reason: {state.reason}")
+    if state.replay_of:
+        lines.append(f"  replay of {state.replay_of}")
+    for gate in state.gate_failures:
+        lines.append(f"  GATE FAILED: {gate}: {state.nodes[gate].reason}")
+    for override in state.overrides:
+        lines.append(f"  override by {override['actor']}: {override['reason']}")
+    counts: dict[str, int] = {}
+    for node in state.nodes.values():
+        counts[node.state.value] = counts.get(node.state.value, 0) + 1
+    lines.append("  " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    lines.append("")
+    lines.append(f"  {'NODE':28} {'STATE':10} {'TRIES':>5} {'TIME':>8}  ERROR")
+    for item in data["nodes"]:
+        error = ""
+        if item.get("error_class"):
+            error = f"{item['error_class']}: {item.get('reason', '')}"
+        elif item["state"] == "skipped":
+            error = f"({item.get('reason', '')})"
+        lines.append(
+            f"  {item['node_id'][:28]:28} {item['state']:10} {item['attempts']:>5} "
+            f"{format_seconds(item['duration']):>8}  {error[:120]}"
+        )
+    return "\n".join(lines)

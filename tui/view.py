@@ -1,0 +1,217 @@
+"""Pure view models: what the console's tables show, computed from folded state and the clock.
+
+Contract: no Textual and no I/O. A `RunState` (the fold of a run's events), the static facts of
+its pipeline (`NodeInfo`, from the run's definition snapshot), the breakers known to the console
+and `now` go in; rows of plain values come out. The widgets only paint these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.state import NodeStatus, RunStatus
+from tui import format as fmt
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from engine.spec import Pipeline
+    from engine.state import NodeState, RunState
+
+# Node types the executor never puts behind a breaker (and hard gates are never retried or
+# breaker-guarded: a gate's failure is a verdict).
+_NO_BREAKER_TYPES = frozenset({"condition", "delay", "approval", "trigger", "parallel"})
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What the definition says about a node: its limits, before anything ran."""
+
+    node_id: str
+    node_type: str
+    needs: tuple[str, ...]
+    max_attempts: int
+    timeout: float
+    breaker_key: str | None
+    label: str
+
+
+def node_infos(pipeline: Pipeline) -> dict[str, NodeInfo]:
+    infos: dict[str, NodeInfo] = {}
+    for node in pipeline.nodes:
+        key = None
+        if node.type not in _NO_BREAKER_TYPES and node.gate != "hard":
+            key = pipeline.breaker_for(node).key
+        infos[node.id] = NodeInfo(
+            node_id=node.id,
+            node_type=node.type,
+            needs=pipeline.needs_of(node),
+            max_attempts=pipeline.retry_for(node).max_attempts,
+            timeout=pipeline.timeout_for(node),
+            breaker_key=key,
+            label=node.label,
+        )
+    return infos
+
+
+def edges_of(infos: Mapping[str, NodeInfo]) -> list[tuple[str, str]]:
+    return [(parent, info.node_id) for info in infos.values() for parent in info.needs]
+
+
+@dataclass(frozen=True)
+class BreakerView:
+    """One breaker as the console knows it (from this process or the store)."""
+
+    key: str
+    state: str
+    failures: int
+    opened_at: float | None
+    recovery_timeout: float
+
+    def remaining(self, now: float) -> float:
+        if self.state != "open" or self.opened_at is None:
+            return 0.0
+        return max(0.0, self.opened_at + self.recovery_timeout - now)
+
+    def shown_state(self, now: float) -> str:
+        """An open breaker whose cool-down has run out admits a trial: it is half-open."""
+        if self.state == "open" and self.opened_at is not None and self.remaining(now) <= 0:
+            return "half_open"
+        return self.state
+
+
+def breaker_text(view: BreakerView | None, now: float) -> str:
+    if view is None:
+        return "-"
+    state = view.shown_state(now)
+    label = fmt.BREAKER_LABELS.get(state, state)
+    if state == "open":
+        return f"{label} {fmt.countdown(view.remaining(now))}"
+    if state == "closed" and view.failures:
+        return f"{label} ({view.failures}✖)"
+    return label
+
+
+def breakers_from_run(state: RunState) -> dict[str, BreakerView]:
+    """Breaker states as the run's own `breaker.state_changed` events last recorded them."""
+    views: dict[str, BreakerView] = {}
+    for key, raw in state.breakers.items():
+        opened = fmt.epoch(raw.get("at")) if raw.get("state") == "open" else None
+        views[key] = BreakerView(
+            key,
+            str(raw.get("state") or "closed"),
+            int(raw.get("failures") or 0),
+            opened,
+            float(raw.get("recovery_timeout") or 0.0),
+        )
+    return views
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    node_id: str
+    state: str
+    attempt: str
+    duration: str
+    left: float | None  # seconds to the current attempt's timeout, while it runs
+    total: float | None  # the attempt's timeout
+    breaker: str
+    breaker_state: str | None
+    error: str
+
+
+def attempt_deadline(node: NodeState) -> float | None:
+    """When the running attempt times out (epoch seconds), or None if it is not running."""
+    if node.state is not NodeStatus.RUNNING or node.timeout is None:
+        return None
+    started = fmt.epoch(node.attempt_started_at)
+    return None if started is None else started + node.timeout
+
+
+def node_seconds(node: NodeState, now: float) -> float | None:
+    """Seconds the node's attempts ran (a running attempt counts up to `now`)."""
+    total, seen = 0.0, False
+    for record in node.history:
+        span = fmt.elapsed(record.started_at, record.ended_at, now)
+        if span is not None:
+            total += span
+            seen = True
+    return total if seen else None
+
+
+def node_row(
+    node: NodeState,
+    info: NodeInfo | None,
+    breakers: Mapping[str, BreakerView],
+    now: float,
+    *,
+    live: bool = True,
+) -> NodeRow:
+    max_attempts = info.max_attempts if info else max(1, node.attempts)
+    key = info.breaker_key if info else None
+    breaker = breakers.get(key) if key else None
+    deadline = attempt_deadline(node) if live else None
+    error = ""
+    if node.error_class:
+        error = f"{node.error_class}: {node.reason or ''}".rstrip(": ")
+    return NodeRow(
+        node_id=node.node_id,
+        state=node.state.value,
+        attempt=f"{node.attempts}/{max_attempts}" if node.attempts else f"-/{max_attempts}",
+        duration=fmt.duration(node_seconds(node, now)),
+        left=fmt.remaining(deadline, now),
+        total=node.timeout if deadline is not None else None,
+        breaker=breaker_text(breaker, now) if key else "",
+        breaker_state=breaker.shown_state(now) if breaker else None,
+        error=error,
+    )
+
+
+def node_rows(
+    state: RunState,
+    infos: Mapping[str, NodeInfo],
+    breakers: Mapping[str, BreakerView],
+    now: float,
+    *,
+    live: bool = True,
+) -> list[NodeRow]:
+    merged = {**breakers_from_run(state), **breakers}
+    return [
+        node_row(node, infos.get(node.node_id), merged, now, live=live)
+        for node in state.nodes.values()
+    ]
+
+
+def run_deadline_left(state: RunState, now: float) -> float | None:
+    if state.is_terminal or state.state is RunStatus.INTERRUPTED:
+        return None
+    return fmt.remaining(fmt.epoch(state.deadline_at), now)
+
+
+def run_elapsed(state: RunState, now: float) -> float | None:
+    return fmt.elapsed(state.started_at or state.created_at, state.ended_at, now)
+
+
+def node_inputs(state: RunState, node_id: str) -> dict[str, Any]:
+    """What the node receives: the run's params and the outputs of its needs, as the engine
+    builds them (the log keeps only their hash; the values are the upstream outputs)."""
+    node = state.nodes[node_id]
+    inputs = {
+        need: state.nodes[need].output
+        for need in node.needs
+        if need in state.nodes and state.nodes[need].state is NodeStatus.SUCCEEDED
+    }
+    return {"params": dict(state.params), "inputs": inputs}
+
+
+def waiting_approvals(state: RunState) -> list[str]:
+    return state.nodes_in(NodeStatus.WAITING)
+
+
+def counts(state: RunState) -> dict[str, int]:
+    """How many nodes are in each state (only the states present)."""
+    out: dict[str, int] = {}
+    for node in state.nodes.values():
+        out[node.state.value] = out.get(node.state.value, 0) + 1
+    return out

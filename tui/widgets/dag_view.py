@@ -1,0 +1,322 @@
+"""DagView: the run's DAG as one scrolling grid, nodes marked and coloured by state."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding, BindingType
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from engine.state import NodeStatus
+from tui import format as fmt
+from tui.layout import BOXES, GROUPS, MODES, Layout, choose_mode, layout
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from textual import events
+
+Graph = tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+
+_CACHE: OrderedDict[tuple[Graph, str, bool], Layout] = OrderedDict()
+_CACHE_SIZE = 16
+
+
+def cached_layout(graph: Graph, mode: str, ascii: bool) -> Layout:
+    """Lay a DAG out once per (graph, mode, drawing); later views of it reuse the result.
+
+    Runs in a worker thread; a race between two threads only costs a duplicate computation.
+    """
+    key = (graph, mode, ascii)
+    found = _CACHE.get(key)
+    if found is not None:
+        return found
+    nodes, edges, labels = graph
+    result = layout(nodes, edges, mode=mode, ascii=ascii, labels=dict(labels) or None)
+    _CACHE[key] = result
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return result
+
+
+class DagView(ScrollView, can_focus=True):
+    """A pipeline's DAG drawn on the terminal grid, one state glyph and colour per node.
+
+    The layout is computed once per graph and mode, off the UI thread, and cached; a state
+    change only repaints the cells of the node that changed. Arrow keys move the selection
+    along the graph, `enter` opens the selected node, `m` cycles boxes/compact/groups.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "move('up')", "Up", show=False),
+        Binding("down", "move('down')", "Down", show=False),
+        Binding("left", "move('left')", "Left", show=False),
+        Binding("right", "move('right')", "Right", show=False),
+        Binding("enter", "open", "Open node"),
+        Binding("m", "cycle_mode", "DAG mode"),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "dag-view--edge",
+        "dag-view--selected",
+        *(f"dag-view--{status.value}" for status in NodeStatus),
+    }
+
+    DEFAULT_CSS = """
+    DagView {
+        height: 1fr;
+        background: $surface;
+        & > .dag-view--edge { color: $foreground 50%; }
+        & > .dag-view--selected { text-style: reverse bold; }
+        & > .dag-view--pending { color: $foreground 60%; }
+        & > .dag-view--running { color: $accent; text-style: bold; }
+        & > .dag-view--retrying { color: $warning; text-style: bold; }
+        & > .dag-view--waiting { color: $secondary; text-style: bold; }
+        & > .dag-view--succeeded { color: $success; }
+        & > .dag-view--failed { color: $error; text-style: bold; }
+        & > .dag-view--timed_out { color: $error; }
+        & > .dag-view--skipped { color: $foreground 50%; text-style: italic; }
+        & > .dag-view--cancelled { color: $warning; }
+        &:focus { background-tint: $foreground 3%; }
+    }
+    """
+
+    mode: reactive[str] = reactive(BOXES, init=False)
+    """The drawing: `boxes`, `compact` (one line per node) or `groups` (one line per layer)."""
+
+    selected: reactive[str | None] = reactive(None, init=False)
+    """The id of the selected node."""
+
+    class NodeSelected(Message):
+        """The selection moved to another node."""
+
+        def __init__(self, dag: DagView, node_id: str) -> None:
+            super().__init__()
+            self.dag = dag
+            self.node_id = node_id
+
+    class NodeOpened(Message):
+        """`enter` was pressed on a node: show its detail."""
+
+        def __init__(self, dag: DagView, node_id: str) -> None:
+            super().__init__()
+            self.dag = dag
+            self.node_id = node_id
+
+    def __init__(
+        self,
+        *,
+        ascii: bool = False,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.ascii = ascii
+        self._graph: Graph | None = None
+        self._layout: Layout | None = None
+        self._states: dict[str, str] = {}
+        self._rows_of: dict[int, list[tuple[int, int, str, int]]] = {}
+
+    # -- feeding ----------------------------------------------------------------------------------
+
+    @property
+    def current_layout(self) -> Layout | None:
+        return self._layout
+
+    def set_graph(
+        self,
+        nodes: Sequence[str],
+        edges: Sequence[tuple[str, str]],
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        """Show this DAG (laid out in a worker; nothing is drawn until it is ready)."""
+        graph: Graph = (
+            tuple(nodes),
+            tuple(edges),
+            tuple(sorted((labels or {}).items())),
+        )
+        if graph == self._graph:
+            return
+        self._graph = graph
+        self.set_reactive(DagView.mode, choose_mode(len(graph[0])))
+        self._start_layout()
+
+    def set_states(self, states: Mapping[str, str]) -> None:
+        """Repaint the nodes whose state changed (never lays the graph out again)."""
+        changed = [node for node, state in states.items() if self._states.get(node) != state]
+        if not changed:
+            return
+        self._states.update(states)
+        for node_id in changed:
+            self._refresh_node(node_id)
+
+    def _start_layout(self) -> None:
+        if self._graph is None:
+            return
+        graph, mode = self._graph, self.mode
+        self.run_worker(self._lay_out(graph, mode), exclusive=True, group="dag-layout")
+
+    async def _lay_out(self, graph: Graph, mode: str) -> None:
+        result = await asyncio.to_thread(cached_layout, graph, mode, self.ascii)
+        if graph != self._graph or mode != self.mode:
+            return
+        self._layout = result
+        self._rows_of = _spans(result)
+        self.virtual_size = Size(result.width + _GROUP_EXTRA * (mode == GROUPS), result.height)
+        if self.selected is None or self.selected not in graph[0]:
+            first = result.layers[0][0] if result.layers and result.layers[0] else None
+            if first is not None:
+                self.selected = first
+        else:
+            self._scroll_to_selected()
+        self.refresh()
+
+    # -- keys -------------------------------------------------------------------------------------
+
+    def action_move(self, direction: str) -> None:
+        if self._layout is None or self.selected is None:
+            return
+        target = self._layout.neighbours(self.selected, direction)
+        if target is not None:
+            self.selected = target
+
+    def action_open(self) -> None:
+        if self.selected is not None:
+            self.post_message(self.NodeOpened(self, self.selected))
+
+    def action_cycle_mode(self) -> None:
+        self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
+
+    def watch_mode(self) -> None:
+        self._start_layout()
+
+    def watch_selected(self, old: str | None, new: str | None) -> None:
+        for node_id in (old, new):
+            if node_id is not None:
+                self._refresh_node(node_id)
+        if new is not None:
+            self._scroll_to_selected()
+            self.post_message(self.NodeSelected(self, new))
+
+    def on_click(self, event: events.Click) -> None:
+        if self._layout is None:
+            return
+        x, y = event.x + self.scroll_offset.x, event.y + self.scroll_offset.y
+        for box in self._layout.boxes.values():
+            if box.x <= x < box.x + box.width and box.y <= y < box.y + box.height:
+                self.selected = box.node_id
+                return
+
+    # -- drawing ----------------------------------------------------------------------------------
+
+    def _node_region(self, node_id: str) -> tuple[int, int] | None:
+        """(first row, row count) of a node in the grid."""
+        if self._layout is None:
+            return None
+        box = self._layout.boxes.get(node_id)
+        if box is not None:
+            return box.y, box.height
+        for index, layer in enumerate(self._layout.layers):
+            if node_id in layer:
+                return index, 1
+        return None
+
+    def _refresh_node(self, node_id: str) -> None:
+        region = self._node_region(node_id)
+        if region is not None:
+            self.refresh_lines(region[0], region[1])
+
+    def _scroll_to_selected(self) -> None:
+        if self._layout is None or self.selected is None:
+            return
+        box = self._layout.boxes.get(self.selected)
+        if box is not None:
+            self.scroll_to_region(Region(box.x, box.y, box.width, box.height), animate=False)
+        elif (place := self._node_region(self.selected)) is not None:
+            self.scroll_to_region(Region(0, place[0], 1, 1), animate=False)
+
+    def _style(self, state: str) -> Style:
+        return self.get_component_rich_style(f"dag-view--{state}", partial=True)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        base = self.rich_style
+        row_y = scroll_y + y
+        if self._layout is None or row_y >= len(self._layout.rows):
+            return Strip.blank(width, base)
+        text = self._layout.rows[row_y]
+        edge = base + self.get_component_rich_style("dag-view--edge", partial=True)
+        selected = self.get_component_rich_style("dag-view--selected", partial=True)
+        if self._layout.mode == GROUPS:
+            segments = self._group_segments(row_y, text, base, edge, selected)
+        else:
+            segments = self._box_segments(row_y, text, base, edge, selected)
+        strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, base)
+        return strip.apply_offsets(scroll_x, row_y)
+
+    def _box_segments(
+        self, row_y: int, text: str, base: Style, edge: Style, selected: Style
+    ) -> list[Segment]:
+        segments: list[Segment] = []
+        cursor = 0
+        for start, end, node_id, glyph_x in self._rows_of.get(row_y, ()):
+            if start > cursor:
+                segments.append(Segment(text[cursor:start], edge))
+            state = self._states.get(node_id, NodeStatus.PENDING.value)
+            style = base + self._style(state)
+            cells = text[start:end]
+            if glyph_x >= 0:
+                cells = (
+                    cells[: glyph_x - start]
+                    + fmt.node_glyph(state, ascii=self.ascii)
+                    + cells[glyph_x - start + 1 :]
+                )
+            if node_id == self.selected:
+                style = style + selected
+            segments.append(Segment(cells, style))
+            cursor = end
+        if cursor < len(text):
+            segments.append(Segment(text[cursor:], edge))
+        return segments
+
+    def _group_segments(
+        self, row_y: int, text: str, base: Style, edge: Style, selected: Style
+    ) -> list[Segment]:
+        assert self._layout is not None
+        layer = self._layout.layers[row_y] if row_y < len(self._layout.layers) else ()
+        here = base + (selected if self.selected in layer else Style())
+        segments = [Segment(text, here)]
+        counts: dict[str, int] = {}
+        for node_id in layer:
+            state = self._states.get(node_id, NodeStatus.PENDING.value)
+            counts[state] = counts.get(state, 0) + 1
+        for status in NodeStatus:
+            if status.value in counts:
+                glyph = fmt.node_glyph(status.value, ascii=self.ascii)
+                segments.append(Segment(f" {glyph}{counts[status.value]}", self._style(status)))
+        return segments
+
+
+_GROUP_EXTRA = 40  # room right of a groups-mode row for its per-state counts
+
+
+def _spans(result: Layout) -> dict[int, list[tuple[int, int, str, int]]]:
+    """Per grid row, the node boxes crossing it: (x start, x end, node id, glyph x or -1)."""
+    rows: dict[int, list[tuple[int, int, str, int]]] = {}
+    for box in result.boxes.values():
+        for y in range(box.y, box.y + box.height):
+            glyph_x = box.glyph_x if y == box.glyph_y else -1
+            rows.setdefault(y, []).append((box.x, box.x + box.width, box.node_id, glyph_x))
+    for spans in rows.values():
+        spans.sort()
+    return rows
