@@ -14,11 +14,14 @@ lambda) is registered in this process under a generated reference.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.nodes import register_inline
-from engine.spec import Pipeline
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from engine.spec import Pipeline
 
 _counter = 0
 
@@ -51,7 +54,9 @@ class PipelineBuilder:
     def __init__(self, pipeline_id: str, **settings: Any) -> None:
         self._raw: dict[str, Any] = {"id": pipeline_id, **settings, "nodes": []}
 
-    def node(self, node_id: str, node_type: str, *, needs: Sequence[str] = (), **fields: Any) -> str:
+    def node(
+        self, node_id: str, node_type: str, *, needs: Sequence[str] = (), **fields: Any
+    ) -> str:
         entry: dict[str, Any] = {"id": node_id, "type": node_type, **fields}
         if needs:
             entry["needs"] = list(needs)

@@ -31,7 +31,7 @@ class ValidationIssue:
 
 
 class PipelineValidationError(InterlockError):
-    """A pipeline definition was rejected; `issues` lists every problem found, not just the first."""
+    """A pipeline definition was rejected; `issues` lists every problem found."""
 
     def __init__(self, issues: list[ValidationIssue]) -> None:
         self.issues = list(issues)
@@ -46,7 +46,7 @@ class PipelineValidationError(InterlockError):
 
 
 class TransientError(InterlockError):
-    """Raised by a node's work to say "try again later": classified `transient`, retried by default."""
+    """Raised by a node's work to say "try again later": class `transient`, retried by default."""
 
 
 class NodeTimeoutError(InterlockError):

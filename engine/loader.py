@@ -79,6 +79,7 @@ __all__ = [
     "load_dict",
     "load_file",
     "load_text",
+    "parse_text",
     "read_text",
 ]
 
@@ -126,7 +127,7 @@ _TYPE_WORDS = {
 
 
 # ---------------------------------------------------------------------------------------------
-# entry points
+# public API
 
 
 def load_file(path: str | os.PathLike[str]) -> Pipeline:
@@ -139,14 +140,23 @@ def load_file(path: str | os.PathLike[str]) -> Pipeline:
 
 def load_text(text: str, *, file: str | None = None, fmt: Format | None = None) -> Pipeline:
     """Parse YAML or JSON text (by `fmt`, else JSON when it starts with `{`) and validate it."""
-    if fmt is None:
-        fmt = "json" if text.lstrip("\ufeff \t\r\n").startswith("{") else "yaml"
-    parsed = _parse_json(text, file) if fmt == "json" else _parse_yaml(text, file)
+    parsed = _parse(text, file, fmt)
     pipeline, issues = _validate(parsed.data, file=file, lines=parsed.lines)
     issues = parsed.issues + issues
     if issues or pipeline is None:
         raise PipelineValidationError(_tidy(issues))
     return pipeline
+
+
+def parse_text(text: str, *, file: str | None = None, fmt: Format | None = None) -> Any:
+    """The plain data in YAML or JSON text, read exactly as `load_text` reads it (no validation).
+
+    Raises `PipelineValidationError` for syntax errors, refused tags and duplicate keys.
+    """
+    parsed = _parse(text, file, fmt)
+    if parsed.issues:
+        raise PipelineValidationError(_tidy(parsed.issues))
+    return parsed.data
 
 
 def load_dict(raw: Any, *, file: str | None = None, lines: LineTable | None = None) -> Pipeline:
@@ -223,7 +233,11 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _SafeLineLoader(yaml.SafeLoader):
-    """A `SafeLoader` with YAML 1.2 booleans that records where each key and list item starts."""
+    """A `SafeLoader` with YAML 1.2 booleans that records where each key and list item starts.
+
+    Pure Python on purpose: LibYAML's `CSafeLoader` is ~5x faster but crashes the process
+    (segfault) on deeply nested input, where this one raises `RecursionError`, reported.
+    """
 
     def load_with_lines(self) -> tuple[Any, dict[LinePath, int], list[_Duplicate]]:
         """The document, its line table and its duplicate keys as (path, key, first line)."""
@@ -352,6 +366,12 @@ def _tag_in(problem: str) -> str | None:
         return None
     tag = match.group(1)
     return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org") else tag
+
+
+def _parse(text: str, file: str | None, fmt: Format | None) -> _Parsed:
+    if fmt is None:
+        fmt = "json" if text.lstrip("\ufeff \t\r\n").startswith("{") else "yaml"
+    return _parse_json(text, file) if fmt == "json" else _parse_yaml(text, file)
 
 
 def _parse_yaml(text: str, file: str | None) -> _Parsed:
@@ -616,20 +636,30 @@ def _collapse_unions(
                 members.setdefault(loc[:k], set()).add(str(part))
     sites = {prefix for prefix, names in members.items() if len(names) > 1}
 
-    out: list[tuple[LinePath, str | None, list[ErrorDetails]]] = []
+    # In pydantic's order: an error (by index), or a union site's group at its first error.
+    order: list[int | LinePath] = []
     grouped: dict[LinePath, list[tuple[LinePath, str | None, ErrorDetails]]] = {}
-    for loc, tag, err in errors:
+    for i, (loc, tag, err) in enumerate(errors):
         site = next((loc[:k] for k in range(len(loc)) if loc[:k] in sites), None)
         if site is None:
+            order.append(i)
+            continue
+        if site not in grouped:
+            order.append(site)
+        grouped.setdefault(site, []).append((loc, tag, err))
+
+    out: list[tuple[LinePath, str | None, list[ErrorDetails]]] = []
+    for entry in order:
+        if isinstance(entry, int):
+            loc, tag, err = errors[entry]
             out.append((loc, tag, [err]))
-        else:
-            grouped.setdefault(site, []).append((loc, tag, err))
-    for site, items in grouped.items():
-        deeper = [(loc, tag, err) for loc, tag, err in items if len(loc) > len(site) + 1]
+            continue
+        items = grouped[entry]
+        deeper = [(loc, tag, err) for loc, tag, err in items if len(loc) > len(entry) + 1]
         if deeper:
-            out.extend(((*site, *loc[len(site) + 1 :]), tag, [err]) for loc, tag, err in deeper)
+            out.extend(((*entry, *loc[len(entry) + 1 :]), tag, [err]) for loc, tag, err in deeper)
         else:
-            out.append((site, items[0][1], [err for _, _, err in items]))
+            out.append((entry, items[0][1], [err for _, _, err in items]))
     return out
 
 
@@ -775,6 +805,7 @@ class _Checker:
         self.positions = list(positions) if positions is not None else list(range(len(p.nodes)))
         self.stubs = stubs
         self.issues: list[ValidationIssue] = []
+        self._agents: set[str] | None = None
         self.by_id: dict[str, NodeBase] = {}
         for node in p.nodes:
             self.by_id.setdefault(node.id, node)
@@ -906,9 +937,11 @@ class _Checker:
             self.add("empty command: name the program to run", where, node.id)
 
     def known_agents(self) -> set[str]:
-        from engine.registry import known_agents
+        if self._agents is None:
+            from engine.registry import known_agents
 
-        return known_agents(self.p)
+            self._agents = known_agents(self.p)
+        return self._agents
 
     def check_agents_map(self) -> None:
         from engine.registry import is_callable_ref

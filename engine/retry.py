@@ -9,7 +9,6 @@ Nodes with a single attempt never touch tenacity (the executor checks `max_attem
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from tenacity import (
@@ -21,10 +20,12 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from engine.spec import Backoff, RetryPolicy
 
 
-class backoff_wait(wait_base):  # noqa: N801  (tenacity's own wait strategies are lower case)
+class backoff_wait(wait_base):
     """Exponential backoff, capped, with relative jitter."""
 
     def __init__(self, backoff: Backoff, rng: random.Random | None = None, first: int = 1) -> None:

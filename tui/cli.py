@@ -15,13 +15,14 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tui.settings import default_db_path, default_pipelines_dir
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Sequence
+
     from engine.manager import RunHandle, RunManager
     from engine.state import RunState
     from engine.store import RunRow, Store
@@ -84,6 +85,11 @@ def _parse_params(items: Sequence[str]) -> dict[str, Any]:
     return params
 
 
+def _folder_of(path_text: str) -> str:
+    """The pipeline file's folder: where its `call:` modules and relative `cwd`s are found."""
+    return os.path.dirname(os.path.abspath(path_text))
+
+
 def _load(path_text: str) -> Any:
     from engine.loader import load_file
 
@@ -110,7 +116,8 @@ def _status_line(event: Any) -> str | None:
         return f"{time_part} ✖ {node} {etype.split('.')[1]}: {event.reason}"
     if etype == "node.retried":
         delay = (event.data or {}).get("delay", 0)
-        return f"{time_part} ↻ {node} retrying in {delay:.2f}s ({event.error_class}: {event.reason})"
+        why = f"{event.error_class}: {event.reason}"
+        return f"{time_part} ↻ {node} retrying in {delay:.2f}s ({why})"
     if etype == "node.skipped":
         return f"{time_part} ⊘ {node} skipped ({event.reason})"
     if etype == "node.cancelled":
@@ -240,7 +247,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         params = resolve_params(pipeline, params)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    search_path = str(Path(args.file).resolve().parent)
+    search_path = _folder_of(args.file)
 
     async def start(manager: RunManager) -> RunHandle:
         return await manager.start(
@@ -287,7 +294,7 @@ async def _reconciled_row(store: Store, row: RunRow) -> RunRow:
             if await reconcile(store, row.run_id):
                 refreshed = await store.run_row(row.run_id)
                 return refreshed or row
-        except Exception:  # noqa: BLE001  (listing must work even on a read-only database)
+        except Exception:
             return row
     return row
 
@@ -533,7 +540,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--db", metavar="PATH", help="SQLite database (default: $INTERLOCK_DB, else user data dir)"
     )

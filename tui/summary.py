@@ -79,10 +79,8 @@ def summary_text(state: RunState) -> str:
         lines.append(f"  reason: {state.reason}")
     if state.replay_of:
         lines.append(f"  replay of {state.replay_of}")
-    for gate in state.gate_failures:
-        lines.append(f"  GATE FAILED: {gate}: {state.nodes[gate].reason}")
-    for override in state.overrides:
-        lines.append(f"  override by {override['actor']}: {override['reason']}")
+    lines += [f"  GATE FAILED: {g}: {state.nodes[g].reason}" for g in state.gate_failures]
+    lines += [f"  override by {o['actor']}: {o['reason']}" for o in state.overrides]
     counts: dict[str, int] = {}
     for node in state.nodes.values():
         counts[node.state.value] = counts.get(node.state.value, 0) + 1

@@ -253,6 +253,19 @@ def test_unrelated_edges_meet_only_where_they_cross(
                 assert not a[2] & b[2], f"{a[:2]} and {b[:2]} run together through {cell}"
 
 
+def test_a_long_edge_bends_only_to_leave_and_to_enter(branching: Graph) -> None:
+    cells = _lay(branching).edge_cells["fetch", "archive"]
+    steps = [(b[0] - a[0], b[1] - a[1]) for a, b in pairwise(cells)]
+    turns = sum(s != t for s, t in pairwise(steps))
+    assert turns <= 4  # out to the side, down past the branches, back under to the child
+
+
+def test_a_fan_in_shares_one_line(wide_200: Graph) -> None:
+    lay = _lay(wide_200, mode="boxes")
+    sink, parent = lay.boxes["sink"], lay.boxes["m2_0"]
+    assert sink.y - (parent.y + parent.height) == 2  # one track and the arrow row
+
+
 # --- crossings ---------------------------------------------------------------------------------
 
 
