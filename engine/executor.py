@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 Sleep = Callable[[float], Awaitable[None]]
 
 _FAILED = (NodeStatus.FAILED, NodeStatus.TIMED_OUT, NodeStatus.CANCELLED)
+_UNFINISHED = (NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.WAITING)
 _NO_BREAKER_TYPES = frozenset({"condition", "delay", "approval", "trigger", "parallel"})
 
 
@@ -120,6 +121,66 @@ def final_status(
 # the driver
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the executor derives from a pipeline alone, worked out once per pipeline object
+    rather than once per run (pipelines are frozen models, so it cannot go stale)."""
+
+    specs: dict[str, NodeBase]
+    parents: dict[str, tuple[str, ...]]
+    children: dict[str, list[str]]
+    optional: dict[str, bool]
+    conditions: frozenset[str]
+    retry: dict[str, RetryPolicy]
+    # (key, failure_threshold, recovery_timeout), or None for a node without a breaker.
+    breakers: dict[str, tuple[str, int, float] | None]
+
+    @classmethod
+    def of(cls, pipeline: Pipeline) -> _Plan:
+        nodes = pipeline.nodes
+        parents = {node.id: pipeline.needs_of(node) for node in nodes}
+        children: dict[str, list[str]] = {node.id: [] for node in nodes}
+        for node_id, needs in parents.items():
+            for parent in needs:
+                children[parent].append(node_id)
+        breakers: dict[str, tuple[str, int, float] | None] = {}
+        for node in nodes:
+            if node.type in _NO_BREAKER_TYPES or node.gate == "hard":
+                breakers[node.id] = None
+            else:
+                policy = pipeline.breaker_for(node)
+                assert policy.key is not None
+                breakers[node.id] = (
+                    policy.key, policy.failure_threshold, policy.recovery_timeout
+                )
+        return cls(
+            specs={node.id: node for node in nodes},
+            parents=parents,
+            children=children,
+            optional={node.id: node.optional for node in nodes},
+            conditions=frozenset(n.id for n in nodes if n.type == "condition"),
+            retry={n.id: pipeline.retry_for(n) for n in nodes},
+            breakers=breakers,
+        )
+
+
+_PLANS: OrderedDict[int, tuple[Pipeline, _Plan]] = OrderedDict()
+_PLANS_KEPT = 64
+
+
+def _plan_for(pipeline: Pipeline) -> _Plan:
+    # Keyed by identity, holding the pipeline so that its id cannot be reused meanwhile.
+    key = id(pipeline)
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0] is pipeline:
+        _PLANS.move_to_end(key)
+        return hit[1]
+    plan = _PLANS[key] = (pipeline, _Plan.of(pipeline))
+    while len(_PLANS) > _PLANS_KEPT:
+        _PLANS.popitem(last=False)
+    return plan[1]
+
+
 @dataclass(frozen=True)
 class _Stop:
     status: RunStatus  # the run's final state: cancelled, timeout or failed (fail_fast)
@@ -162,19 +223,20 @@ class Executor:
         self._rng = rng or random.Random()
         self.state = state if state is not None else RunState(self.run_id)
         self._seq = self.state.last_seq
-        self._specs = {node.id: node for node in pipeline.nodes}
-        self._parents = {node.id: pipeline.needs_of(node) for node in pipeline.nodes}
-        self._children: dict[str, list[str]] = {node_id: [] for node_id in self._specs}
-        for node_id, parents in self._parents.items():
-            for parent in parents:
-                self._children[parent].append(node_id)
-        self._optional = {node.id: node.optional for node in pipeline.nodes}
-        self._conditions = frozenset(n.id for n in pipeline.nodes if n.type == "condition")
-        self._retry: dict[str, RetryPolicy] = {n.id: pipeline.retry_for(n) for n in pipeline.nodes}
+        plan = _plan_for(pipeline)
+        self._plan = plan
+        self._specs = plan.specs
+        self._parents = plan.parents
+        self._children = plan.children
+        self._optional = plan.optional
+        self._conditions = plan.conditions
+        self._retry = plan.retry
         self._queue: asyncio.Queue[tuple[str, Any]] | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._busy = 0  # tasks in `_tasks` that hold a concurrency slot (approvals hold none)
         self._approvals: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._stop: _Stop | None = None
+        self._stop_requested = asyncio.Event()
         self._gate_blocked: dict[str, str] = {}
         self._done = False
 
@@ -237,9 +299,7 @@ class Executor:
         for gate in overridden:
             blocked |= self._descendants(gate)
         for node in self.state.nodes.values():
-            if node.state in (NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.RETRYING):
-                reset.append(node.node_id)
-            elif node.state is NodeStatus.WAITING:
+            if node.state in _UNFINISHED:
                 reset.append(node.node_id)
             elif node.node_id in blocked and node.node_id not in overridden:
                 if node.state is not NodeStatus.SUCCEEDED:
@@ -291,8 +351,13 @@ class Executor:
         if self._stop is not None or self._done:
             return
         self._stop = _Stop(status, reason, error_class, actor)
+        self._stop_requested.set()
         if self._queue is not None:
             self._queue.put_nowait(("stop", None))
+
+    async def wait_stop_requested(self) -> None:
+        """Return once a stop was requested (a run waiting for a slot stops waiting)."""
+        await self._stop_requested.wait()
 
     def cancel(self, reason: str | None = None, actor: str = "engine") -> None:
         text = reason or "cancelled"
@@ -334,7 +399,11 @@ class Executor:
             )
             self._emit(
                 EventType.RUN_STATE_CHANGED,
-                data={"from": self.state.state.value, "to": "running", "deadline_at": _iso(deadline_at)},
+                data={
+                    "from": self.state.state.value,
+                    "to": "running",
+                    "deadline_at": _iso(deadline_at),
+                },
             )
         try:
             await self._drive()
@@ -461,22 +530,24 @@ class Executor:
                 )
                 self._release_children(node_id, ready, remaining)
                 continue
-            if spec.type != "approval" and self._busy() >= limit:
+            holds_slot = spec.type != "approval"
+            if holds_slot and self._busy >= limit:
                 break
             ready.popleft()
             task = asyncio.create_task(self._run_node(spec), name=f"interlock:{node_id}")
             self._tasks[node_id] = task
+            if holds_slot:
+                self._busy += 1
             task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         assert self._queue is not None
         self._queue.put_nowait(("done", task.get_name().removeprefix("interlock:")))
 
-    def _busy(self) -> int:
-        return sum(1 for nid in self._tasks if self._specs[nid].type != "approval")
-
     def _settle(self, node_id: str, ready: deque[str], remaining: dict[str, int]) -> None:
         task = self._tasks.pop(node_id)
+        if self._specs[node_id].type != "approval":
+            self._busy -= 1
         node = self.state.nodes[node_id]
         stop = self._stop
         if task.cancelled():
@@ -532,11 +603,8 @@ class Executor:
         }
 
     def _breaker(self, spec: NodeBase) -> CircuitBreaker | None:
-        if spec.type in _NO_BREAKER_TYPES or spec.gate == "hard":
-            return None
-        policy = self.pipeline.breaker_for(spec)
-        assert policy.key is not None
-        return self._breakers.get(policy.key, policy.failure_threshold, policy.recovery_timeout)
+        policy = self._plan.breakers[spec.id]
+        return None if policy is None else self._breakers.get(*policy)
 
     def _breaker_listener(self, node_id: str) -> Callable[[BreakerChange], None]:
         def report(change: BreakerChange) -> None:
@@ -624,7 +692,9 @@ class Executor:
             for descendant in self._descendants(node_id):
                 self._gate_blocked.setdefault(descendant, node_id)
             return
-        event_type = EventType.NODE_TIMED_OUT if err.error_class == "timeout" else EventType.NODE_FAILED
+        event_type = (
+            EventType.NODE_TIMED_OUT if err.error_class == "timeout" else EventType.NODE_FAILED
+        )
         data = {"output": err.output} if err.output is not None else None
         self._emit(
             event_type,
@@ -708,12 +778,16 @@ class Executor:
 
     def _artifact_emitter(self, node_id: str, attempt: int) -> Callable[[dict[str, Any]], None]:
         def emit(data: dict[str, Any]) -> None:
+            if self._done:  # nothing follows run.completed
+                return
             self._emit(EventType.ARTIFACT_EMITTED, node_id=node_id, attempt=attempt, data=data)
 
         return emit
 
     def _logger(self, node_id: str, attempt: int) -> Callable[[str, str], None]:
         def log(stream: str, line: str) -> None:
+            if self._done:  # nothing follows run.completed
+                return
             self._emit(
                 EventType.NODE_LOG,
                 node_id=node_id,

@@ -161,6 +161,8 @@ def parse_text(text: str, *, file: str | None = None, fmt: Format | None = None)
 
 def load_dict(raw: Any, *, file: str | None = None, lines: LineTable | None = None) -> Pipeline:
     """Validate already-parsed data (a definition snapshot, a builder's dict, parsed JSON)."""
+    if raw is None:
+        raise PipelineValidationError([ValidationIssue("the definition is empty", file=file)])
     pipeline, issues = _validate(raw, file=file, lines=lines or {})
     if issues or pipeline is None:
         raise PipelineValidationError(_tidy(issues))
@@ -249,6 +251,16 @@ class _SafeLineLoader(yaml.SafeLoader):
         duplicates: list[_Duplicate] = []
         _walk(root, (), lines, duplicates)  # before construction flattens `<<` merges
         return self.construct_document(root), lines, duplicates
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # A well-formed scalar Python cannot build (`2024-13-45`, an int of 5,000 digits)
+        # raises a bare ValueError in PyYAML; make it a located YAML error like the others.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"invalid value {str(node.value)[:40]!r}: {exc}", node.start_mark
+            ) from None
 
 
 # YAML 1.1 reads yes/no/on/off as booleans; a pipeline's `on:` key and `MODE: yes` must stay
@@ -432,6 +444,8 @@ def _parse_json(text: str, file: str | None) -> _Parsed:
         )
     except RecursionError:
         return _Parsed(None, {}, [ValidationIssue("the JSON is nested too deeply", file=file)])
+    except ValueError as exc:  # e.g. an integer with more digits than int() accepts
+        return _Parsed(None, {}, [ValidationIssue(f"JSON value cannot be read: {exc}", file=file)])
     # JSON is (nearly) YAML, so the YAML walker can usually supply lines; best effort only.
     lines: dict[LinePath, int] = {}
     yaml_duplicates: list[_Duplicate] | None = None
@@ -764,7 +778,10 @@ def _pattern_reason(loc: LinePath, field: str, given: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print (sys.get_int_max_str_digits)
+        text = f"<{type(value).__name__} too large to show>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

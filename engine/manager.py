@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.breaker import BreakerChange, BreakerRegistry, CircuitBreaker
@@ -35,6 +33,9 @@ from engine.executor import Executor
 from engine.state import NodeStatus, RunState, RunStatus
 
 if TYPE_CHECKING:
+    import random
+    from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+
     from engine.bus import EventSink
     from engine.spec import Pipeline
     from engine.store import Owner, Store
@@ -63,7 +64,7 @@ class RunHandle:
     def __await__(self) -> Generator[Any, None, RunState]:
         return asyncio.shield(self._task).__await__()
 
-    async def wait(self, timeout: float | None = None) -> RunState:
+    async def wait(self, timeout: float | None = None) -> RunState:  # noqa: ASYNC109  (wait_for's API)
         return await asyncio.wait_for(asyncio.shield(self._task), timeout)
 
     def raise_for_state(self) -> RunState:
@@ -208,7 +209,13 @@ class RunManager:
 
     async def _execute(self, executor: Executor) -> RunState:
         try:
-            async with self._slots:
+            if await self._take_slot(executor):
+                try:
+                    state = await executor.execute()
+                finally:
+                    self._slots.release()
+            else:
+                # Stopped while queued: it ends at once (nothing starts), so it needs no slot.
                 state = await executor.execute()
         except asyncio.CancelledError:
             if not executor.state.is_terminal:
@@ -219,6 +226,26 @@ class RunManager:
         finally:
             await self._after_run(executor)
         return state
+
+    async def _take_slot(self, executor: Executor) -> bool:
+        """Wait for a run slot; False (holding none) if the run is stopped while it waits."""
+        slot = asyncio.ensure_future(self._slots.acquire())
+        stopped = asyncio.ensure_future(executor.wait_stop_requested())
+        try:
+            await asyncio.wait((slot, stopped), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            stopped.cancel()
+            if slot.done() and not slot.cancelled():
+                self._slots.release()
+            slot.cancel()
+            raise
+        stopped.cancel()
+        if slot.done():
+            return slot.result()
+        # Not acquired yet: cancelled, it never takes the slot (a waiter woken in the meantime
+        # hands it on to the next one).
+        slot.cancel()
+        return False
 
     async def _after_run(self, executor: Executor) -> None:
         if self._background:
@@ -272,7 +299,7 @@ class RunManager:
             return False
         return handle.executor.decide(node_id, approved, actor=actor, reason=reason)
 
-    # -- durable runs -------------------------------------------------------------------------------
+    # -- durable runs ---------------------------------------------------------------------------
 
     def _require_store(self) -> Store:
         if self.store is None:
@@ -367,7 +394,7 @@ class RunManager:
                     await store.heartbeat(active, self._owner)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: S112  (a transient store error must not end the control loop)
+            except Exception:
                 continue
 
     def _act(
@@ -380,7 +407,7 @@ class RunManager:
             return ("approved" if kind == "approve" else "rejected") if decided else "not waiting"
         return f"unknown command {kind}"
 
-    # -- breakers -----------------------------------------------------------------------------------
+    # -- breakers -------------------------------------------------------------------------------
 
     def _breaker_changed(self, breaker: CircuitBreaker, change: BreakerChange) -> None:
         if self.store is None:

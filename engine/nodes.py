@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -36,6 +37,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import psutil
 
 from engine.errors import NodeError, TransientError
 from engine.expr import ExpressionError, compile_expression, compile_template
@@ -150,11 +153,16 @@ def abandoned_threads() -> list[threading.Thread]:
 
 
 def _normalise_output(value: Any) -> dict[str, Any]:
+    """The callable's result as the JSON data the log keeps: what runs downstream live must be
+    what a resumed run folds back (a tuple would be a list, a date a string, after a resume)."""
     if value is None:
         return {}
-    if isinstance(value, Mapping):
-        return dict(value)
-    return {"result": value}
+    output = dict(value) if isinstance(value, Mapping) else {"result": value}
+    try:
+        plain: dict[str, Any] = json.loads(json.dumps(output, default=str))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise NodeError("error", f"output is not JSON data: {type(exc).__name__}: {exc}") from None
+    return plain
 
 
 def _classify_exception(exc: BaseException, ctx: NodeContext) -> NodeError:
@@ -175,6 +183,24 @@ async def _call(fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext)
         return await fn(*args)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
+    live = True  # False once the attempt is over: an abandoned thread's reports are dropped
+
+    def on_loop(report: Callable[..., None], *values: Any) -> None:
+        if live:
+            report(*values)
+
+    def from_thread(report: Callable[..., None]) -> Callable[..., None]:
+        # Events are emitted on the loop only: the worker thread hands its reports over.
+        def forward(*values: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop may be closed by now
+                loop.call_soon_threadsafe(on_loop, report, *values)
+
+        return forward
+
+    thread_ctx = dataclasses.replace(
+        ctx, log=from_thread(ctx.log), emit_artifact=from_thread(ctx.emit_artifact)
+    )
+    args = tuple(thread_ctx if arg is ctx else arg for arg in args)
 
     def settle(ok: bool, value: Any) -> None:
         if not future.done():
@@ -206,6 +232,8 @@ async def _call(fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext)
             ctx.notes.append(note)
             ctx.log("interlock", note)
         raise
+    finally:
+        live = False
     if inspect.isawaitable(result):
         return await result
     return result
@@ -260,11 +288,24 @@ def _shell_env(node: ShellNode, ctx: NodeContext) -> dict[str, str]:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs.
+
+    Members that exited but were not reaped (zombies) run nothing and do not count: orphans of
+    a dead shell are reparented to pid 1, and where pid 1 reaps nothing (many containers) they
+    stay in the group for good, so waiting for the group to vanish would last the whole grace.
+    """
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return True
+    return any(_runs_in_group(process, pgid) for process in psutil.process_iter())
+
+
+def _runs_in_group(process: psutil.Process, pgid: int) -> bool:
+    try:
+        return os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE
+    except (OSError, psutil.Error):
+        return False
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -337,6 +378,58 @@ class _LineReader:
             self.ctx.log("interlock", f"{self.dropped} more {self.stream_name} lines not kept")
 
 
+class _ExitWatch(asyncio.subprocess.SubprocessStreamProtocol):
+    """Says when the command itself exits. `Process.wait()` also waits for every pipe to
+    close, which a child the command left running in the background may never do."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def _spawn(
+    argv: list[str], **kwargs: Any
+) -> tuple[asyncio.subprocess.Process, asyncio.SubprocessTransport, asyncio.Future[None]]:
+    """`asyncio.create_subprocess_exec`, plus its transport and a future that is done when the
+    command itself exits."""
+    loop = asyncio.get_running_loop()
+    protocol = _ExitWatch(limit=READ_CHUNK, loop=loop)
+    transport, _ = await loop.subprocess_exec(lambda: protocol, argv[0], *argv[1:], **kwargs)
+    return asyncio.subprocess.Process(transport, protocol, loop), transport, protocol.exited
+
+
+async def _spawn_guarded(ctx: NodeContext, argv: list[str], **kwargs: Any) -> Any:
+    """`_spawn`, carried to its end even when the attempt is cancelled meanwhile.
+
+    Cancelling the spawn itself makes asyncio SIGKILL the direct child only and then wait for
+    pipes the rest of its process group still holds: a grandchild outlived the run. Instead the
+    process is let start, its group is terminated as on any cancel, and the cancel goes on.
+    """
+    task = asyncio.ensure_future(_spawn(argv, **kwargs))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait((task,))
+        if not task.cancelled() and task.exception() is None:
+            await _terminate(task.result()[0], ctx.cleanup_grace, ctx)
+        raise
+
+
+async def _stop_io(io: asyncio.Future[Any]) -> None:
+    """Cancel the readers and writer of a process and wait until they are gone."""
+    io.cancel()
+    await asyncio.wait((io,))
+    if not io.cancelled():
+        io.exception()  # a cancelled gather keeps a CancelledError: mark it as seen
+
+
 async def _feed_stdin(proc: asyncio.subprocess.Process, data: bytes) -> None:
     assert proc.stdin is not None
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -355,8 +448,9 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
     if cwd is not None and ctx.search_path is not None and not os.path.isabs(cwd):
         cwd = os.path.join(ctx.search_path, cwd)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
+        proc, transport, exited = await _spawn_guarded(
+            ctx,
+            argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -374,15 +468,28 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
     out = _LineReader("stdout", ctx)
     err = _LineReader("stderr", ctx)
     payload = json.dumps(ctx.payload, default=str).encode()
+    io = asyncio.gather(_feed_stdin(proc, payload), out.pump(proc.stdout), err.pump(proc.stderr))
     try:
-        await asyncio.gather(
-            _feed_stdin(proc, payload), out.pump(proc.stdout), err.pump(proc.stderr)
-        )
+        await exited
+        # Stragglers the command left behind die with it; their ends of the pipes close, so
+        # reading ends (a background child holding stdout would otherwise hang the node).
+        _kill_group(proc.pid, signal.SIGKILL)
+        await asyncio.wait((io,), timeout=ctx.cleanup_grace)
+        if io.done():
+            io.result()
+        else:  # a child that left the group (setsid) still holds a pipe open
+            await _stop_io(io)
+            for fd in (0, 1, 2):
+                pipe = transport.get_pipe_transport(fd)
+                if pipe is not None:
+                    pipe.close()
+            ctx.log("interlock", "output still open after the command exited; stopped reading")
         code = await proc.wait()
     except BaseException:
+        io.cancel()
         await _terminate(proc, ctx.cleanup_grace, ctx)
+        await _stop_io(io)
         raise
-    _kill_group(proc.pid, signal.SIGKILL)  # stragglers the command left behind
     if code == 0:
         last = out.last_line.strip()
         if last.startswith("{"):

@@ -8,6 +8,7 @@ Nodes with a single attempt never touch tenacity (the executor checks `max_attem
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import TYPE_CHECKING
 
@@ -57,10 +58,15 @@ def make_retrying(
     """A tenacity controller for the attempts a node has left (attempts continue on resume)."""
     remaining = max(1, policy.max_attempts - prior_attempts)
     retry_on = frozenset(policy.on)
+
+    def retryable(exc: BaseException) -> bool:
+        # tenacity's attempt context catches BaseException: a cancelled attempt (the run is
+        # stopping) must end the node, never be retried, whatever `on` names.
+        return not isinstance(exc, asyncio.CancelledError) and classify(exc) in retry_on
     return AsyncRetrying(
         stop=stop_after_attempt(remaining),
         wait=backoff_wait(policy.backoff, rng, first=prior_attempts + 1),
-        retry=retry_if_exception(lambda exc: classify(exc) in retry_on),
+        retry=retry_if_exception(retryable),
         sleep=sleep,
         before_sleep=before_sleep,
         reraise=True,

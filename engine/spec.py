@@ -52,21 +52,35 @@ ERROR_CLASS_NAMES = (
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# Ten years: longer is "never" in practice, and a deadline past year 9999 cannot be a datetime.
+MAX_DURATION = 10 * 365 * 24 * 3600.0
 
 
 def parse_duration(value: Any) -> float:
     """`250ms`, `1.5s`, `2m`, `1h` or a bare number of seconds -> seconds (float, >= 0)."""
     if isinstance(value, bool):
         raise ValueError(f"bad duration {value!r}: use e.g. 250ms, 1.5s, 2m, 1h or seconds")
+    seconds: float | None = None
     if isinstance(value, int | float):
         if value < 0 or value != value or value == float("inf"):
-            raise ValueError(f"bad duration {value!r}: must be a finite number >= 0")
-        return float(value)
-    if isinstance(value, str):
+            raise ValueError(f"bad duration {_clip(value)}: must be a finite number >= 0")
+        seconds = float(value) if value <= MAX_DURATION else float("inf")
+    elif isinstance(value, str):
         match = _DURATION_RE.match(value)
         if match:
-            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    raise ValueError(f"bad duration {value!r}: use e.g. 250ms, 1.5s, 2m, 1h or seconds")
+            seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds is None:
+        raise ValueError(
+            f"bad duration {_clip(value)}: use e.g. 250ms, 1.5s, 2m, 1h or seconds"
+        )
+    if seconds > MAX_DURATION:
+        raise ValueError(f"bad duration {_clip(value)}: at most 10 years ({MAX_DURATION:g}s)")
+    return seconds
+
+
+def _clip(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "<huge number>"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def format_duration(seconds: float) -> str:
@@ -101,7 +115,11 @@ TriggerRule = Literal["all_success", "none_failed", "all_done", "one_failed"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Bytes (YAML `!!binary`) in free-form values such as a param default are snapshotted as
+    # base64 text: the default, UTF-8, cannot hold arbitrary bytes and made `snapshot()` fail.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, ser_json_bytes="base64"
+    )
 
 
 class Backoff(_Model):

@@ -309,9 +309,10 @@ def apply(state: RunState, event: Event) -> RunState:
                 node.history[-1].outcome = "interrupted"
         state.gate_failures = [g for g in state.gate_failures if g not in (data.get("reset") or ())]
     elif etype == EventType.RUN_OVERRIDE_APPLIED:
-        state.overrides.append(
-            {"actor": event.actor, "reason": event.reason, "nodes": list(data.get("nodes") or ())}
-        )
+        overridden = list(data.get("nodes") or ())
+        state.overrides.append({"actor": event.actor, "reason": event.reason, "nodes": overridden})
+        # The verdict is overridden: those gates no longer fail the run (`overrides` keeps it).
+        state.gate_failures = [g for g in state.gate_failures if g not in overridden]
     elif etype == EventType.GATE_FAILED:
         if event.node_id is not None and event.node_id not in state.gate_failures:
             state.gate_failures.append(event.node_id)

@@ -4,12 +4,17 @@ cancellation, simulate mode, shell semantics and secrets (DESIGN sections 2-4)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
+import signal
 import sys
 import threading
 import time
 from importlib.metadata import EntryPoint
+from importlib.metadata import entry_points as installed_entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -17,22 +22,26 @@ import pytest
 
 from engine import registry
 from engine.api import callable_ref
+from engine.bus import MemorySink
 from engine.errors import TransientError
 from engine.events import EventType, parse_timestamp
-from engine.executor import node_ids
+from engine.executor import decide_node, node_ids
+from engine.loader import load_file
 from engine.manager import RunManager
 from engine.nodes import MAX_LOG_LINES, NodeContext, abandoned_threads
-from engine.state import NodeStatus, RunStatus
+from engine.spec import ParallelNode
+from engine.state import NodeState, NodeStatus, RunState, RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from conftest import MakePipeline, Recorder, RunPipeline
+
     from engine.events import Event
     from engine.spec import NodeBase
 
 PY = sys.executable
+DATA = Path(__file__).resolve().parents[1] / "data" / "pipelines"
 
 
 def of_type(events: list[Event], event_type: str, node_id: str | None = None) -> list[Event]:
@@ -57,12 +66,12 @@ def pid_from_logs(events: list[Event], node_id: str) -> int:
 
 
 def assert_process_gone(pid: int) -> None:
-    if psutil.pid_exists(pid):
-        try:
-            status = psutil.Process(pid).status()
-        except psutil.NoSuchProcess:
-            return
-        raise AssertionError(f"process {pid} is still there ({status})")
+    """Dead: no such process, or a zombie (dead; an orphan waits for init to reap it)."""
+    try:
+        status = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return
+    assert status == psutil.STATUS_ZOMBIE, f"process {pid} is still there ({status})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,10 +297,8 @@ async def test_an_action_whose_artifact_is_missing_fails(run_pipeline: RunPipeli
 @pytest.fixture
 def double_node_type(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Register node type `double` as if an installed distribution declared it."""
-    real = registry.entry_points
-
     def entry_points(*, group: str) -> list[EntryPoint]:
-        found = list(real(group=group))
+        found = list(installed_entry_points(group=group))
         if group == registry.NODE_GROUP:
             found.append(EntryPoint("double", f"{__name__}:double_node", group))
         return found
@@ -415,6 +422,20 @@ async def test_a_failed_node_skips_its_dependents_while_independent_branches_go_
     assert state.nodes["other_child"].state is NodeStatus.SUCCEEDED
 
 
+@pytest.mark.parametrize(
+    ("env", "taken", "not_taken"), [("prod", "load", "alert"), ("staging", "alert", "load")]
+)
+async def test_the_branching_example_file_takes_the_branch_its_params_choose(
+    run_pipeline: RunPipeline, env: str, taken: str, not_taken: str
+) -> None:
+    pipeline = load_file(DATA / "branching.yaml")
+    state, _ = await run_pipeline(pipeline, params={"env": env})
+    assert state.state is RunStatus.SUCCEEDED
+    assert state.nodes[taken].state is NodeStatus.SUCCEEDED
+    assert state.nodes[not_taken].state is NodeStatus.SKIPPED
+    assert state.nodes["report"].state is NodeStatus.SUCCEEDED
+
+
 # ---------------------------------------------------------------------------------------------
 # failure policies
 
@@ -503,7 +524,9 @@ async def test_fail_fast_cancels_the_other_nodes_on_the_first_failure(
     assert state.nodes["bad"].state is NodeStatus.FAILED
     for node_id in ("slow", "slow_shell", "later"):
         assert state.nodes[node_id].state is NodeStatus.CANCELLED, node_id
-    assert of_type(events, EventType.RUN_COMPLETED)[0].data is not None
+    [completed] = of_type(events, EventType.RUN_COMPLETED)
+    assert (completed.data or {})["state"] == "failed"
+    assert len(of_type(events, EventType.NODE_FAILED)) == 1  # the cancelled are not failures
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,6 +550,7 @@ async def test_an_async_node_times_out_on_its_timeout(run_pipeline: RunPipeline)
 async def test_a_shell_node_that_overruns_its_timeout_is_killed_with_its_process(
     run_pipeline: RunPipeline,
 ) -> None:
+    before = asyncio.all_tasks()
     state, events = await run_pipeline(
         {
             "cleanup_grace": 0.3,
@@ -545,6 +569,27 @@ async def test_a_shell_node_that_overruns_its_timeout_is_killed_with_its_process
     timed_out = of_type(events, EventType.NODE_TIMED_OUT, "slow")[0]
     assert 0.29 <= seconds_between(started, timed_out) < 1.5
     assert_process_gone(pid_from_logs(events, "slow"))
+    assert psutil.Process().children(recursive=True) == []
+    assert asyncio.all_tasks() - before == set()
+
+
+async def test_a_timed_out_shell_nodes_whole_process_group_is_killed(
+    run_pipeline: RunPipeline,
+) -> None:
+    state, _ = await run_pipeline(
+        {
+            "cleanup_grace": 0.3,
+            "nodes": [
+                {
+                    "id": "spawner",
+                    "type": "shell",
+                    "command": ["sh", "-c", "sleep 30 & sleep 30 & echo spawned; wait"],
+                    "timeout": 0.3,
+                }
+            ],
+        }
+    )
+    assert state.nodes["spawner"].state is NodeStatus.TIMED_OUT
     assert psutil.Process().children(recursive=True) == []
 
 
@@ -590,6 +635,50 @@ async def test_a_sync_python_node_that_overruns_times_out_on_time_and_its_thread
     for thread in abandoned_threads():
         thread.join(5)
     assert abandoned_threads() == []
+
+
+class ThreadNoting(MemorySink):
+    """Remembers on which thread each event was published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def publish(self, event: Event) -> None:
+        super().publish(event)
+        self.threads.append(threading.current_thread().name)
+
+
+async def test_a_sync_nodes_reports_are_emitted_on_the_loop_and_none_after_its_attempt(
+    run_pipeline: RunPipeline,
+) -> None:
+    release = threading.Event()
+    finished = threading.Event()
+
+    def chatty(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+        ctx.log("stdout", "working")
+        release.wait(20)
+        ctx.log("stdout", "too late")
+        finished.set()
+        return {}
+
+    sink = ThreadNoting()
+    try:
+        state, _ = await run_pipeline(
+            {"nodes": [{"id": "n", "type": "python", "call": ref(chatty), "timeout": 0.1}]},
+            sinks=[sink],
+        )
+    finally:
+        release.set()
+    assert finished.wait(5)
+    await asyncio.sleep(0.05)  # give a late report every chance to arrive
+    assert set(sink.threads) == {threading.current_thread().name}
+    assert sink.events[-1].event_type == EventType.RUN_COMPLETED
+    assert [e.seq for e in sink.events] == list(range(1, len(sink.events) + 1))
+    lines = [(e.data or {}).get("line") for e in of_type(sink.events, EventType.NODE_LOG)]
+    assert "working" in lines
+    assert "too late" not in lines
+    assert state.nodes["n"].state is NodeStatus.TIMED_OUT
 
 
 async def test_the_run_deadline_ends_the_run_as_timeout_and_cancels_running_nodes(
@@ -695,6 +784,34 @@ async def test_cancelling_a_run_mid_way_cancels_its_nodes_and_leaves_nothing_beh
     assert_process_gone(pid_from_logs(events, "slow_shell"))
     assert psutil.Process().children(recursive=True) == []
     assert asyncio.all_tasks() - before == set()
+
+
+async def test_a_command_ignoring_sigterm_is_killed_after_the_cleanup_grace(
+    make_pipeline: MakePipeline, recorder: Recorder
+) -> None:
+    pipeline = make_pipeline(
+        {
+            "cleanup_grace": 0.3,
+            "nodes": [
+                {"id": "deaf", "type": "shell",
+                 "command": ["sh", "-c", "trap '' TERM; echo $$; sleep 30 & wait"]},
+            ],
+        }
+    )
+    async with RunManager(sinks=[recorder]) as manager:
+        handle = await manager.start(pipeline)
+        await recorder.wait_for(EventType.NODE_LOG, "deaf")
+        manager.cancel(handle.run_id)
+        began = time.monotonic()
+        state = await handle.wait(10)
+        elapsed = time.monotonic() - began
+    assert 0.25 <= elapsed < 2
+    assert state.nodes["deaf"].state is NodeStatus.CANCELLED
+    lines = [(e.data or {})["line"] for e in recorder.of(handle.run_id)
+             if e.event_type == EventType.NODE_LOG]
+    assert any(line.startswith("SIGKILL sent") for line in lines)
+    assert_process_gone(pid_from_logs(recorder.of(handle.run_id), "deaf"))
+    assert psutil.Process().children(recursive=True) == []
 
 
 async def test_a_node_that_ignores_cancellation_is_forced_after_the_grace(
@@ -917,6 +1034,61 @@ async def test_a_shell_nodes_last_stdout_line_is_its_output_when_it_is_a_json_ob
     }
 
 
+async def test_a_shell_node_ends_when_its_command_exits_and_its_stragglers_are_killed(
+    run_pipeline: RunPipeline,
+) -> None:
+    began = time.monotonic()
+    state, events = await run_pipeline(
+        {
+            "nodes": [
+                {
+                    "id": "spawner",
+                    "type": "shell",
+                    # The background sleep keeps stdout open after the command itself exits.
+                    "command": ["sh", "-c", "sleep 30 & echo $!; echo '{\"ok\": true}'"],
+                    "timeout": 10,
+                }
+            ]
+        }
+    )
+    assert time.monotonic() - began < 3
+    assert state.nodes["spawner"].state is NodeStatus.SUCCEEDED
+    assert state.nodes["spawner"].output == {"ok": True}
+    straggler = pid_from_logs(events, "spawner")
+    deadline = time.monotonic() + 2
+    while psutil.pid_exists(straggler) and time.monotonic() < deadline:
+        try:
+            if psutil.Process(straggler).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        await asyncio.sleep(0.01)
+    assert_process_gone(straggler)
+
+
+async def test_a_shell_node_whose_detached_child_keeps_stdout_open_ends_after_the_grace(
+    run_pipeline: RunPipeline,
+) -> None:
+    detach = "setsid sh -c 'echo $$; exec sleep 30' & sleep 0.2; echo '{\"ok\": 1}'"
+    began = time.monotonic()
+    state, events = await run_pipeline(
+        {
+            "cleanup_grace": 0.2,
+            "nodes": [{"id": "n", "type": "shell", "command": ["sh", "-c", detach],
+                       "timeout": 10}],
+        }
+    )
+    detached = pid_from_logs(events, "n")
+    try:
+        assert time.monotonic() - began < 3
+        assert state.nodes["n"].state is NodeStatus.SUCCEEDED
+        assert state.nodes["n"].output == {"ok": 1}
+        assert "stopped reading" in state.nodes["n"].logs[-1]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(detached, signal.SIGKILL)
+
+
 async def test_exit_75_is_a_transient_error_and_exit_1_a_permanent_one(
     run_pipeline: RunPipeline,
 ) -> None:
@@ -1043,3 +1215,68 @@ async def test_max_concurrency_is_never_exceeded(run_pipeline: RunPipeline) -> N
     state, _ = await run_pipeline({"max_concurrency": 3, "nodes": nodes})
     assert state.state is RunStatus.SUCCEEDED
     assert peak == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# the pure decision, without an event loop
+
+
+def decide(
+    rule: str,
+    parents: dict[str, NodeStatus],
+    *,
+    when: dict[str, bool] | None = None,
+    optional: frozenset[str] = frozenset(),
+    results: dict[str, bool] | None = None,
+) -> str | None:
+    """decide_node for a child with `rule` whose parents ended as given."""
+    raw: dict[str, Any] = {"id": "child", "type": "parallel", "trigger": rule,
+                           "needs": list(parents)}
+    if when:
+        raw["when"] = when
+    node = ParallelNode.model_validate(raw)
+    state = RunState("r")
+    for parent_id, status in parents.items():
+        state.nodes[parent_id] = NodeState(parent_id, state=status)
+        if results and parent_id in results:
+            state.nodes[parent_id].output = {"result": results[parent_id]}
+    conditions = frozenset(results or ())
+    flags = {p: p in optional for p in parents}
+    return decide_node(node, list(parents), state, flags, conditions)
+
+
+OK, BAD, SKIP = NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED
+
+
+@pytest.mark.parametrize(
+    ("rule", "parents", "expected"),
+    [
+        ("all_success", {"a": OK, "b": OK}, None),
+        ("all_success", {"a": OK, "b": BAD}, "upstream_failed"),
+        ("all_success", {"a": OK, "b": SKIP}, "upstream_skipped"),
+        ("all_success", {"a": OK, "b": NodeStatus.TIMED_OUT}, "upstream_failed"),
+        ("none_failed", {"a": OK, "b": SKIP}, None),
+        ("none_failed", {"a": SKIP, "b": SKIP}, "upstream_skipped"),
+        ("none_failed", {"a": OK, "b": BAD}, "upstream_failed"),
+        ("all_done", {"a": BAD, "b": SKIP}, None),
+        ("one_failed", {"a": OK, "b": BAD}, None),
+        ("one_failed", {"a": OK, "b": OK}, "no_upstream_failed"),
+    ],
+)
+def test_a_trigger_rule_decides_from_the_parents_states(
+    rule: str, parents: dict[str, NodeStatus], expected: str | None
+) -> None:
+    assert decide(rule, parents) == expected
+
+
+def test_an_optional_parents_failure_counts_as_done() -> None:
+    assert decide("all_success", {"lint": BAD}, optional=frozenset({"lint"})) is None
+    cancelled = {"lint": NodeStatus.CANCELLED}
+    assert decide("all_success", cancelled, optional=frozenset({"lint"})) == "upstream_failed"
+
+
+def test_a_condition_parent_selects_its_branch() -> None:
+    assert decide("all_success", {"c": OK}, results={"c": True}) is None
+    assert decide("all_success", {"c": OK}, results={"c": False}) == "branch_not_taken"
+    assert decide("all_success", {"c": OK}, when={"c": False}, results={"c": False}) is None
+    assert decide("none_failed", {"c": OK}, results={"c": False}) == "branch_not_taken"

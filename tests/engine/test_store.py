@@ -1,0 +1,858 @@
+"""The SQLite store: what it keeps, what it refuses, and that group commit keeps its promises."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import engine.store as store_module
+from engine.errors import InterlockError, UnknownRunError
+from engine.events import Event, EventType, new_id
+from engine.state import RunStatus, fold
+from engine.store import (
+    SCHEMA_VERSION,
+    BreakerRecord,
+    Owner,
+    Store,
+    StoreError,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_700_000_000.0
+
+
+def stamp(i: int) -> str:
+    """A distinct, increasing ISO timestamp per event."""
+    seconds = int(T0) + i // 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{i % 1000:03d}000Z"
+
+
+class RunWriter:
+    """Builds the events of one run with consecutive seqs (the executor's job, done by hand)."""
+
+    def __init__(self, run_id: str | None = None, *, clock: int = 0) -> None:
+        self.run_id = run_id or new_id()
+        self.seq = 0
+        self.clock = clock
+
+    def event(self, event_type: str, **fields: Any) -> Event:
+        self.seq += 1
+        self.clock += 1
+        return Event(new_id(), self.seq, event_type, self.run_id, stamp(self.clock), **fields)
+
+    def created(self, pipeline_id: str = "etl", **data: Any) -> Event:
+        definition = {"id": pipeline_id, "nodes": [{"id": "a", "type": "shell"}]}
+        return self.event(
+            EventType.RUN_CREATED,
+            data={"pipeline_id": pipeline_id, "definition": definition, "params": {}, **data},
+        )
+
+    def state(self, to: str) -> Event:
+        return self.event(EventType.RUN_STATE_CHANGED, data={"to": to})
+
+    def logs(self, n: int) -> list[Event]:
+        return [
+            self.event(EventType.NODE_LOG, node_id="a", data={"line": f"line {i}"})
+            for i in range(n)
+        ]
+
+    def completed(self, state: str = "succeeded") -> Event:
+        return self.event(EventType.RUN_COMPLETED, data={"state": state})
+
+    def whole_run(self, logs: int = 5) -> list[Event]:
+        return [
+            self.created(),
+            self.state("running"),
+            self.event(EventType.NODE_STARTED, node_id="a", data={"timeout": 5.0}),
+            *self.logs(logs),
+            self.event(EventType.NODE_SUCCEEDED, node_id="a", data={"output": {"rows": 3}}),
+            self.completed(),
+        ]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "interlock.db"
+
+
+@pytest.fixture
+async def store(db: Path) -> Any:
+    async with Store(db) as opened:
+        yield opened
+
+
+def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=timeout,
+        check=False,
+    )
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+
+async def test_published_events_read_back_equal_and_in_seq_order(store: Store) -> None:
+    run = RunWriter()
+    events = run.whole_run(logs=50)
+    for event in events:
+        store.publish(event)
+    await store.flush()
+
+    assert await store.events(run.run_id) == events
+    assert await store.last_seq(run.run_id) == len(events)
+
+
+async def test_events_of_other_runs_do_not_mix(store: Store) -> None:
+    first, second = RunWriter(), RunWriter()
+    for a, b in zip(first.whole_run(), second.whole_run(), strict=True):
+        store.publish(a)
+        store.publish(b)
+    await store.flush()
+
+    assert {e.run_id for e in await store.events(first.run_id)} == {first.run_id}
+    assert [e.seq for e in await store.events(second.run_id)] == list(range(1, 11))
+
+
+async def test_fold_run_equals_the_fold_of_the_published_events(store: Store) -> None:
+    run = RunWriter()
+    events = run.whole_run(logs=20)
+    await store.append(events)
+
+    assert await store.fold_run(run.run_id) == fold(events)
+
+
+async def test_fold_run_of_an_unknown_run_raises_unknown_run_error(store: Store) -> None:
+    with pytest.raises(UnknownRunError):
+        await store.fold_run("no-such-run")
+
+
+async def test_events_select_by_after_seq_limit_and_type_prefix(store: Store) -> None:
+    run = RunWriter()
+    events = run.whole_run(logs=10)
+    await store.append(events)
+
+    assert await store.events(run.run_id, after_seq=12) == events[12:]
+    assert await store.events(run.run_id, after_seq=2, limit=3) == events[2:5]
+    assert await store.events(run.run_id, type_prefix="run.") == [
+        e for e in events if e.event_type.startswith("run.")
+    ]
+    assert len(await store.events(run.run_id, type_prefix="node.log")) == 10
+    assert await store.events(run.run_id, after_seq=len(events)) == []
+    assert await store.events("no-such-run") == []
+
+
+async def test_tail_events_are_the_last_n_in_seq_order(store: Store) -> None:
+    run = RunWriter()
+    events = run.whole_run(logs=10)
+    await store.append(events)
+
+    assert await store.tail_events(run.run_id, 3) == events[-3:]
+    assert await store.tail_events(run.run_id, 1000) == events
+    assert await store.tail_events(run.run_id, 0) == []
+
+
+async def test_last_seq_is_zero_for_a_run_without_events(store: Store) -> None:
+    assert await store.last_seq("nothing-here") == 0
+
+
+async def test_events_round_trip_unicode_and_nested_data(store: Store) -> None:
+    run = RunWriter()
+    created = run.created()
+    event = run.event(
+        EventType.NODE_SUCCEEDED,
+        node_id="a",
+        reason='naïve ☃ "quoted" \\ back',
+        data={"output": {"nested": [1, 2.5, None, True, {"k": "日本"}]}},
+    )
+    await store.append([created, event])
+
+    assert await store.events(run.run_id) == [created, event]
+
+
+# -- failures and isolation ------------------------------------------------------------------------
+
+
+async def test_a_duplicate_seq_fails_its_append_and_the_writer_goes_on(store: Store) -> None:
+    run = RunWriter()
+    events = run.whole_run(logs=5)
+    await store.append(events[:4])
+    duplicate = Event(new_id(), 3, EventType.NODE_LOG, run.run_id, stamp(99), node_id="a")
+
+    with pytest.raises(StoreError, match="already has an event with that seq") as caught:
+        await store.append([duplicate])
+    assert str(store.path) in str(caught.value)
+
+    await store.append(events[4:])
+    assert await store.events(run.run_id) == events
+
+
+async def test_a_failed_append_is_all_or_nothing_and_spares_its_batch(store: Store) -> None:
+    bad, good = RunWriter(), RunWriter()
+    await store.append([bad.created()])
+    conflicting = [bad.state("running"), bad.event(EventType.NODE_LOG, node_id="a")]
+    conflicting.append(Event(new_id(), 1, EventType.NODE_LOG, bad.run_id, stamp(5)))
+    good_events = good.whole_run()
+
+    # Everything below is queued before the writer runs, so it lands in one batch.
+    for event in good_events[:5]:
+        store.publish(event)
+    failing = asyncio.ensure_future(store.append(conflicting))
+    for event in good_events[5:]:
+        store.publish(event)
+    await store.flush()
+
+    with pytest.raises(StoreError):
+        await failing
+    assert await store.events(good.run_id) == good_events
+    assert await store.last_seq(bad.run_id) == 1
+
+
+async def test_a_failed_published_event_is_reported_by_the_next_flush(store: Store) -> None:
+    run = RunWriter()
+    created = run.created()
+    await store.append([created])
+
+    store.publish(created)  # the same event again
+    with pytest.raises(StoreError, match="run"):
+        await store.flush()
+    await store.flush()  # reported once, not forever
+
+    store.publish(run.state("running"))
+    await store.flush()
+    assert await store.last_seq(run.run_id) == 2
+
+
+async def test_a_duplicate_event_id_is_refused(store: Store) -> None:
+    first, second = RunWriter(), RunWriter()
+    event = first.created()
+    await store.append([event])
+    clash = Event(event.event_id, 1, EventType.RUN_CREATED, second.run_id, stamp(1))
+
+    with pytest.raises(StoreError, match="event_id"):
+        await store.append([clash])
+
+
+async def test_store_errors_are_interlock_errors() -> None:
+    assert issubclass(StoreError, InterlockError)
+
+
+# -- group commit ----------------------------------------------------------------------------------
+
+
+async def test_ten_thousand_published_events_commit_in_few_transactions(store: Store) -> None:
+    run = RunWriter()
+    events = [run.created(), *run.logs(9_999)]
+    before = store.batches_committed
+
+    for event in events:
+        store.publish(event)
+    await store.flush()
+
+    assert await store.last_seq(run.run_id) == 10_000
+    transactions = store.batches_committed - before
+    assert transactions <= 10_000 // store.batch_size + 3
+
+
+async def test_concurrent_appends_share_a_transaction(store: Store) -> None:
+    runs = [RunWriter() for _ in range(50)]
+    before = store.batches_committed
+
+    await asyncio.gather(*(store.append([run.created()]) for run in runs))
+
+    assert store.batches_committed - before <= 3
+    assert len(await store.list_runs()) == 50
+
+
+async def test_a_batch_closes_at_batch_size(db: Path) -> None:
+    async with Store(db, batch_size=100, batch_window=10.0) as small:
+        run = RunWriter()
+        for event in [run.created(), *run.logs(249)]:
+            small.publish(event)
+        await small.flush()
+        assert small.batches_committed == 3
+
+
+async def test_published_events_commit_after_the_batch_window_without_a_flush(db: Path) -> None:
+    async with Store(db, batch_window=0.001) as quick, Store(db, readonly=True) as reader:
+        run = RunWriter()
+        quick.publish(run.created())
+        deadline = time.monotonic() + 5
+        while await reader.last_seq(run.run_id) == 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.005)
+
+
+async def test_cancelling_an_append_does_not_lose_its_events(store: Store) -> None:
+    run = RunWriter()
+    events = [run.created(), *run.logs(3_000)]
+
+    task = asyncio.create_task(store.append(events))
+    await asyncio.sleep(0)  # the append has queued its events
+    await asyncio.sleep(0.001)  # and the writer is, most likely, in the middle of them
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await store.flush()
+
+    assert await store.events(run.run_id) == events
+
+
+async def test_cancelling_a_flush_does_not_lose_events(store: Store) -> None:
+    run = RunWriter()
+    events = [run.created(), *run.logs(2_000)]
+    for event in events:
+        store.publish(event)
+
+    flushing = asyncio.create_task(store.flush())
+    await asyncio.sleep(0)
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    await store.flush()
+
+    assert await store.last_seq(run.run_id) == len(events)
+
+
+async def test_close_drains_the_queue_and_reopening_keeps_everything(db: Path) -> None:
+    run = RunWriter()
+    events = run.whole_run(logs=1_000)
+    store = await Store(db).open()
+    for event in events:
+        store.publish(event)
+    await store.close()  # no flush: close must write what is queued
+
+    async with Store(db) as reopened:
+        assert await reopened.events(run.run_id) == events
+        row = await reopened.run_row(run.run_id)
+        assert row is not None
+        assert row.state == "succeeded"
+
+
+async def test_writing_to_a_closed_store_raises(db: Path) -> None:
+    store = await Store(db).open()
+    await store.close()
+    await store.close()  # idempotent
+
+    with pytest.raises(StoreError, match="closed"):
+        store.publish(RunWriter().created())
+    with pytest.raises(StoreError, match="closed"):
+        await store.append([RunWriter().created()])
+    with pytest.raises(StoreError, match="closed"):
+        await store.events("x")
+
+
+async def test_publishing_before_open_raises(db: Path) -> None:
+    with pytest.raises(StoreError, match="not open"):
+        Store(db).publish(RunWriter().created())
+
+
+# -- the runs index --------------------------------------------------------------------------------
+
+
+async def test_the_runs_row_follows_creation_state_changes_and_completion(store: Store) -> None:
+    run = RunWriter()
+    created = run.created("nightly", replay_of="older-run")
+    await store.append([created])
+
+    row = await store.run_row(run.run_id)
+    assert row is not None
+    assert (row.pipeline_id, row.state, row.last_seq) == ("nightly", "pending", 1)
+    assert (row.created_at, row.replay_of) == (created.timestamp_utc, "older-run")
+    assert (row.started_at, row.ended_at) == (None, None)
+
+    running = run.state("running")
+    await store.append([running, run.state("waiting"), *run.logs(3)])
+    row = await store.run_row(run.run_id)
+    assert row is not None
+    assert (row.state, row.started_at, row.last_seq) == ("waiting", running.timestamp_utc, 6)
+
+    completed = run.completed("failed")
+    await store.append([completed])
+    row = await store.run_row(run.run_id)
+    assert row is not None
+    assert (row.state, row.ended_at, row.last_seq) == ("failed", completed.timestamp_utc, 7)
+
+
+async def test_the_runs_row_matches_the_fold_in_one_batch(store: Store) -> None:
+    run = RunWriter()
+    events = run.whole_run()
+    await store.append(events)
+
+    row, state = await store.run_row(run.run_id), fold(events)
+    assert row is not None
+    assert (row.state, row.started_at, row.ended_at) == (
+        state.state.value,
+        state.started_at,
+        state.ended_at,
+    )
+
+
+async def test_a_resumed_run_is_running_again_with_no_end(store: Store) -> None:
+    run = RunWriter()
+    await store.append([run.created(), run.state("running"), run.completed("cancelled")])
+    await store.append([run.state("interrupted")])
+    row = await store.run_row(run.run_id)
+    assert row is not None
+    assert row.state == "interrupted"
+
+    await store.append([run.event(EventType.RUN_RESUMED, attempt=2), run.state("running")])
+    row = await store.run_row(run.run_id)
+    assert row is not None
+    assert (row.state, row.ended_at) == ("running", None)
+
+
+async def test_events_of_a_run_never_created_are_still_stored(store: Store) -> None:
+    run = RunWriter()
+    orphan = run.state("running")
+    await store.append([orphan])
+
+    assert await store.events(run.run_id) == [orphan]
+    assert await store.run_row(run.run_id) is None
+
+
+async def test_list_runs_is_newest_first_with_limit_and_states(store: Store) -> None:
+    runs = [RunWriter(clock=i * 100) for i in range(5)]
+    for run in runs:
+        await store.append([run.created()])
+    await store.append([runs[1].state("running"), runs[3].state("running")])
+    await store.append([runs[3].completed("failed")])
+
+    newest_first = [run.run_id for run in reversed(runs)]
+    assert [row.run_id for row in await store.list_runs()] == newest_first
+    assert [row.run_id for row in await store.list_runs(limit=2)] == newest_first[:2]
+    assert [row.run_id for row in await store.list_runs(states=["running", "failed"])] == [
+        runs[3].run_id,
+        runs[1].run_id,
+    ]
+    assert await store.list_runs(states=[]) == []
+
+
+async def test_runs_created_in_the_same_instant_list_newest_insert_first(store: Store) -> None:
+    same = [RunWriter(clock=0), RunWriter(clock=0)]
+    for run in same:
+        await store.append([run.created()])
+
+    assert [row.run_id for row in await store.list_runs()] == [same[1].run_id, same[0].run_id]
+
+
+async def test_find_run_takes_an_id_or_a_unique_prefix(store: Store) -> None:
+    alpha, beta, gamma = (RunWriter(run_id) for run_id in ("abcd1111", "abcd2222", "ffff0000"))
+    for run in (alpha, beta, gamma):
+        await store.append([run.created()])
+
+    found = await store.find_run("abcd1111")
+    assert found is not None
+    assert found.run_id == "abcd1111"
+    prefixed = await store.find_run("ffff")
+    assert prefixed is not None
+    assert prefixed.run_id == "ffff0000"
+    assert await store.find_run("abcd2") is not None
+    assert await store.find_run("fff") is None  # too short to be a prefix
+    assert await store.find_run("0000") is None
+    with pytest.raises(StoreError, match="ambiguous"):
+        await store.find_run("abcd")
+
+
+# -- readers in other connections and processes ----------------------------------------------------
+
+
+async def test_a_read_only_store_sees_what_the_writer_committed(db: Path) -> None:
+    run = RunWriter()
+    async with Store(db) as writer, Store(db, readonly=True) as reader:
+        await writer.append(run.whole_run())
+        assert await reader.events(run.run_id) == await writer.events(run.run_id)
+
+        more = run.logs(3)
+        await writer.append(more)
+        assert await reader.events(run.run_id, after_seq=10) == more
+
+        with pytest.raises(StoreError, match="read-only"):
+            reader.publish(run.logs(1)[0])
+        with pytest.raises(StoreError, match="read-only"):
+            await reader.post_command(run.run_id, "cancel")
+
+
+async def test_a_read_only_store_needs_an_existing_database(db: Path) -> None:
+    with pytest.raises(StoreError, match="no Interlock database"):
+        await Store(db, readonly=True).open()
+    assert not db.exists()
+
+
+async def test_another_process_reads_the_committed_events(db: Path) -> None:
+    run = RunWriter()
+    events = run.whole_run(logs=100)
+    async with Store(db) as writer:
+        await writer.append(events)
+        result = run_python(
+            """
+            import asyncio, sys
+            from engine.store import Store
+
+            async def main():
+                async with Store(sys.argv[1], readonly=True) as store:
+                    events = await store.events(sys.argv[2])
+                    row = await store.run_row(sys.argv[2])
+                    print(len(events), events[-1].event_type, row.state)
+
+            asyncio.run(main())
+            """,
+            str(db),
+            run.run_id,
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(len(events)), "run.completed", "succeeded"]
+
+
+async def test_a_follower_process_sees_new_events_within_300_ms(db: Path) -> None:
+    run = RunWriter()
+    async with Store(db) as writer:
+        await writer.append([run.created()])
+        follower = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(
+                    """
+                    import asyncio, sys, time
+                    from engine.store import Store
+
+                    async def main():
+                        async with Store(sys.argv[1], readonly=True) as store:
+                            last = await store.last_seq(sys.argv[2])
+                            print("ready", flush=True)
+                            while last < int(sys.argv[3]):
+                                for event in await store.events(sys.argv[2], after_seq=last):
+                                    print(event.seq, time.time(), flush=True)
+                                    last = event.seq
+                                await asyncio.sleep(0.02)
+
+                    asyncio.run(main())
+                    """
+                ),
+                str(db),
+                run.run_id,
+                "6",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert follower.stdout is not None
+        loop = asyncio.get_running_loop()
+        assert (await loop.run_in_executor(None, follower.stdout.readline)).strip() == "ready"
+        committed: dict[int, float] = {}
+        for event in run.logs(5):
+            await writer.append([event])
+            committed[event.seq] = time.time()
+            await asyncio.sleep(0.05)
+        output, _ = await loop.run_in_executor(None, follower.communicate)
+    seen = {int(seq): float(at) for seq, at in (line.split() for line in output.splitlines())}
+    assert sorted(seen) == [2, 3, 4, 5, 6]
+    assert max(seen[seq] - committed[seq] for seq in seen) < 0.3
+
+
+# -- ownership -------------------------------------------------------------------------------------
+
+
+async def test_claim_heartbeat_and_release_a_run(store: Store) -> None:
+    run = RunWriter()
+    await store.append([run.created()])
+    owner = Owner.current()
+
+    await store.claim_run(run.run_id, owner)
+    row = await store.run_row(run.run_id)
+    assert row is not None
+    assert row.owner == owner
+    assert row.heartbeat_at is not None
+    claimed_at = row.heartbeat_at
+
+    await asyncio.sleep(0.01)
+    await store.heartbeat([run.run_id], owner)
+    await store.heartbeat([run.run_id], Owner("elsewhere", 1, 1.0))  # not its run: no effect
+    row = await store.run_row(run.run_id)
+    assert row is not None
+    assert row.heartbeat_at is not None
+    assert row.heartbeat_at > claimed_at
+    assert row.owner == owner
+
+    await store.release_run(run.run_id)
+    row = await store.run_row(run.run_id)
+    assert row is not None
+    assert (row.owner, row.heartbeat_at) == (None, None)
+
+
+async def test_claiming_an_unknown_run_raises(store: Store) -> None:
+    with pytest.raises(UnknownRunError):
+        await store.claim_run("no-such-run", Owner.current())
+
+
+async def test_the_current_process_is_a_live_owner() -> None:
+    assert Owner.current().is_alive()
+
+
+async def test_a_finished_process_is_a_dead_owner() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = psutil.Process(child.pid).create_time()
+    child.wait()
+
+    assert not Owner(socket.gethostname(), child.pid, started).is_alive()
+
+
+async def test_a_reused_pid_with_another_start_time_is_a_dead_owner() -> None:
+    me = Owner.current()
+
+    assert not Owner(me.host, me.pid, me.started_at - 3600).is_alive()
+
+
+async def test_an_owner_on_another_host_is_alive_while_its_heartbeat_is_fresh() -> None:
+    remote = Owner("some-other-host.invalid", 1, T0)
+
+    assert remote.is_alive(heartbeat_at=time.time() - 1)
+    assert not remote.is_alive(heartbeat_at=time.time() - 60)
+    assert not remote.is_alive(heartbeat_at=time.time() - 6, stale_after=5)
+    assert not remote.is_alive()
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+async def test_commands_are_posted_listed_oldest_first_and_acknowledged(store: Store) -> None:
+    run, other = RunWriter(), RunWriter()
+    await store.append([run.created(), other.created()])
+
+    cancel = await store.post_command(run.run_id, "cancel", reason="stop it")
+    approve = await store.post_command(run.run_id, "approve", node_id="gate", actor="operator:ann")
+    await store.post_command(other.run_id, "reject", node_id="gate")
+
+    pending = await store.pending_commands([run.run_id])
+    assert [(c.id, c.kind, c.node_id, c.reason, c.actor) for c in pending] == [
+        (cancel, "cancel", None, "stop it", "cli"),
+        (approve, "approve", "gate", None, "operator:ann"),
+    ]
+    assert len(await store.pending_commands([run.run_id, other.run_id])) == 3
+    assert await store.pending_commands([]) == []
+
+    await store.ack_command(cancel, "cancelled")
+    await store.ack_command(cancel, "again")  # the first acknowledgement wins
+    assert [c.id for c in await store.pending_commands([run.run_id])] == [approve]
+    acked = await store.command(cancel)
+    assert acked is not None
+    assert (acked.result, acked.acked_at is not None) == ("cancelled", True)
+    assert await store.command(10_000) is None
+
+
+async def test_a_command_needs_a_known_run_and_kind(store: Store) -> None:
+    with pytest.raises(UnknownRunError):
+        await store.post_command("no-such-run", "cancel")
+    run = RunWriter()
+    await store.append([run.created()])
+    with pytest.raises(ValueError, match="unknown command kind"):
+        await store.post_command(run.run_id, "explode")
+
+
+# -- breakers --------------------------------------------------------------------------------------
+
+
+async def test_breakers_are_saved_updated_loaded_and_deleted(db: Path) -> None:
+    opened = BreakerRecord("etl/load", "open", 5, T0, 30.0, T0)
+    closed = BreakerRecord("warehouse", "closed", 0, None, 10.0, T0 + 1)
+    async with Store(db) as store:
+        await store.save_breaker(opened)
+        await store.save_breaker(closed)
+        half_open = BreakerRecord("etl/load", "half_open", 5, T0, 30.0, T0 + 30)
+        await store.save_breaker(half_open)
+
+    async with Store(db) as store:
+        assert await store.load_breakers() == {"etl/load": half_open, "warehouse": closed}
+        assert await store.delete_breaker("warehouse") is True
+        assert await store.delete_breaker("warehouse") is False
+        assert list(await store.load_breakers()) == ["etl/load"]
+
+
+# -- files, schema and errors ----------------------------------------------------------------------
+
+
+async def test_the_database_is_0600_and_created_directories_0700(tmp_path: Path) -> None:
+    db = tmp_path / "made" / "for" / "us" / "interlock.db"
+    old_umask = os.umask(0o022)
+    try:
+        async with Store(db) as store:
+            await store.append([RunWriter().created()])
+    finally:
+        os.umask(old_umask)
+
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    for directory in (db.parent, db.parent.parent, db.parent.parent.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+async def test_the_database_uses_wal_and_records_its_schema_version(db: Path) -> None:
+    async with Store(db):
+        pass
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == store_module.APPLICATION_ID
+    conn.close()
+
+
+async def test_a_corrupt_file_raises_a_clear_store_error(db: Path) -> None:
+    db.write_bytes(os.urandom(8192))
+
+    with pytest.raises(StoreError) as caught:
+        await Store(db).open()
+    message = str(caught.value)
+    assert str(db) in message
+    assert "not a SQLite database" in message
+    assert "\n" not in message
+
+
+async def test_a_truncated_garbage_file_raises_store_error(db: Path) -> None:
+    db.write_bytes(b"this is not a database at all")
+
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        await Store(db).open()
+
+
+async def test_a_foreign_sqlite_database_is_refused(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.commit()
+    conn.close()
+
+    with pytest.raises(StoreError, match="not an Interlock one"):
+        await Store(db).open()
+
+
+async def test_a_path_under_a_file_raises_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    target = blocker / "interlock.db"
+
+    with pytest.raises(StoreError) as caught:
+        await Store(target).open()
+    assert str(target) in str(caught.value)
+    assert "cannot create" in str(caught.value)
+
+
+async def test_a_path_in_proc_raises_store_error() -> None:
+    with pytest.raises(StoreError, match="cannot create"):
+        await Store("/proc/interlock-nope/x/interlock.db").open()
+
+
+async def test_a_directory_is_not_a_database(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="directory"):
+        await Store(tmp_path).open()
+
+
+async def test_an_empty_file_is_initialised(db: Path) -> None:
+    db.touch()
+
+    async with Store(db) as store:
+        await store.append([RunWriter().created()])
+        assert len(await store.list_runs()) == 1
+
+
+async def test_a_database_from_a_newer_interlock_is_refused(db: Path) -> None:
+    async with Store(db):
+        pass
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+
+    with pytest.raises(StoreError, match="created by a newer interlock"):
+        await Store(db).open()
+    with pytest.raises(StoreError, match="created by a newer interlock"):
+        await Store(db, readonly=True).open()
+
+
+async def test_an_older_database_is_migrated_and_keeps_its_data(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = RunWriter()
+    events = run.whole_run()
+    async with Store(db) as store:
+        await store.append(events)
+
+    newer = (*store_module.migrations(), ("ALTER TABLE runs ADD COLUMN labels TEXT",))
+    monkeypatch.setattr(store_module, "migrations", lambda: newer)
+    with pytest.raises(StoreError, match="needs upgrading"):
+        await Store(db, readonly=True).open()
+    async with Store(db) as store:
+        assert await store.events(run.run_id) == events
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(newer)
+    assert "labels" in [col[1] for col in conn.execute("PRAGMA table_info(runs)")]
+    conn.close()
+
+
+def test_schema_sql_parses_into_numbered_migrations() -> None:
+    text = """
+    -- header comment
+    -- migration 1
+    CREATE TABLE a (x TEXT); -- trailing
+    CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; END;
+    -- migration 2
+    -- a comment inside
+    ALTER TABLE a ADD COLUMN y;
+    """
+    steps = store_module._parse_migrations(textwrap.dedent(text))
+    assert len(steps) == 2
+    assert steps[0][1].startswith("CREATE TRIGGER") and steps[0][1].endswith("END;")
+    assert steps[1] == ("ALTER TABLE a ADD COLUMN y;",)
+    with pytest.raises(RuntimeError, match="numbered"):
+        store_module._parse_migrations("-- migration 2\nSELECT 1;\n")
+    assert len(store_module.migrations()) == SCHEMA_VERSION >= 1
+
+
+async def test_bad_settings_are_rejected(db: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        Store(db, synchronous="sometimes")
+    with pytest.raises(ValueError, match="batch_size"):
+        Store(db, batch_size=0)
+    async with Store(db, synchronous="normal") as store:
+        await store.append([RunWriter().created()])
+
+
+async def test_a_store_dropped_while_open_warns_and_stops_its_thread(db: Path) -> None:
+    threads_before = set(threading.enumerate())
+    store = await Store(db).open()
+
+    with pytest.warns(ResourceWarning, match="garbage-collected while open"):
+        del store
+        gc.collect()
+
+    deadline = time.monotonic() + 10
+    while set(threading.enumerate()) - threads_before:
+        assert time.monotonic() < deadline, "the connection's thread is still running"
+        await asyncio.sleep(0.01)
+
+
+async def test_rows_are_plain_values(store: Store) -> None:
+    run = RunWriter()
+    await store.append([run.created()])
+    row = await store.run_row(run.run_id)
+    assert row is not None
+    assert json.loads(json.dumps(row.__dict__))["run_id"] == run.run_id
+    assert RunStatus(row.state) is RunStatus.PENDING
