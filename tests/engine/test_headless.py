@@ -37,3 +37,18 @@ def test_importing_the_engine_loads_no_console_modules() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_the_import_linter_contract_keeps_the_engine_headless() -> None:
+    """`lint-imports` (import-linter) checks every import path, not only the ones executed."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
+         "sys.exit(lint_imports_command())"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "The engine is headless KEPT" in result.stdout
