@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ from engine.errors import NodeError, NodeTimeoutError, TransientError
 from engine.events import Event, EventType, new_id, stable_hash, utc_now_iso
 from engine.nodes import NodeContext, handler_for
 from engine.retry import make_retrying
-from engine.state import NodeStatus, RunState, RunStatus, apply
+from engine.state import NodeState, NodeStatus, RunState, RunStatus, apply
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -45,6 +46,7 @@ Sleep = Callable[[float], Awaitable[None]]
 _FAILED = (NodeStatus.FAILED, NodeStatus.TIMED_OUT, NodeStatus.CANCELLED)
 _UNFINISHED = (NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.WAITING)
 _NO_BREAKER_TYPES = frozenset({"condition", "delay", "approval", "trigger", "parallel"})
+_EMPTY_HASH = stable_hash({})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,9 +152,7 @@ class _Plan:
             else:
                 policy = pipeline.breaker_for(node)
                 assert policy.key is not None
-                breakers[node.id] = (
-                    policy.key, policy.failure_threshold, policy.recovery_timeout
-                )
+                breakers[node.id] = (policy.key, policy.failure_threshold, policy.recovery_timeout)
         return cls(
             specs={node.id: node for node in nodes},
             parents=parents,
@@ -234,6 +234,8 @@ class Executor:
         self._queue: asyncio.Queue[tuple[str, Any]] | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._busy = 0  # tasks in `_tasks` that hold a concurrency slot (approvals hold none)
+        self._params_hash: str | None = None
+        self._output_hashes: dict[str, str] = {}  # node id -> stable_hash of its output
         self._approvals: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._stop: _Stop | None = None
         self._stop_requested = asyncio.Event()
@@ -287,6 +289,9 @@ class Executor:
             data["replay_of"] = replay_of
         if self.simulate:
             data["simulate"] = True
+        if self.search_path:
+            # Where `call:` modules and relative paths were found: resume and replay need it.
+            data["search_path"] = self.search_path
         return self._emit(EventType.RUN_CREATED, actor=actor, attempt=1, data=data)
 
     def prepare_resume(
@@ -595,12 +600,8 @@ class Executor:
             if nodes[p].state is NodeStatus.SUCCEEDED
         }
 
-    def _outputs(self) -> dict[str, Any]:
-        return {
-            n.node_id: n.output
-            for n in self.state.nodes.values()
-            if n.state is NodeStatus.SUCCEEDED
-        }
+    def _outputs(self) -> Mapping[str, Any]:
+        return _SucceededOutputs(self.state.nodes)
 
     def _breaker(self, spec: NodeBase) -> CircuitBreaker | None:
         policy = self._plan.breakers[spec.id]
@@ -650,13 +651,30 @@ class Executor:
         data: dict[str, Any] = {"output": output}
         if self.simulate and spec.does_work:
             data["simulated"] = True
+        outputs_hash = stable_hash(output) if output else None
+        self._output_hashes[node_id] = outputs_hash or _EMPTY_HASH
         self._emit(
             EventType.NODE_SUCCEEDED,
             node_id=node_id,
             attempt=attempt,
             data=data,
-            outputs_hash=stable_hash(output) if output else None,
+            outputs_hash=outputs_hash,
         )
+
+    def _inputs_hash(self, inputs: Mapping[str, Any]) -> str:
+        """sha256 over the params' hash and each input's output hash: the same inputs always
+        hash the same, and no output is serialised again for each of its children."""
+        if self._params_hash is None:
+            self._params_hash = stable_hash(self.params)
+        parts = [self._params_hash]
+        hashes = self._output_hashes
+        for parent in sorted(inputs):
+            known = hashes.get(parent)
+            if known is None:  # succeeded before a resume: its hash is worked out here
+                output = inputs[parent]
+                known = hashes[parent] = stable_hash(output) if output else _EMPTY_HASH
+            parts.append(f"{parent}:{known}")
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def _before_sleep(self, spec: NodeBase, prior: int) -> Callable[[RetryCallState], None]:
         def before_sleep(retry_state: RetryCallState) -> None:
@@ -742,7 +760,7 @@ class Executor:
             node_id=node_id,
             attempt=attempt,
             data=started,
-            inputs_hash=stable_hash({"params": self.params, "inputs": inputs}) if inputs else None,
+            inputs_hash=self._inputs_hash(inputs) if inputs else None,
         )
         try:
             if self.simulate and spec.does_work:
@@ -822,6 +840,28 @@ class Executor:
             self._emit(EventType.RUN_STATE_CHANGED, data={"from": "running", "to": "waiting"})
         elif not self._approvals and current is RunStatus.WAITING:
             self._emit(EventType.RUN_STATE_CHANGED, data={"from": "waiting", "to": "running"})
+
+
+class _SucceededOutputs(Mapping[str, Any]):
+    """The outputs of the nodes that have succeeded, by node id: a view of the run state, made
+    in O(1) (a condition or action node used to copy every output of the run)."""
+
+    __slots__ = ("_nodes",)
+
+    def __init__(self, nodes: Mapping[str, NodeState]) -> None:
+        self._nodes = nodes
+
+    def __getitem__(self, node_id: str) -> Any:
+        node = self._nodes.get(node_id)
+        if node is None or node.state is not NodeStatus.SUCCEEDED:
+            raise KeyError(node_id)
+        return node.output
+
+    def __iter__(self) -> Iterator[str]:
+        return (n.node_id for n in self._nodes.values() if n.state is NodeStatus.SUCCEEDED)
+
+    def __len__(self) -> int:
+        return sum(1 for n in self._nodes.values() if n.state is NodeStatus.SUCCEEDED)
 
 
 def _error_class(exc: BaseException) -> str:

@@ -358,8 +358,10 @@ def _yaml_issue(exc: yaml.YAMLError, file: str | None) -> ValidationIssue:
             line=mark.line + 1,
         )
     if isinstance(exc, yaml.reader.ReaderError):
+        char = exc.character
+        shown = f"U+{char:04X}" if isinstance(char, int) else repr(char)
         return ValidationIssue(
-            f"YAML syntax error: character {exc.character!r} is not allowed in YAML text",
+            f"YAML syntax error: character {shown} is not allowed in YAML text",
             file=file,
         )
     return ValidationIssue(f"YAML syntax error: {exc}", file=file)
@@ -387,7 +389,11 @@ def _parse(text: str, file: str | None, fmt: Format | None) -> _Parsed:
 
 
 def _parse_yaml(text: str, file: str | None) -> _Parsed:
-    loader = _SafeLineLoader(text)
+    try:
+        # The reader refuses control characters already here, before any parsing.
+        loader = _SafeLineLoader(text)
+    except yaml.YAMLError as exc:
+        return _Parsed(None, {}, [_yaml_issue(exc, file)])
     try:
         data, lines, duplicates = loader.load_with_lines()
     except yaml.YAMLError as exc:
@@ -446,11 +452,15 @@ def _parse_json(text: str, file: str | None) -> _Parsed:
         return _Parsed(None, {}, [ValidationIssue("the JSON is nested too deeply", file=file)])
     except ValueError as exc:  # e.g. an integer with more digits than int() accepts
         return _Parsed(None, {}, [ValidationIssue(f"JSON value cannot be read: {exc}", file=file)])
+    if data is None:  # `null`: as empty as an empty YAML file, and said so
+        reason = "the top level must be a mapping with 'id' and 'nodes', not null"
+        return _Parsed(None, {}, [ValidationIssue(reason, file=file, line=1)])
     # JSON is (nearly) YAML, so the YAML walker can usually supply lines; best effort only.
     lines: dict[LinePath, int] = {}
     yaml_duplicates: list[_Duplicate] | None = None
-    loader = _SafeLineLoader(text)
+    loader: _SafeLineLoader | None = None
     try:
+        loader = _SafeLineLoader(text)
         root = loader.get_single_node()
         if root is not None:
             yaml_duplicates = []
@@ -458,7 +468,8 @@ def _parse_json(text: str, file: str | None) -> _Parsed:
     except (yaml.YAMLError, RecursionError):
         lines, yaml_duplicates = {}, None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if yaml_duplicates is not None:
         issues = _duplicate_issues(yaml_duplicates, data, file)
     else:

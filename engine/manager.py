@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.breaker import BreakerChange, BreakerRegistry, CircuitBreaker
 from engine.errors import (
+    InterlockError,
     PipelineTimeoutError,
     ResumeRefusedError,
     RunCancelledError,
@@ -95,7 +96,7 @@ class RunManager:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         now: Callable[[], str] = utc_now_iso,
         rng: random.Random | None = None,
-        control_interval: float = 0.2,
+        control_interval: float = 0.1,
         heartbeat_interval: float = 2.0,
         owner: Owner | None = None,
     ) -> None:
@@ -341,15 +342,26 @@ class RunManager:
                 "(replay it instead)"
             )
         pipeline = pipeline_from_state(state)
+        folded_seq = state.last_seq  # the executor goes on from here, in this very state
         executor = self._executor(
             pipeline,
             state=state,
             params=state.params,
             simulate=state.simulate,
-            search_path=search_path,
+            search_path=search_path or await _stored_search_path(store, run_id),
         )
         executor.prepare_resume(actor=actor, override_reason=reason if override else None)
-        return await self._launch(executor)
+        try:
+            return await self._launch(executor)
+        except InterlockError:
+            if await store.last_seq(run_id) > folded_seq:
+                # Our run.resumed lost the race for its seq: another process wrote first.
+                raise ResumeRefusedError(
+                    f"run {run_id} changed while it was being resumed here (another process, "
+                    "a second resume or a cancel, wrote to it at the same moment); see "
+                    f"`interlock status {run_id}`"
+                ) from None
+            raise
 
     async def replay(
         self, run_id: str, *, actor: str = "engine", search_path: str | None = None
@@ -364,7 +376,7 @@ class RunManager:
             simulate=state.simulate,
             replay_of=run_id,
             actor=actor,
-            search_path=search_path,
+            search_path=search_path or await _stored_search_path(store, run_id),
         )
 
     def _ensure_control(self) -> None:
@@ -484,6 +496,14 @@ def pipeline_from_state(state: RunState) -> Pipeline:
     if not state.definition:
         raise UnknownRunError(state.run_id)
     return load_dict(state.definition, file=f"<run {state.run_id}>")
+
+
+async def _stored_search_path(store: Store, run_id: str) -> str | None:
+    """The folder the run's `call:` modules and relative paths were found in (its pipeline
+    file's), as recorded in `run.created`: a resume or replay from elsewhere still finds them."""
+    first = await store.events(run_id, limit=1)
+    value = (first[0].data or {}).get("search_path") if first else None
+    return value if isinstance(value, str) else None
 
 
 def _owner_alive(row: Any) -> bool:

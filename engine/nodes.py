@@ -22,6 +22,7 @@ object called as `await obj(node, ctx)`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -33,6 +34,7 @@ import signal
 import threading
 import time
 import traceback
+import types
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,11 +154,18 @@ def abandoned_threads() -> list[threading.Thread]:
     return list(_ABANDONED)
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _normalise_output(value: Any) -> dict[str, Any]:
     """The callable's result as the JSON data the log keeps: what runs downstream live must be
     what a resumed run folds back (a tuple would be a list, a date a string, after a resume)."""
     if value is None:
         return {}
+    if type(value) is dict and all(
+        type(k) is str and type(v) in _JSON_SCALARS for k, v in value.items()
+    ):
+        return dict(value)  # already plain JSON data: the round trip below would copy it as is
     output = dict(value) if isinstance(value, Mapping) else {"result": value}
     try:
         plain: dict[str, Any] = json.loads(json.dumps(output, default=str))
@@ -176,10 +185,23 @@ def _classify_exception(exc: BaseException, ctx: NodeContext) -> NodeError:
     return NodeError("error", f"{type(exc).__name__}: {exc}")
 
 
-async def _call(fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext) -> Any:
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+_IS_ASYNC: dict[Callable[..., Any], bool] = {}
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    known = _IS_ASYNC.get(fn) if isinstance(fn, types.FunctionType) else None
+    if known is not None:
+        return known
+    found = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004  (async callable objects)
-    ):
+    )
+    if isinstance(fn, types.FunctionType):  # remembered for plain functions only (bound
+        _IS_ASYNC[fn] = found  # methods are made anew on every attribute access)
+    return found
+
+
+async def _call(fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext) -> Any:
+    if _is_async(fn):
         return await fn(*args)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
@@ -269,6 +291,14 @@ async def run_agent(node: AgentNode, ctx: NodeContext) -> dict[str, Any]:
 # shell
 
 
+def _secret_forms(secret: str) -> list[str]:
+    """What to mask for one secret: itself, as it reads inside a JSON string, and each of its
+    lines (a multi-line secret, e.g. a key, is printed, and so logged, line by line)."""
+    forms = [secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]]
+    forms += [line for line in secret.splitlines() if line.strip()]
+    return list(dict.fromkeys(form for form in forms if form))
+
+
 def _shell_env(node: ShellNode, ctx: NodeContext) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in node.env.items():
@@ -278,9 +308,17 @@ def _shell_env(node: ShellNode, ctx: NodeContext) -> dict[str, str]:
         resolved = os.environ.get(value.from_env)
         if resolved is None:
             raise NodeError("config", f"environment variable '{value.from_env}' is not set")
-        if value.secret:
-            ctx.secrets.append(resolved)
         env[name] = resolved
+    # Every secret of the pipeline is masked in every shell node's output: a node inherits the
+    # environment, so one that does not declare a secret can still print it.
+    secrets = [
+        os.environ.get(value.from_env, "")
+        for other in ctx.pipeline.nodes
+        for value in getattr(other, "env", {}).values()
+        if not isinstance(value, str) and value.secret
+    ]
+    ctx.secrets.extend(form for secret in secrets if secret for form in _secret_forms(secret))
+    ctx.secrets.sort(key=len, reverse=True)  # whole secrets before the lines they contain
     env["INTERLOCK_RUN_ID"] = ctx.run_id
     env["INTERLOCK_NODE_ID"] = ctx.node_id
     env["INTERLOCK_ATTEMPT"] = str(ctx.attempt)
@@ -316,21 +354,36 @@ def _kill_group(pgid: int, sig: int) -> None:
 async def _terminate(proc: asyncio.subprocess.Process, grace: float, ctx: NodeContext) -> None:
     """SIGTERM the process group, SIGKILL it after `grace` seconds if anything is left."""
     pgid = proc.pid
-    if not _group_alive(pgid) and proc.returncode is not None:
+    # The group is only looked at once the command has exited: the usual case, a command still
+    # running at its timeout, goes straight to SIGTERM (a killpg probe can take milliseconds on
+    # a busy machine).
+    if proc.returncode is not None and not _group_alive(pgid):
         return
     _kill_group(pgid, signal.SIGTERM)
     ctx.log("interlock", f"SIGTERM sent to process group {pgid}; SIGKILL after {grace:g}s")
     deadline = time.monotonic() + grace
+    # Woken when the command has exited and its pipes are closed (the usual end of a group on
+    # SIGTERM), rather than finding out at the next poll.
+    ended = asyncio.ensure_future(proc.wait()) if proc.returncode is None else None
+    gone = False
     try:
+        if ended is not None:
+            await asyncio.wait((ended,), timeout=grace)
         # Polling only here, for at most `grace`: there is no portable way to wait for a whole
         # process group to empty, and the direct child may exit long before its children.
+        pause = 0.001  # most commands die at once on SIGTERM: look again soon, then less often
         while time.monotonic() < deadline:
             if proc.returncode is not None and not _group_alive(pgid):
+                gone = True
                 return
-            await asyncio.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.01)
         ctx.log("interlock", f"SIGKILL sent to process group {pgid}")
     finally:
-        _kill_group(pgid, signal.SIGKILL)
+        if ended is not None:
+            ended.cancel()
+        if not gone:
+            _kill_group(pgid, signal.SIGKILL)
         if proc.returncode is None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(proc.wait())
@@ -515,8 +568,11 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
 # the rest
 
 
-def expression_namespace(params: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Any]:
-    return {**outputs, "params": params}
+def expression_namespace(
+    params: Mapping[str, Any], outputs: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    # A view, not a copy: a condition reads a few outputs of a run that may have thousands.
+    return collections.ChainMap({"params": params}, outputs)  # type: ignore[arg-type]
 
 
 async def run_condition(node: ConditionNode, ctx: NodeContext) -> dict[str, Any]:

@@ -20,7 +20,10 @@ Contract:
   contention between writers of one process for SQLite's write lock, and cancellation safety:
   callers await shielded futures, so cancelling a caller never abandons a half-written batch.
   Other writes (ownership, commands, breakers) go through the same queue, so they are ordered
-  after the events published before them.
+  after the events published before them. The default batch cap is 2048 events rather than
+  512: batches only grow that large under bulk load, where the unique `event_id` index (random
+  keys, so every batch dirties pages all over it) makes bigger batches write far fewer pages per
+  event; measured, about 40% more events per second with FULL.
 - Failure isolation: when a batch breaks a constraint (a duplicate `(run_id, seq)` or
   `event_id`), the batch is retried unit by unit inside the same transaction, so only the
   offending unit (one published event, or one `append` call, which is all-or-nothing) fails,
@@ -52,7 +55,7 @@ import time
 import warnings
 import weakref
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
@@ -403,12 +406,17 @@ async def _writer_loop(ref: weakref.ref[Store], queue: deque[_Item], wakeup: asy
 
 @dataclass(slots=True)
 class _Batch:
-    """Queue items taken together, ready to write: `rows[start:end]` belong to `units[i]`."""
+    """Queue items taken together, ready to write.
+
+    A unit `(start, end, item)` is one published event or one append: `rows[start:end]` of
+    `items[item]`. `failed` maps item positions to their error.
+    """
 
     items: list[_Item]
-    events: list[Event]
-    rows: list[tuple[Any, ...]]
-    units: list[tuple[int, int, _Group | None]]
+    events: list[Event] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    units: list[tuple[int, int, int]] = field(default_factory=list)
+    failed: dict[int, StoreError] = field(default_factory=dict)
 
 
 def _event_row(event: Event) -> tuple[Any, ...]:
@@ -550,7 +558,7 @@ class Store:
         *,
         synchronous: str = "FULL",
         readonly: bool = False,
-        batch_size: int = 512,
+        batch_size: int = 2048,
         batch_window: float = 0.002,
     ) -> None:
         self._conn: aiosqlite.Connection | None = None
@@ -734,8 +742,11 @@ class Store:
         """Queue `event` for the writer; returns at once (durable after the next `flush`)."""
         if self._closing or self._conn is None or self.readonly:
             raise self._not_writable()
-        self._queue.append(event)
-        if not self._wakeup.is_set():
+        queue = self._queue
+        queue.append(event)
+        # The writer is woken when idle, or when a batch it is collecting is full; an event
+        # that only joins the batch being collected does not wake it (its window closes it).
+        if (not self._busy or len(queue) >= self.batch_size) and not self._wakeup.is_set():
             self._wakeup.set()
 
     async def flush(self) -> None:
@@ -745,7 +756,9 @@ class Store:
         """
         if self._conn is None or self.readonly:
             return
-        if not self._queue and not self._busy:
+        if self._closing and self._writer is not None:
+            await asyncio.shield(self._writer)  # close is writing everything queued
+        if (not self._queue and not self._busy) or self._closing:
             self._report_failures()
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -802,7 +815,13 @@ class Store:
                 self._queue.popleft()
                 await self._run_job(head)
             else:
-                await self._write_batch(self._prepare(await self._collect_batch()))
+                items = await self._collect_batch()
+                try:
+                    await self._write_batch(self._prepare(items))
+                except Exception as exc:
+                    # Whatever went wrong, the writer lives on and nobody waits forever: the
+                    # batch's waiters get the error, and published events report it at flush.
+                    self._fail_items(items, StoreError(f"could not write to {self._path}: {exc}"))
             return False
         finally:
             self._busy = False
@@ -839,36 +858,44 @@ class Store:
             if remaining <= 0:
                 return items
             self._wakeup.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
+                # Woken early by a full queue, a flush, an append or a job; else the window
+                # closes, and what was published meanwhile joins on the next pass.
                 async with asyncio.timeout(remaining):
                     await self._wakeup.wait()
-            except TimeoutError:
-                return items
 
-    @staticmethod
-    def _prepare(items: list[_Item]) -> _Batch:
-        events: list[Event] = []
-        units: list[tuple[int, int, _Group | None]] = []
-        for item in items:
+    def _prepare(self, items: list[_Item]) -> _Batch:
+        """Serialize the batch's events; an event that cannot be serialized fails its unit."""
+        batch = _Batch(items)
+        for position, item in enumerate(items):
             if type(item) is Event:
-                units.append((len(events), len(events) + 1, None))
-                events.append(item)
+                unit: Sequence[Event] = (item,)
             elif isinstance(item, _Group):
-                units.append((len(events), len(events) + len(item.events), item))
-                events.extend(item.events)
-        return _Batch(items, events, [_event_row(event) for event in events], units)
+                unit = item.events
+            else:
+                continue
+            try:
+                rows = [_event_row(event) for event in unit]
+            except (TypeError, ValueError) as exc:
+                batch.failed[position] = self._unit_error(unit, exc)
+                continue
+            start = len(batch.rows)
+            batch.rows.extend(rows)
+            batch.events.extend(unit)
+            batch.units.append((start, len(batch.rows), position))
+        return batch
 
     async def _write_batch(self, batch: _Batch) -> None:
         """Write one batch and tell its callers (never raises: the writer must go on)."""
-        failed: dict[int, StoreError] = {}
+        failed = batch.failed
         if batch.units:
             try:
                 async with self._lock:
-                    failed = await self._insert(batch)
+                    await self._insert(batch)
             except Exception as exc:  # the whole batch failed (I/O error, lock timeout...)
-                failed = dict.fromkeys(range(len(batch.units)), self._batch_error(batch, exc))
-        unit_index = 0
-        for item in batch.items:
+                error = self._batch_error(batch, exc)
+                failed.update((position, error) for _, _, position in batch.units)
+        for position, item in enumerate(batch.items):
             if isinstance(item, _Marker):
                 if item.future.done():
                     continue
@@ -880,23 +907,24 @@ class Store:
                 else:
                     item.future.set_result(None)
                 continue
-            error = failed.get(unit_index)
-            unit_index += 1
+            failure = failed.get(position)
             if isinstance(item, _Group):
                 if item.future.done():
                     continue
-                if error is None:
+                if failure is None:
                     item.future.set_result(None)
                 else:
-                    item.future.set_exception(error)
-            elif error is not None and (not self._unreported or self._unreported[-1] is not error):
-                _log.warning("%s", error)
-                self._unreported.append(error)
+                    item.future.set_exception(failure)
+            elif failure is not None and failure not in self._unreported:
+                _log.warning("%s", failure)
+                self._unreported.append(failure)
 
-    async def _insert(self, batch: _Batch) -> dict[int, StoreError]:
-        """Insert the batch's events and update the runs index, in one transaction."""
+    async def _insert(self, batch: _Batch) -> None:
+        """Insert the batch's units and update the runs index, in one transaction.
+
+        A unit that breaks a constraint is recorded in `batch.failed`; the others commit.
+        """
         conn = self._connection()
-        failed: dict[int, StoreError] = {}
         committed = batch.events
         await conn.execute(SQL_BEGIN)
         try:
@@ -908,13 +936,13 @@ class Store:
                 await conn.execute(SQL_ROLLBACK)
                 await conn.execute(SQL_BEGIN)
                 committed = []
-                for index, (start, end, _) in enumerate(batch.units):
+                for start, end, position in batch.units:
                     await conn.execute(SQL_SAVEPOINT)
                     try:
                         await conn.executemany(SQL_INSERT_EVENT, batch.rows[start:end])
                     except sqlite3.IntegrityError as exc:
                         await conn.execute(SQL_ROLLBACK_TO)
-                        failed[index] = self._unit_error(batch.events[start:end], exc)
+                        batch.failed[position] = self._unit_error(batch.events[start:end], exc)
                     else:
                         committed.extend(batch.events[start:end])
                     await conn.execute(SQL_RELEASE)
@@ -929,15 +957,16 @@ class Store:
             raise
         self.batches_committed += 1
         self.events_committed += len(committed)
-        return failed
 
-    def _unit_error(self, events: Sequence[Event], exc: sqlite3.Error) -> StoreError:
+    def _unit_error(self, events: Sequence[Event], exc: Exception) -> StoreError:
         first = events[0]
         what = f"event seq {first.seq}" if len(events) == 1 else f"{len(events)} events"
         if "events.run_id, events.seq" in str(exc):
             problem = "that run already has an event with that seq"
         elif "events.event_id" in str(exc):
             problem = "an event with that event_id is already stored"
+        elif not isinstance(exc, sqlite3.Error):
+            problem = f"it cannot be written as JSON ({exc})"
         else:
             problem = _describe(exc)
         error = StoreError(
@@ -974,6 +1003,17 @@ class Store:
         else:
             if not job.future.done():
                 job.future.set_result(result)
+
+    def _fail_items(self, items: Sequence[_Item], error: StoreError) -> None:
+        published = False
+        for item in items:
+            if isinstance(item, _Group | _Marker | _Job):
+                if not item.future.done():
+                    item.future.set_exception(error)
+            elif type(item) is Event:
+                published = True
+        if published:
+            self._unreported.append(error)
 
     def _fail_queued(self) -> None:
         """Fail whatever is still queued (published after close began, or left at shutdown)."""

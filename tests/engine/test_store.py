@@ -189,6 +189,21 @@ async def test_events_round_trip_unicode_and_nested_data(store: Store) -> None:
     assert await store.events(run.run_id) == [created, event]
 
 
+async def test_the_stored_body_is_the_events_own_json(store: Store, db: Path) -> None:
+    run = RunWriter()
+    events = [
+        run.created(),
+        run.event(EventType.NODE_FAILED, node_id="a", error_class="error", reason="bad ☃"),
+        run.event(EventType.NODE_SUCCEEDED, node_id="a", data={"output": {"when": Path("/x")}}),
+    ]
+    await store.append(events)
+
+    conn = sqlite3.connect(db)
+    bodies = [body for (body,) in conn.execute("SELECT body FROM events ORDER BY seq")]
+    conn.close()
+    assert bodies == [event.to_json() for event in events]
+
+
 # -- failures and isolation ------------------------------------------------------------------------
 
 
@@ -240,6 +255,37 @@ async def test_a_failed_published_event_is_reported_by_the_next_flush(store: Sto
     store.publish(run.state("running"))
     await store.flush()
     assert await store.last_seq(run.run_id) == 2
+
+
+async def test_an_event_that_cannot_be_serialized_fails_only_its_append(store: Store) -> None:
+    run = RunWriter()
+    created = run.created()
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    broken = run.event(EventType.NODE_LOG, node_id="a", data=loop)
+    store.publish(created)
+
+    with pytest.raises(StoreError, match="cannot be written as JSON"):
+        await store.append([broken])
+    assert await store.events(run.run_id) == [created]
+
+
+async def test_an_unexpected_error_while_writing_fails_the_batch_not_the_writer(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = RunWriter()
+    created = run.created()
+
+    def explode(event: Event) -> tuple[Any, ...]:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store_module, "_event_row", explode)
+    with pytest.raises(StoreError, match="disk on fire"):
+        await asyncio.wait_for(store.append([created]), 10)
+    monkeypatch.undo()
+
+    await asyncio.wait_for(store.append([created]), 10)
+    assert await store.events(run.run_id) == [created]
 
 
 async def test_a_duplicate_event_id_is_refused(store: Store) -> None:
@@ -346,6 +392,34 @@ async def test_close_drains_the_queue_and_reopening_keeps_everything(db: Path) -
         row = await reopened.run_row(run.run_id)
         assert row is not None
         assert row.state == "succeeded"
+
+
+async def test_a_flush_during_close_returns_once_everything_is_written(db: Path) -> None:
+    run = RunWriter()
+    events = [run.created(), *run.logs(2_000)]
+    store = await Store(db).open()
+    for event in events:
+        store.publish(event)
+
+    closing = asyncio.create_task(store.close())
+    await asyncio.sleep(0)
+    await store.flush()
+    await closing
+
+    async with Store(db, readonly=True) as reader:
+        assert await reader.last_seq(run.run_id) == len(events)
+
+
+async def test_other_writes_are_ordered_after_the_events_published_before_them(
+    store: Store,
+) -> None:
+    run = RunWriter()
+    store.publish(run.created())  # no flush: the claim still finds the run
+
+    await store.claim_run(run.run_id, Owner.current())
+    command = await store.post_command(run.run_id, "cancel")
+
+    assert (await store.pending_commands([run.run_id]))[0].id == command
 
 
 async def test_writing_to_a_closed_store_raises(db: Path) -> None:
