@@ -210,3 +210,22 @@ class Event:
     @classmethod
     def from_json(cls, text: str) -> Event:
         return cls.from_dict(json.loads(text))
+
+
+_FIELDS = tuple(
+    (name, Event.__dict__[name].__set__)  # the slots' own setters
+    for name in Event.__dataclass_fields__
+)
+
+
+def trusted_event(fields: Mapping[str, Any]) -> Event:
+    """An event from a body the store wrote itself (a missing optional field is None).
+
+    No checks, and the slots are set directly, past the frozen dataclass's `__init__`: about
+    twice as fast, which is what reading a 100,000-event run spends most of its time on.
+    """
+    event = object.__new__(Event)
+    get = fields.get
+    for name, set_slot in _FIELDS:
+        set_slot(event, get(name))
+    return event

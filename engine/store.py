@@ -31,7 +31,7 @@ Contract:
   published event is reported to the `append` that owns it, else to the next `flush()`.
 - The `runs` table is an index over the events, maintained by the store in the same transaction
   as the events it is derived from; events stay the source of truth (`fold_run` folds them).
-- Reading trusts what the store wrote: bodies are parsed with `json.loads` and `Event(**d)`,
+- Reading trusts what the store wrote: bodies are parsed with `json.loads` and `trusted_event`,
   without the validation `Event.from_dict` applies to input from outside.
 - `readonly=True` opens the file read-only (`mode=ro`), for followers in other processes; WAL
   lets them read while a writer commits.
@@ -63,7 +63,7 @@ import aiosqlite
 import psutil
 
 from engine.errors import InterlockError, UnknownRunError
-from engine.events import Event, EventType
+from engine.events import Event, EventType, trusted_event
 from engine.state import RunState, RunStatus, fold
 
 if TYPE_CHECKING:
@@ -484,7 +484,7 @@ def _parse_array(text: str | None) -> list[Event]:
     """
     if not text:
         return []
-    events = [Event(**fields) for fields in json.loads(text)]
+    events = [trusted_event(fields) for fields in json.loads(text)]
     events.sort(key=_BY_SEQ)
     return events
 
