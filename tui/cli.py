@@ -638,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("approve", parents=[common], help="approve a waiting approval node")
     p.add_argument("run", metavar="RUN")
     p.add_argument("node", metavar="NODE")
+    p.add_argument("--reason", metavar="TEXT", help="recorded with the decision (optional)")
     p = sub.add_parser("reject", parents=[common], help="reject a waiting approval node")
     p.add_argument("run", metavar="RUN")
     p.add_argument("node", metavar="NODE")

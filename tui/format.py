@@ -45,7 +45,7 @@ RUN_GLYPHS: dict[str, str] = {
     RunStatus.FAILED: "✖",
     RunStatus.TIMEOUT: "⌛",
     RunStatus.CANCELLED: "■",
-    RunStatus.INTERRUPTED: "⚠",
+    RunStatus.INTERRUPTED: "↯",
 }
 RUN_GLYPHS_ASCII: dict[str, str] = {
     RunStatus.PENDING: ".",
@@ -154,7 +154,9 @@ def bar(fraction: float, width: int, *, ascii: bool = False) -> str:
     return ("█" * full + partial).ljust(width, "░")
 
 
-def countdown_bar(left: float | None, total: float | None, width: int, *, ascii: bool = False) -> str:
+def countdown_bar(
+    left: float | None, total: float | None, width: int, *, ascii: bool = False
+) -> str:
     """Time left as a draining bar plus the number: `██████    12s`; blank without a deadline."""
     if left is None or not total or total <= 0:
         return " " * width

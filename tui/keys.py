@@ -11,20 +11,23 @@ class Key:
     shown: str  # as the help screen shows it
     action: str  # the action name (`action_<name>` on a screen or the app)
     title: str  # the command palette's title
-    help: str  # one line: what it does and where
+    help: str  # one line: what it does
+    where: str = "everywhere"  # the screens it works on
 
+
+RUNS = "home, run, node"
 
 COMMANDS: tuple[Key, ...] = (
     Key("l", "l", "launch", "Launch a run", "pick a pipeline, edit its params, start it"),
-    Key("c", "c", "cancel", "Cancel the run", "cancel the selected run (asks first)"),
-    Key("r", "r", "replay", "Replay the run", "a new run from a stored run's definition and params"),
-    Key("R", "R", "resume", "Resume the run", "continue an interrupted run in this console"),
-    Key("a", "a", "approve", "Approve", "approve the waiting approval node"),
-    Key("x", "x", "reject", "Reject", "reject the waiting approval node (asks for a reason)"),
-    Key("p", "p", "playback", "Play the run back", "scrub through a stored run's events"),
+    Key("c", "c", "cancel", "Cancel the run", "cancel the selected run (asks first)", RUNS),
+    Key("r", "r", "replay", "Replay the run", "a new run from a stored run's definition", RUNS),
+    Key("R", "R", "resume", "Resume the run", "continue an interrupted run here", RUNS),
+    Key("a", "a", "approve", "Approve", "approve the waiting approval node", RUNS),
+    Key("x", "x", "reject", "Reject", "reject the waiting approval (asks why)", RUNS),
+    Key("p", "p", "playback", "Play the run back", "scrub through a stored run's events", RUNS),
     Key("b", "b", "breakers", "Breakers", "circuit breakers: state, cool-down, reset"),
-    Key("slash", "/", "filter", "Filter", "filter the runs table or the event log"),
-    Key("enter", "enter", "open", "Open", "open the selected run or node"),
+    Key("slash", "/", "filter", "Filter", "filter the runs or the event log", "home, run"),
+    Key("enter", "enter", "open", "Open", "open the selected run or node", "home, run"),
     Key("escape", "escape", "back", "Back", "close this screen, or clear the filter"),
     Key("question_mark", "?", "help", "Help", "this list of keys"),
     Key("q", "q", "quit", "Quit", "quit (asks first while this console's runs are active)"),

@@ -6,7 +6,7 @@ by it (`Message.can_replace`), and run events merge so none is lost on the way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textual.message import Message
@@ -54,19 +54,6 @@ class RunSummary:
     replay_of: str | None = None
     heartbeat_at: float | None = None
     last_seq: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-class ConsoleReady(Message):
-    """The database and the run manager are open."""
-
-
-class ConsoleFailed(Message):
-    """The database could not be opened."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__()
-        self.error = error
 
 
 class PipelinesScanned(Message):
@@ -118,10 +105,3 @@ class BreakersChanged(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, BreakersChanged)
-
-
-class Ticked(Message):
-    """A second passed: countdowns and ages repaint (the clock is the app's, fixed in tests)."""
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, Ticked)

@@ -121,9 +121,21 @@ class NodeRow:
     error: str
 
 
+def focus_node(state: RunState) -> str | None:
+    """The node an operator opening the run wants to see first: one that needs a decision,
+    then one at work, then one that failed; else the first."""
+    for wanted in (NodeStatus.WAITING, NodeStatus.RUNNING, NodeStatus.RETRYING,
+                   NodeStatus.FAILED, NodeStatus.TIMED_OUT):
+        found = state.nodes_in(wanted)
+        if found:
+            return found[0]
+    return next(iter(state.nodes), None)
+
+
 def attempt_deadline(node: NodeState) -> float | None:
-    """When the running attempt times out (epoch seconds), or None if it is not running."""
-    if node.state is not NodeStatus.RUNNING or node.timeout is None:
+    """When the current attempt times out (epoch seconds), while it runs or waits for a
+    decision (an approval's timeout still applies); else None."""
+    if node.state not in (NodeStatus.RUNNING, NodeStatus.WAITING) or node.timeout is None:
         return None
     started = fmt.epoch(node.attempt_started_at)
     return None if started is None else started + node.timeout
@@ -215,3 +227,28 @@ def counts(state: RunState) -> dict[str, int]:
     for node in state.nodes.values():
         out[node.state.value] = out.get(node.state.value, 0) + 1
     return out
+
+
+def infos_of_state(state: RunState) -> dict[str, NodeInfo]:
+    """Node facts from the run's own definition snapshot (what it ran with, not today's file).
+
+    A run whose snapshot no longer loads still shows, with the limits unknown."""
+    from engine.manager import pipeline_from_state
+
+    try:
+        return node_infos(pipeline_from_state(state))
+    except Exception:  # an old or foreign snapshot: degrade to what the events say
+        return {
+            n.node_id: NodeInfo(n.node_id, n.node_type, n.needs, max(1, n.attempts), 0.0, None,
+                                n.node_id)
+            for n in state.nodes.values()
+        }
+
+
+def edges_of_state(state: RunState) -> list[tuple[str, str]]:
+    return [
+        (parent, node.node_id)
+        for node in state.nodes.values()
+        for parent in node.needs
+        if parent in state.nodes
+    ]

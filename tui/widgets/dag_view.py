@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding, BindingType
@@ -17,35 +17,13 @@ from textual.strip import Strip
 
 from engine.state import NodeStatus
 from tui import format as fmt
-from tui.layout import BOXES, GROUPS, MODES, Layout, choose_mode, layout
+from tui.dag_grid import GROUP_EXTRA, Graph, cached_layout, layer_counts, spans
+from tui.layout import BOXES, GROUPS, MODES, Layout, choose_mode
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from textual import events
-
-Graph = tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
-
-_CACHE: OrderedDict[tuple[Graph, str, bool], Layout] = OrderedDict()
-_CACHE_SIZE = 16
-
-
-def cached_layout(graph: Graph, mode: str, ascii: bool) -> Layout:
-    """Lay a DAG out once per (graph, mode, drawing); later views of it reuse the result.
-
-    Runs in a worker thread; a race between two threads only costs a duplicate computation.
-    """
-    key = (graph, mode, ascii)
-    found = _CACHE.get(key)
-    if found is not None:
-        return found
-    nodes, edges, labels = graph
-    result = layout(nodes, edges, mode=mode, ascii=ascii, labels=dict(labels) or None)
-    _CACHE[key] = result
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return result
-
 
 class DagView(ScrollView, can_focus=True):
     """A pipeline's DAG drawn on the terminal grid, one state glyph and colour per node.
@@ -115,12 +93,14 @@ class DagView(ScrollView, can_focus=True):
         self,
         *,
         ascii: bool = False,
+        openable: bool = True,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.ascii = ascii
+        self.openable = openable  # False: `enter` has nothing to open (playback)
         self._graph: Graph | None = None
         self._layout: Layout | None = None
         self._states: dict[str, str] = {}
@@ -139,16 +119,16 @@ class DagView(ScrollView, can_focus=True):
         labels: Mapping[str, str] | None = None,
     ) -> None:
         """Show this DAG (laid out in a worker; nothing is drawn until it is ready)."""
-        graph: Graph = (
-            tuple(nodes),
-            tuple(edges),
-            tuple(sorted((labels or {}).items())),
-        )
+        graph: Graph = (tuple(nodes), tuple(edges), tuple(sorted((labels or {}).items())))
         if graph == self._graph:
             return
         self._graph = graph
         self.set_reactive(DagView.mode, choose_mode(len(graph[0])))
         self._start_layout()
+
+    def select(self, node_id: str) -> None:
+        """Select a node (before the layout is ready too: it is kept and scrolled to)."""
+        self.selected = node_id
 
     def set_states(self, states: Mapping[str, str]) -> None:
         """Repaint the nodes whose state changed (never lays the graph out again)."""
@@ -160,18 +140,17 @@ class DagView(ScrollView, can_focus=True):
             self._refresh_node(node_id)
 
     def _start_layout(self) -> None:
-        if self._graph is None:
-            return
-        graph, mode = self._graph, self.mode
-        self.run_worker(self._lay_out(graph, mode), exclusive=True, group="dag-layout")
+        if self._graph is not None:
+            work = self._lay_out(self._graph, self.mode)
+            self.run_worker(work, exclusive=True, group="dag-layout")
 
     async def _lay_out(self, graph: Graph, mode: str) -> None:
         result = await asyncio.to_thread(cached_layout, graph, mode, self.ascii)
         if graph != self._graph or mode != self.mode:
             return
         self._layout = result
-        self._rows_of = _spans(result)
-        self.virtual_size = Size(result.width + _GROUP_EXTRA * (mode == GROUPS), result.height)
+        self._rows_of = spans(result)
+        self.virtual_size = Size(result.width + GROUP_EXTRA * (mode == GROUPS), result.height)
         if self.selected is None or self.selected not in graph[0]:
             first = result.layers[0][0] if result.layers and result.layers[0] else None
             if first is not None:
@@ -188,6 +167,9 @@ class DagView(ScrollView, can_focus=True):
         target = self._layout.neighbours(self.selected, direction)
         if target is not None:
             self.selected = target
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.openable or action != "open"
 
     def action_open(self) -> None:
         if self.selected is not None:
@@ -207,10 +189,14 @@ class DagView(ScrollView, can_focus=True):
             self._scroll_to_selected()
             self.post_message(self.NodeSelected(self, new))
 
+    def on_resize(self) -> None:
+        self.refresh()
+
     def on_click(self, event: events.Click) -> None:
         if self._layout is None:
             return
-        x, y = event.x + self.scroll_offset.x, event.y + self.scroll_offset.y
+        x = event.x + self.scroll_offset.x - self._indent
+        y = event.y + self.scroll_offset.y
         for box in self._layout.boxes.values():
             if box.x <= x < box.x + box.width and box.y <= y < box.y + box.height:
                 self.selected = box.node_id
@@ -240,12 +226,20 @@ class DagView(ScrollView, can_focus=True):
             return
         box = self._layout.boxes.get(self.selected)
         if box is not None:
-            self.scroll_to_region(Region(box.x, box.y, box.width, box.height), animate=False)
+            region = Region(box.x + self._indent, box.y, box.width, box.height)
+            self.scroll_to_region(region, animate=False)
         elif (place := self._node_region(self.selected)) is not None:
             self.scroll_to_region(Region(0, place[0], 1, 1), animate=False)
 
     def _style(self, state: str) -> Style:
         return self.get_component_rich_style(f"dag-view--{state}", partial=True)
+
+    @property
+    def _indent(self) -> int:
+        """Columns left of the drawing: a graph narrower than the view is centred in it."""
+        if self._layout is None or self._layout.mode == GROUPS:
+            return 0
+        return max(0, (self.size.width - self._layout.width) // 2)
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
@@ -261,6 +255,8 @@ class DagView(ScrollView, can_focus=True):
             segments = self._group_segments(row_y, text, base, edge, selected)
         else:
             segments = self._box_segments(row_y, text, base, edge, selected)
+        if self._indent:
+            segments.insert(0, Segment(" " * self._indent, base))
         strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, base)
         return strip.apply_offsets(scroll_x, row_y)
 
@@ -276,11 +272,10 @@ class DagView(ScrollView, can_focus=True):
             style = base + self._style(state)
             cells = text[start:end]
             if glyph_x >= 0:
-                cells = (
-                    cells[: glyph_x - start]
-                    + fmt.node_glyph(state, ascii=self.ascii)
-                    + cells[glyph_x - start + 1 :]
-                )
+                glyph = fmt.node_glyph(state, ascii=self.ascii)
+                # A wide glyph (⌛) takes the blank cell after it, so the box keeps its width.
+                at = glyph_x - start
+                cells = cells[:at] + glyph + cells[at + cell_len(glyph) :]
             if node_id == self.selected:
                 style = style + selected
             segments.append(Segment(cells, style))
@@ -296,27 +291,7 @@ class DagView(ScrollView, can_focus=True):
         layer = self._layout.layers[row_y] if row_y < len(self._layout.layers) else ()
         here = base + (selected if self.selected in layer else Style())
         segments = [Segment(text, here)]
-        counts: dict[str, int] = {}
-        for node_id in layer:
-            state = self._states.get(node_id, NodeStatus.PENDING.value)
-            counts[state] = counts.get(state, 0) + 1
-        for status in NodeStatus:
-            if status.value in counts:
-                glyph = fmt.node_glyph(status.value, ascii=self.ascii)
-                segments.append(Segment(f" {glyph}{counts[status.value]}", self._style(status)))
+        for state, count in layer_counts(layer, self._states):
+            glyph = fmt.node_glyph(state, ascii=self.ascii)
+            segments.append(Segment(f" {glyph}{count}", self._style(state)))
         return segments
-
-
-_GROUP_EXTRA = 40  # room right of a groups-mode row for its per-state counts
-
-
-def _spans(result: Layout) -> dict[int, list[tuple[int, int, str, int]]]:
-    """Per grid row, the node boxes crossing it: (x start, x end, node id, glyph x or -1)."""
-    rows: dict[int, list[tuple[int, int, str, int]]] = {}
-    for box in result.boxes.values():
-        for y in range(box.y, box.y + box.height):
-            glyph_x = box.glyph_x if y == box.glyph_y else -1
-            rows.setdefault(y, []).append((box.x, box.x + box.width, box.node_id, glyph_x))
-    for spans in rows.values():
-        spans.sort()
-    return rows

@@ -1,0 +1,204 @@
+"""Make the console's screenshots (SVG) from the real app on a seeded database.
+
+    python screenshots/make_screenshots.py [OUTPUT_DIR]
+
+Real runs of the bundled pipelines (`pipelines/*.yaml`, `wide-200` among them) plus a demo one
+(`tests/tui/data/pipelines/midflight.yaml`) are written to a temp
+database with fixed run ids and a fake clock; the console runs headless on it with a clock that
+stands still, so the pictures come out the same every time. One run is launched inside the
+console and caught mid-flight: a step healed by a retry, a breaker open with its cool-down, a
+long step counting down to its timeout, an approval still to come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "tui")]
+
+import seeding  # type: ignore[import-not-found]  # noqa: E402  (lives with the console's tests)
+
+from engine.loader import load_file  # noqa: E402
+from tui.app import InterlockApp  # noqa: E402
+from tui.screens.breakers import BreakersScreen  # noqa: E402
+from tui.screens.node import NodeScreen  # noqa: E402
+from tui.screens.playback import PlaybackScreen  # noqa: E402
+from tui.screens.run import RunScreen  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from textual.pilot import Pilot
+
+
+MIDFLIGHT = seeding.run_id("midflight")
+WIDE = seeding.run_id("wide-200")
+
+
+def app_of(pilot: Pilot[Any]) -> InterlockApp:
+    app = pilot.app
+    assert isinstance(app, InterlockApp)
+    return app
+
+
+async def wait(pilot: Pilot[Any], check: Callable[[], Any], limit: float = 30.0) -> None:
+    for _ in range(int(limit / 0.05)):
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await pilot.pause(0.05)
+    raise TimeoutError("the console never got there")
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    await pilot.pause(0.3)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.3)
+
+
+async def midflight(pilot: Pilot[Any]) -> InterlockApp:
+    app = app_of(pilot)
+    await wait(pilot, lambda: app.bridge.ready and len(app.bridge.runs) >= 8)
+    await pilot.pause(0.3)
+    await app.bridge.launch(load_file(app.ctx.pipelines_dir / "midflight.yaml"), {},
+                            run_id=MIDFLIGHT)
+
+    async def crunching() -> bool:
+        state = await app.bridge.run_state(MIDFLIGHT)
+        return state.nodes["crunch"].state.value == "running"
+
+    await wait(pilot, crunching)
+    await wait(pilot, lambda: any(r.run_id == MIDFLIGHT for r in app.bridge.runs))
+    return app
+
+
+async def home(pilot: Pilot[Any]) -> None:
+    await midflight(pilot)
+    await settle(pilot)
+
+
+async def run_view(pilot: Pilot[Any]) -> None:
+    app = await midflight(pilot)
+    await app.push_screen(RunScreen(app.ctx, MIDFLIGHT))
+    await settle(pilot)
+    await pilot.press("down", "down")
+    await settle(pilot)
+
+
+async def node_detail(pilot: Pilot[Any]) -> None:
+    await run_view(pilot)
+    app = app_of(pilot)
+    screen = app.screen
+    assert isinstance(screen, RunScreen)
+    await app.push_screen(NodeScreen(app.ctx, MIDFLIGHT, "fetch", screen.infos))
+    await settle(pilot)
+
+
+async def breakers(pilot: Pilot[Any]) -> None:
+    app = await midflight(pilot)
+    await app.push_screen(BreakersScreen(app.ctx))
+    await settle(pilot)
+
+
+async def playback(pilot: Pilot[Any]) -> None:
+    app = app_of(pilot)
+    await wait(pilot, lambda: app.bridge.ready)
+    await app.push_screen(PlaybackScreen(app.ctx, seeding.run_id("approval-rejected")))
+    await settle(pilot)
+    await pilot.press(*["right"] * 8)
+    await settle(pilot)
+
+
+async def wide(pilot: Pilot[Any]) -> None:
+    app = app_of(pilot)
+    await wait(pilot, lambda: app.bridge.ready)
+    await app.push_screen(RunScreen(app.ctx, WIDE))
+    await settle(pilot)
+    await pilot.press("down", *["right"] * 6)
+    await settle(pilot)
+
+
+async def help_keys(pilot: Pilot[Any]) -> None:
+    await pilot.press("question_mark")
+    await settle(pilot)
+
+
+SHOTS: list[tuple[str, Callable[[Pilot[Any]], Awaitable[None]], tuple[int, int], bool]] = [
+    ("home", home, (120, 36), False),
+    ("run-midflight", run_view, (120, 36), False),
+    ("node-detail", node_detail, (120, 36), False),
+    ("breakers", breakers, (120, 36), False),
+    ("playback", playback, (120, 36), False),
+    ("run-80x24", run_view, (80, 24), False),
+    ("home-80x24", home, (80, 24), False),
+    ("wide-200", wide, (120, 36), False),
+    ("run-ascii", run_view, (120, 36), True),
+    ("help", help_keys, (120, 36), False),
+]
+
+
+async def seed_all(root: Path) -> tuple[Path, Path]:
+    pipelines = seeding.pipelines_dir(
+        root / "pipelines",
+        bundled=("approval", "branching", "diamond", "flaky", "hello", "release", "timeouts",
+                 "wide-200"),
+        extra=("broken", "midflight"),
+    )
+    db = root / "runs.db"
+    await seeding.seed(db, pipelines, slow=True)
+    clock = seeding.FakeClock(seeding.START + 500.0, step=0.004)
+    with seeding.frozen_deadlines(clock):
+        from engine.breaker import BreakerRegistry
+        from engine.manager import RunManager
+        from engine.store import Store
+
+        async with Store(db) as store, RunManager(
+            store=store, now=clock.iso, breakers=BreakerRegistry(clock=clock.wall)
+        ) as manager:
+            handle = await manager.start(load_file(pipelines / "wide-200.yaml"), run_id=WIDE)
+            await handle.wait(60)
+    return db, pipelines
+
+
+async def shoot(db: Path, pipelines: Path, out: Path) -> None:
+    for name, before, size, ascii in SHOTS:
+        work = Path(tempfile.mkdtemp(prefix="interlock-shot-"))
+        shutil.copy(db, work / "runs.db")
+        shutil.copytree(pipelines, work / "pipelines")
+        os.chdir(work)  # relative paths: the help screen shows `runs.db`, not a temp path
+        events = seeding.FakeClock(seeding.START + 540.0)
+        with seeding.frozen_deadlines(events):
+            app = seeding.console(Path("runs.db"), Path("pipelines"), events=events, ascii=ascii)
+            async with app.run_test(size=size) as pilot:
+                await before(pilot)
+                svg = app.export_screenshot(title=f"Interlock — {name}")
+                await app.bridge.close()
+        (out / f"{name}.svg").write_text(svg)
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"wrote {out / (name + '.svg')}")  # noqa: T201  (a script reports what it wrote)
+
+
+async def main(out: Path) -> None:
+    root = Path(tempfile.mkdtemp(prefix="interlock-seed-"))
+    try:
+        db, pipelines = await seed_all(root)
+        await shoot(db, pipelines, out)
+    finally:
+        os.chdir(REPO)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else HERE
+    target.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main(target))

@@ -1,0 +1,190 @@
+"""The Interlock console: the Textual app. It only wires the bridge, the screens and the keys.
+
+`run_console` is what `interlock` / `interlock tui` call. The app hosts one `RunManager` (with
+the store on `db_path`) in its own event loop through the bridge (`tui.bridge`); closing the app
+cancels the runs it started, after asking.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import ModalScreen
+
+from tui.bridge import Bridge, CommandError, folder_stamp
+from tui.context import Context
+from tui.keys import COMMANDS
+from tui.messages import PipelinesScanned
+from tui.screens.breakers import BreakersScreen
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
+from tui.screens.home import HomeScreen
+from tui.screens.launch import LaunchRequest, LaunchScreen
+from tui.screens.run import RunScreen
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+    from pathlib import Path
+
+    from textual.screen import Screen
+
+_GLOBAL = frozenset({"launch", "breakers", "help", "quit"})
+RESCAN_EVERY = 3.0  # seconds between looks at the pipelines folder for edited files
+
+
+class InterlockApp(App[int]):
+    """The operator console: pipelines, runs (own and other processes'), DAGs, breakers."""
+
+    TITLE = "Interlock"
+    CSS_PATH = "base.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("l", "launch", "Launch"),
+        Binding("b", "breakers", "Breakers"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        *,
+        pipelines_dir: Path,
+        db_path: Path,
+        ascii: bool = False,
+        metrics_port: int | None = None,
+        clock: Callable[[], float] = time.time,
+        bridge: Bridge | None = None,
+    ) -> None:
+        super().__init__()
+        bridge = bridge or Bridge(
+            db_path, search_path=str(pipelines_dir), clock=clock, metrics_port=metrics_port
+        )
+        self.ctx = Context(bridge, pipelines_dir, db_path, ascii)
+        self._stamp: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def bridge(self) -> Bridge:
+        return self.ctx.bridge
+
+    def on_mount(self) -> None:
+        self.set_class(self.ctx.ascii, "-ascii")
+        self.push_screen(HomeScreen(self.ctx))
+        self._open()
+
+    @work(exit_on_error=False)
+    async def _open(self) -> None:
+        await self.rescan()
+        self.set_interval(RESCAN_EVERY, self._rescan_if_changed)
+        try:
+            await self.bridge.open()
+        except Exception as exc:  # a corrupt or unwritable database: say so and leave
+            self.exit(return_code=2, message=f"interlock: {exc}")
+
+    async def _rescan_if_changed(self) -> None:
+        if folder_stamp(self.ctx.pipelines_dir) != self._stamp:
+            await self.rescan()
+
+    async def rescan(self) -> None:
+        """Read and validate the pipelines folder again."""
+        self._stamp = folder_stamp(self.ctx.pipelines_dir)
+        entries = await self.bridge.scan(self.ctx.pipelines_dir)
+        self.ctx.entries = entries
+        for screen in self.screen_stack:
+            screen.post_message(PipelinesScanned(entries))
+
+    async def on_unmount(self) -> None:
+        await self.bridge.close()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A dialog has the floor: `l`, `b`, `?` and `q` are letters there, not commands.
+        return not (action in _GLOBAL and isinstance(self.screen, ModalScreen))
+
+    # -- global keys ------------------------------------------------------------------------------
+
+    def action_launch(self) -> None:
+        if not self.bridge.ready:
+            self.notify("still opening the database", severity="warning")
+            return
+        screen = self.screen
+        selected = screen.highlighted_pipeline if isinstance(screen, HomeScreen) else None
+        self.push_screen(LaunchScreen(self.ctx.entries, selected), self._launched)
+
+    async def _launched(self, request: LaunchRequest | None) -> None:
+        if request is None:
+            return
+        try:
+            run_id = await self.bridge.launch(
+                request.pipeline, request.params, simulate=request.simulate
+            )
+        except (CommandError, Exception) as exc:  # a refusal is shown, never raised
+            self.notify(str(exc), title="Not started", severity="error")
+            return
+        self.push_screen(RunScreen(self.ctx, run_id))
+
+    def action_breakers(self) -> None:
+        if not isinstance(self.screen, BreakersScreen):
+            self.push_screen(BreakersScreen(self.ctx))
+
+    def action_help(self) -> None:
+        self.push_screen(
+            HelpScreen(
+                ascii=self.ctx.ascii,
+                db_path=str(self.ctx.db_path),
+                pipelines_dir=str(self.ctx.pipelines_dir),
+            )
+        )
+
+    async def action_quit(self) -> None:
+        active = self.bridge.active_runs()
+        if not active:
+            await self.bridge.close()
+            self.exit(0)
+            return
+        one = len(active) == 1
+        count = f"{len(active)} run{'' if one else 's'}"
+        question = ConfirmScreen(
+            f"Quit and cancel {count}?",
+            f"{count} started in this console {'is' if one else 'are'} still running. Quitting "
+            f"cancels {'it' if one else 'them'} (a cancelled run can be replayed). Runs of "
+            "other processes are not affected.",
+            yes="Quit and cancel",
+            no="Stay",
+        )
+        self.push_screen(question, self._quit_answered)
+
+    async def _quit_answered(self, answer: bool | None) -> None:
+        if answer:
+            await self.bridge.close()
+            self.exit(0)
+
+    # -- command palette --------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        for key in COMMANDS:
+            target = screen if hasattr(screen, f"action_{key.action}") else self
+            if target is self and key.action not in _GLOBAL:
+                continue
+            yield SystemCommand(
+                f"{key.title} ({key.shown})", key.help, self._palette(target, key.action)
+            )
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Quit")
+
+    def _palette(self, target: object, action: str) -> Callable[[], Awaitable[object]]:
+        async def run() -> None:
+            await self.run_action(action, default_namespace=target)  # type: ignore[arg-type]
+
+        return run
+
+
+def run_console(
+    *, pipelines_dir: Path, db_path: Path, ascii: bool = False, metrics_port: int | None = None
+) -> int:
+    """Open the console; returns the process exit code."""
+    app = InterlockApp(
+        pipelines_dir=pipelines_dir, db_path=db_path, ascii=ascii, metrics_port=metrics_port
+    )
+    app.run()
+    return int(app.return_code or 0)

@@ -1,0 +1,181 @@
+"""The bridge's commands: launch, cancel, approve, reject, resume, replay, reset a breaker.
+
+Runs of this process are controlled through the manager; a run owned by another live process
+gets a store command its owner acts on within a second; a run no live process owns is
+reconciled to `interrupted` first, and a cancel is then applied in the store directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+from typing import TYPE_CHECKING, Any
+
+from engine.state import RunStatus
+from tui import runs as run_views
+from tui.settings import pipeline_files
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from engine.manager import RunManager
+    from engine.spec import Pipeline
+    from engine.store import Store
+    from tui.messages import PipelineEntry
+    from tui.view import BreakerView
+
+
+class CommandError(Exception):
+    """A command the engine refused; the text is shown to the operator as is."""
+
+
+def operator_actor() -> str:
+    """`operator:<login name>`: who decided, recorded in the events."""
+    try:
+        name = getpass.getuser()
+    except Exception:  # a login name is a nicety; no passwd entry must not break approvals
+        name = "unknown"
+    return f"operator:{name}"
+
+
+class Commands:
+    """The command half of the bridge (mixed into `Bridge`, which provides what is declared)."""
+
+    actor: str
+    search_path: str | None
+    _breakers: dict[str, BreakerView]
+
+    @property
+    def manager(self) -> RunManager:
+        raise NotImplementedError
+
+    @property
+    def store(self) -> Store:
+        raise NotImplementedError
+
+    def is_own(self, run_id: str) -> bool:
+        raise NotImplementedError
+
+    async def poll(self) -> None:
+        raise NotImplementedError
+
+    async def launch(
+        self,
+        pipeline: Pipeline,
+        params: Mapping[str, Any],
+        *,
+        simulate: bool = False,
+        run_id: str | None = None,
+    ) -> str:
+        from engine.manager import resolve_params
+
+        try:
+            merged = resolve_params(pipeline, params)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        handle = await self.manager.start(
+            pipeline, params=merged, simulate=simulate, search_path=self.search_path,
+            actor=self.actor, run_id=run_id,
+        )
+        return handle.run_id
+
+    async def cancel(self, run_id: str, reason: str | None = None) -> str:
+        reason = reason or f"cancelled by {self.actor}"
+        if self.manager.cancel(run_id, reason, actor=self.actor):
+            return "cancelling"
+        return await self._remote(run_id, "cancel", None, reason)
+
+    async def approve(self, run_id: str, node_id: str, reason: str | None = None) -> str:
+        if self.manager.approve(run_id, node_id, actor=self.actor, reason=reason):
+            return f"approved {node_id}"
+        return await self._remote(run_id, "approve", node_id, reason)
+
+    async def reject(self, run_id: str, node_id: str, reason: str | None) -> str:
+        if self.manager.reject(run_id, node_id, actor=self.actor, reason=reason):
+            return f"rejected {node_id}"
+        return await self._remote(run_id, "reject", node_id, reason)
+
+    async def _remote(self, run_id: str, kind: str, node_id: str | None, reason: str | None) -> str:
+        """A command for a run this process does not run: its owner acts on it, or, if no
+        live process owns it, a cancel is applied in the store."""
+        from engine.manager import cancel_interrupted, reconcile
+
+        if self.is_own(run_id):
+            raise CommandError(f"run {run_id[:8]} is not running any more")
+        row = await self.store.run_row(run_id)
+        if row is None:
+            raise CommandError(f"no run {run_id[:8]}")
+        if row.state in run_views.TERMINAL:
+            raise CommandError(f"run {run_id[:8]} already ended ({row.state})")
+        await reconcile(self.store, run_id)
+        row = await self.store.run_row(run_id)
+        if row is not None and row.state == RunStatus.INTERRUPTED:
+            if kind != "cancel":
+                raise CommandError(
+                    f"run {run_id[:8]} is interrupted (no live process owns it): resume it first"
+                )
+            await cancel_interrupted(self.store, run_id, reason, self.actor)
+            return "cancelled (no live process owned it)"
+        await self.store.post_command(
+            run_id, kind, node_id=node_id, reason=reason, actor=self.actor
+        )
+        owner = f"pid {row.owner_pid}" if row is not None and row.owner_pid else "its owner"
+        return f"asked {owner} to {kind}"
+
+    async def resume(
+        self, run_id: str, *, override: bool = False, reason: str | None = None
+    ) -> str:
+        from engine.errors import InterlockError
+
+        try:
+            handle = await self.manager.resume(
+                run_id, override=override, reason=reason, actor=self.actor,
+                search_path=self.search_path,
+            )
+        except (InterlockError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        return handle.run_id
+
+    async def replay(self, run_id: str) -> str:
+        from engine.errors import InterlockError
+
+        try:
+            handle = await self.manager.replay(
+                run_id, actor=self.actor, search_path=self.search_path
+            )
+        except (InterlockError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        return handle.run_id
+
+    async def reset_breaker(self, key: str) -> bool:
+        found = await self.manager.reset_breaker(key)
+        self._breakers.pop(key, None)
+        with contextlib.suppress(Exception):
+            await self.poll()
+        return found
+
+
+def scan_pipelines(directory: Path) -> list[PipelineEntry]:
+    """Load and validate every pipeline file of `directory` (blocking: run it in a thread)."""
+    from engine.errors import PipelineValidationError
+    from engine.loader import load_file
+    from tui.messages import PipelineEntry
+    entries: list[PipelineEntry] = []
+    for path in pipeline_files(directory):
+        try:
+            entries.append(PipelineEntry(path, load_file(path)))
+        except PipelineValidationError as exc:
+            entries.append(PipelineEntry(path, None, tuple(exc.issues)))
+        except Exception as exc:  # an unreadable file is shown as invalid, not a crash
+            entries.append(PipelineEntry(path, None, (), error=str(exc)))
+    return entries
+
+
+def folder_stamp(directory: Path) -> tuple[tuple[str, float], ...]:
+    """Names and modification times of the pipeline files: a change means read them again."""
+    stamp = []
+    for path in pipeline_files(directory):
+        with contextlib.suppress(OSError):  # deleted between listing and stat: next look
+            stamp.append((path.name, path.stat().st_mtime))
+    return tuple(stamp)

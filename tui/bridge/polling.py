@@ -1,0 +1,114 @@
+"""The bridge's polling half: what other processes do reaches the console through the store.
+
+Every `poll_interval` it lists the runs, reads the new events of the runs on screen
+(`events(after_seq=last)`), merges the breakers of the store with this process's, and marks runs
+whose owner is gone as `interrupted` (so they can be resumed or cancelled from here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from tui import runs as run_views
+from tui.messages import BreakersChanged, RunsListed
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from textual.message import Message
+
+    from engine.events import Event
+    from engine.manager import RunManager
+    from engine.store import Store
+    from tui.messages import RunSummary
+    from tui.view import BreakerView
+
+log = logging.getLogger("interlock.console")
+
+
+class Polling:
+    """Mixed into `Bridge`, which provides what is declared here."""
+
+    poll_interval: float
+    _listed: list[RunSummary]
+    _breakers: dict[str, BreakerView]
+    _watched: dict[str, int]
+    _reconciled: dict[str, float]
+
+    def _read(self) -> Store:
+        raise NotImplementedError
+
+    @property
+    def manager(self) -> RunManager:
+        raise NotImplementedError
+
+    @property
+    def store(self) -> Store:
+        raise NotImplementedError
+
+    def _post(self, make: Callable[[], Message]) -> None:
+        raise NotImplementedError
+
+    def _last_seq(self, run_id: str) -> int | None:
+        raise NotImplementedError
+
+    def is_own(self, run_id: str) -> bool:
+        raise NotImplementedError
+
+    def is_running_here(self, run_id: str) -> bool:
+        raise NotImplementedError
+
+    async def _take(self, run_id: str, events: list[Event], *, own: bool) -> None:
+        raise NotImplementedError
+
+    async def _poll_loop(self) -> None:
+        while True:
+            try:
+                await self.poll()
+            except Exception:  # a busy or locked database: try again next time
+                log.debug("poll failed", exc_info=True)
+            await asyncio.sleep(self.poll_interval)
+
+    async def poll(self) -> None:
+        """One look at the store: runs, followed runs' new events, breakers."""
+        reader = self._read()
+        rows = await reader.list_runs(limit=500)
+        listed = [run_views.summary(row, own=self.is_own(row.run_id)) for row in rows]
+        if await self._reconcile_orphans(listed):
+            rows = await reader.list_runs(limit=500)
+            listed = [run_views.summary(row, own=self.is_own(row.run_id)) for row in rows]
+        if listed != self._listed:
+            self._listed = listed
+            self._post(lambda: RunsListed(list(listed)))
+        for run_id in list(self._watched):
+            last = self._last_seq(run_id)
+            if last is None or self.is_running_here(run_id):
+                continue
+            events = await reader.events(run_id, after_seq=last)
+            if events:
+                await self._take(run_id, events, own=False)
+        breakers = run_views.merge_breakers(
+            await reader.load_breakers(), self.manager.breakers.snapshots()
+        )
+        if breakers != self._breakers:
+            self._breakers = breakers
+            self._post(lambda: BreakersChanged(dict(breakers)))
+
+    async def _reconcile_orphans(self, listed: list[RunSummary]) -> bool:
+        """Runs left non-terminal by a process that is gone are marked `interrupted`; True if
+        any was."""
+        from engine.manager import reconcile
+
+        now = time.monotonic()  # not the app's clock: tests stop that one
+        changed = False
+        for row in listed:
+            if row.own or row.state in run_views.SETTLED:
+                continue
+            if now - self._reconciled.get(row.run_id, 0.0) < 3.0:
+                continue
+            self._reconciled[row.run_id] = now
+            changed = await reconcile(self.store, row.run_id) or changed
+        return changed

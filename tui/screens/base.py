@@ -1,0 +1,204 @@
+"""What the home screen and the run view share: the bridge subscription and the run commands.
+
+The commands (`c` cancel, `r` replay, `R` resume, `a` approve, `x` reject, `p` playback) act on
+`target_run()`, which each screen defines (the highlighted run, or the run on view).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import work
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from engine.state import NodeStatus
+from tui import format as fmt
+from tui.bridge import CommandError
+from tui.screens.confirm import ConfirmScreen, ReasonScreen
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from engine.state import RunState
+    from tui.bridge import Bridge
+    from tui.context import Context
+
+RUN_BINDINGS: list[BindingType] = [
+    Binding("c", "cancel", "Cancel"),
+    Binding("r", "replay", "Replay"),
+    Binding("R", "resume", "Resume"),
+    Binding("a", "approve", "Approve"),
+    Binding("x", "reject", "Reject"),
+    Binding("p", "playback", "Playback"),
+]
+
+
+class ConsoleScreen(Screen[None]):
+    """A screen that follows the bridge while it is mounted."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    @property
+    def bridge(self) -> Bridge:
+        return self.ctx.bridge
+
+    def on_mount(self) -> None:
+        self.bridge.subscribe(self)
+
+    def on_unmount(self) -> None:
+        self.bridge.unsubscribe(self)
+
+    async def attempt(self, command: Awaitable[str], done: str = "{}") -> str | None:
+        """Run a bridge command; a refusal is shown to the operator, not raised."""
+        try:
+            result = await command
+        except CommandError as exc:
+            self.notify(str(exc), title="Refused", severity="error", timeout=8)
+            return None
+        except Exception as exc:  # a store error must not take the console down
+            self.notify(f"{type(exc).__name__}: {exc}", title="Failed", severity="error")
+            return None
+        self.notify(done.format(result), timeout=4)
+        return result
+
+
+class RunActionsScreen(ConsoleScreen):
+    """A screen showing runs the operator can act on."""
+
+    BINDINGS: ClassVar[list[BindingType]] = RUN_BINDINGS
+
+    def target_run(self) -> str | None:
+        raise NotImplementedError
+
+    def target_node(self) -> str | None:
+        """The node the operator pointed at, if any (approve/reject prefer it)."""
+        return None
+
+    def _run_or_say(self) -> str | None:
+        run_id = self.target_run()
+        if run_id is None:
+            self.notify("no run selected", severity="warning")
+        return run_id
+
+    def open_run(self, run_id: str) -> None:
+        from tui.screens.run import RunScreen
+
+        self.app.push_screen(RunScreen(self.ctx, run_id))
+
+    @work(group="command", exit_on_error=False)
+    async def action_cancel(self) -> None:
+        run_id = self._run_or_say()
+        if run_id is None:
+            return
+        question = ConfirmScreen(
+            f"Cancel run {fmt.short_id(run_id)}?",
+            "No new node starts; running nodes are stopped (their processes are killed after "
+            "the pipeline's cleanup grace). The run ends `cancelled`.",
+            yes="Cancel the run",
+            no="Keep it",
+        )
+        if await self.app.push_screen_wait(question):
+            await self.attempt(self.bridge.cancel(run_id), f"run {fmt.short_id(run_id)}: {{}}")
+
+    @work(group="command", exit_on_error=False)
+    async def action_replay(self) -> None:
+        run_id = self._run_or_say()
+        if run_id is None:
+            return
+        new = await self.attempt(self.bridge.replay(run_id), "replay started: run {}")
+        if new is not None:
+            self.open_run(new)
+
+    @work(group="command", exit_on_error=False)
+    async def action_resume(self) -> None:
+        run_id = self._run_or_say()
+        if run_id is None:
+            return
+        state = await self._state(run_id)
+        if state is None:
+            return
+        override, reason = False, None
+        if state.gate_failures and state.is_terminal:
+            reason = await self.app.push_screen_wait(
+                ReasonScreen(
+                    f"Override the hard gate of run {fmt.short_id(run_id)}?",
+                    f"Gate {', '.join(state.gate_failures)} failed. Resuming past it is "
+                    "recorded with your name and this reason.",
+                    required=True,
+                )
+            )
+            if reason is None:
+                return
+            override = True
+        resumed = self.bridge.resume(run_id, override=override, reason=reason)
+        if await self.attempt(resumed, "resumed run {}") is not None:
+            self.open_run(run_id)
+
+    async def _state(self, run_id: str) -> RunState | None:
+        try:
+            return await self.bridge.run_state(run_id)
+        except Exception as exc:  # an unknown or unreadable run is reported, not raised
+            self.notify(f"run {fmt.short_id(run_id)}: {exc}", severity="error")
+            return None
+
+    async def _waiting_node(self, run_id: str) -> str | None:
+        state = await self._state(run_id)
+        if state is None:
+            return None
+        node = self.target_node()
+        if node in state.nodes and state.nodes[node].state is NodeStatus.WAITING:
+            return node
+        waiting = state.nodes_in(NodeStatus.WAITING)
+        if not waiting:
+            self.notify(f"run {fmt.short_id(run_id)} has no approval waiting", severity="warning")
+            return None
+        return waiting[0]
+
+    @work(group="command", exit_on_error=False)
+    async def action_approve(self) -> None:
+        run_id = self._run_or_say()
+        node = await self._waiting_node(run_id) if run_id else None
+        if run_id is None or node is None:
+            return
+        # Approving usually lets real work go ahead (a publish, a deploy): one stray key must
+        # not do it, so it asks, like reject, and records the optional reason.
+        reason = await self.app.push_screen_wait(
+            ReasonScreen(
+                f"Approve {node} of run {fmt.short_id(run_id)}?",
+                "The run goes on with what depends on it. A reason is optional "
+                "(recorded in the run's events with your name); escape keeps it waiting.",
+                send="Approve (enter)",
+            )
+        )
+        if reason is None:
+            return
+        await self.attempt(
+            self.bridge.approve(run_id, node, reason or None), "{} " + f"(as {self.bridge.actor})"
+        )
+
+    @work(group="command", exit_on_error=False)
+    async def action_reject(self) -> None:
+        run_id = self._run_or_say()
+        node = await self._waiting_node(run_id) if run_id else None
+        if run_id is None or node is None:
+            return
+        reason = await self.app.push_screen_wait(
+            ReasonScreen(
+                f"Reject {node} of run {fmt.short_id(run_id)}?",
+                "The approval fails (class `rejected`) and so does what depends on it. "
+                "Why? (recorded in the run's events with your name)",
+            )
+        )
+        if reason is None:
+            return
+        await self.attempt(self.bridge.reject(run_id, node, reason or None), "{}")
+
+    def action_playback(self) -> None:
+        from tui.screens.playback import PlaybackScreen
+
+        run_id = self._run_or_say()
+        if run_id is not None:
+            self.app.push_screen(PlaybackScreen(self.ctx, run_id))

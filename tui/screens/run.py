@@ -1,0 +1,237 @@
+"""The run view: header, the DAG, the node table and the live event log of one run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.binding import Binding, BindingType
+from textual.widgets import Footer, Input, Static
+
+from tui import format as fmt
+from tui import view
+from tui.screens.base import RUN_BINDINGS, RunActionsScreen
+from tui.widgets.dag_view import DagView
+from tui.widgets.event_log import EventLog
+from tui.widgets.node_table import NodeTable
+from tui.widgets.run_header import RunHeader
+
+if TYPE_CHECKING:
+    from textual.app import ComposeResult
+
+    from engine.state import RunState
+    from tui.context import Context
+    from tui.messages import BreakersChanged, RunEventsArrived
+
+
+def selected_line(
+    state: RunState,
+    node_id: str,
+    infos: dict[str, view.NodeInfo],
+    breakers: dict[str, view.BreakerView],
+    now: float,
+    *,
+    ascii: bool,
+    live: bool = True,
+) -> Text:
+    """The status line under the DAG: the selected node, its timeout countdown, its breaker."""
+    node = state.nodes.get(node_id)
+    if node is None:
+        return Text(f" {node_id}")
+    info = infos.get(node_id)
+    row = view.node_row(node, info, {**view.breakers_from_run(state), **breakers}, now, live=live)
+    line = Text(" ")
+    line.append(f"{fmt.node_glyph(row.state, ascii=ascii)} {node_id}", style="bold")
+    line.append(f"  {row.state}", style=fmt.state_style(row.state))
+    if info is not None:
+        line.append(f"  {info.node_type}", style="dim")
+    line.append(f"  try {row.attempt}  took {row.duration}")
+    if row.left is not None:
+        line.append("  timeout ")
+        line.append(fmt.countdown_bar(row.left, row.total, 16, ascii=ascii), style="cyan")
+    if row.breaker:
+        key = info.breaker_key if info else ""
+        line.append(f"  breaker {key}: ")
+        line.append(row.breaker, style=fmt.BREAKER_STYLES.get(row.breaker_state or "", ""))
+    if row.error:
+        line.append(f"  {fmt.one_line(row.error, 50)}", style="red")
+    return line
+
+
+class RunScreen(RunActionsScreen):
+    """One run, live: from this console's manager as it happens, or polled from the store."""
+
+    CSS_PATH = "run.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *RUN_BINDINGS,
+        Binding("slash", "filter", "Filter log"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, ctx: Context, run_id: str) -> None:
+        super().__init__(ctx)
+        self.run_id = run_id
+        self.state: RunState | None = None
+        self.infos: dict[str, view.NodeInfo] = {}
+        self.breakers: dict[str, view.BreakerView] = {}
+        self._watching = False
+
+    @property
+    def header(self) -> RunHeader:
+        return self.query_one(RunHeader)
+
+    @property
+    def dag(self) -> DagView:
+        return self.query_one(DagView)
+
+    @property
+    def table(self) -> NodeTable:
+        return self.query_one(NodeTable)
+
+    @property
+    def log_view(self) -> EventLog:
+        return self.query_one(EventLog)
+
+    @property
+    def log_filter(self) -> Input:
+        return self.query_one("#log-filter", Input)
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="run-header")
+        yield DagView(ascii=self.ctx.ascii, id="dag")
+        yield Static("", id="dag-status")
+        yield NodeTable(ascii=self.ctx.ascii, id="nodes")
+        yield Input(placeholder="filter events: words that must all appear", id="log-filter")
+        yield EventLog(id="events")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.log_filter.display = False
+        self.breakers = self.bridge.breakers
+        self.set_interval(1.0, self.refresh_view)
+        self._follow()
+
+    def on_unmount(self) -> None:
+        super().on_unmount()
+        if self._watching:
+            self.bridge.unwatch(self.run_id)
+
+    @work(exit_on_error=False)
+    async def _follow(self) -> None:
+        try:
+            state, events = await self.bridge.watch(self.run_id)
+        except Exception as exc:  # an unknown run: say so and go back
+            self.notify(f"cannot show run {fmt.short_id(self.run_id)}: {exc}", severity="error")
+            self.dismiss()
+            return
+        self._watching = True
+        self.state = state
+        self.infos = view.infos_of_state(state)
+        self.dag.set_graph(list(state.nodes), view.edges_of_state(state))
+        focus = view.focus_node(state)
+        if focus is not None:
+            self.dag.select(focus)
+        self.log_view.reset(events)
+        self.refresh_view()
+        self.dag.focus()
+
+    def target_run(self) -> str | None:
+        return self.run_id
+
+    def open_run(self, run_id: str) -> None:
+        if run_id != self.run_id:  # a resumed run goes on right here
+            super().open_run(run_id)
+
+    def target_node(self) -> str | None:
+        return self.dag.selected
+
+    # -- news -------------------------------------------------------------------------------------
+
+    def on_run_events_arrived(self, message: RunEventsArrived) -> None:
+        if message.run_id != self.run_id or not self._watching:
+            return
+        self.state = message.state
+        self.log_view.add(message.events)
+        self.refresh_view()
+
+    def on_breakers_changed(self, message: BreakersChanged) -> None:
+        self.breakers = message.breakers
+        self.refresh_view()
+
+    def refresh_view(self) -> None:
+        state = self.state
+        if state is None:
+            return
+        now = self.ctx.now()
+        own = self.bridge.is_own(self.run_id)
+        source, updated = "this console", None
+        if not own:
+            listed = self.bridge.summary(self.run_id)
+            source = "followed from the store"
+            if listed is not None and listed.owner != "-":
+                source += f" ({listed.owner})"
+            # News of a run of another process: its last event, or its owner's last heartbeat.
+            heard = [fmt.epoch(state.updated_at) or 0.0]
+            if listed is not None and listed.heartbeat_at is not None:
+                heard.append(listed.heartbeat_at)
+            updated = max(0.0, now - max(heard))
+        self.header.show(state, now, ascii=self.ctx.ascii, source=source, updated=updated)
+        self.dag.set_states({n.node_id: n.state.value for n in state.nodes.values()})
+        self.table.show(view.node_rows(state, self.infos, self.breakers, now))
+        self._status_line()
+
+    def _status_line(self) -> None:
+        status = self.query_one("#dag-status", Static)
+        selected = self.dag.selected
+        if self.state is None or selected is None:
+            status.update("")
+            return
+        status.update(
+            selected_line(
+                self.state, selected, self.infos, self.breakers, self.ctx.now(),
+                ascii=self.ctx.ascii,
+            )
+        )
+
+    # -- keys -------------------------------------------------------------------------------------
+
+    def on_dag_view_node_selected(self, message: DagView.NodeSelected) -> None:
+        self.table.select(message.node_id)
+        self._status_line()
+
+    def on_dag_view_node_opened(self, message: DagView.NodeOpened) -> None:
+        self.open_node(message.node_id)
+
+    def on_node_table_node_opened(self, message: NodeTable.NodeOpened) -> None:
+        self.open_node(message.node_id)
+
+    def open_node(self, node_id: str) -> None:
+        from tui.screens.node import NodeScreen
+
+        self.app.push_screen(NodeScreen(self.ctx, self.run_id, node_id, self.infos))
+
+    def action_open(self) -> None:
+        if self.dag.selected is not None:
+            self.open_node(self.dag.selected)
+
+    def action_filter(self) -> None:
+        self.log_filter.display = True
+        self.log_filter.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.log_view.query_text = event.value.strip()
+
+    def on_input_submitted(self) -> None:
+        if not self.log_filter.value.strip():
+            self.log_filter.display = False
+        self.log_view.focus()
+
+    def action_back(self) -> None:
+        if self.log_filter.has_focus:
+            self.log_filter.value = ""
+            self.log_filter.display = False
+            self.dag.focus()
+            return
+        self.dismiss()

@@ -1,0 +1,109 @@
+"""NodeTable: one row per node of a run, updated in place as the run moves."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import DataTable
+
+from tui import format as fmt
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from tui.view import NodeRow
+
+COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+    ("node", "Node", 16),
+    ("state", "State", 12),
+    ("attempt", "Try", 5),
+    ("duration", "Took", 7),
+    ("timeout", "Timeout left", 14),
+    ("breaker", "Breaker", 14),
+    ("error", "Last error", None),
+)
+BAR_WIDTH = 14
+
+
+def row_cells(row: NodeRow, *, ascii: bool) -> list[Text]:
+    """The cells of a node's row: marks that read without colour, colour on top."""
+    style = fmt.state_style(row.state)
+    glyph = fmt.node_glyph(row.state, ascii=ascii)
+    timeout = fmt.countdown_bar(row.left, row.total, BAR_WIDTH, ascii=ascii)
+    breaker_style = fmt.BREAKER_STYLES.get(row.breaker_state or "", "")
+    return [
+        Text(row.node_id),
+        Text(f"{glyph} {row.state}", style=style),
+        Text(row.attempt),
+        Text(row.duration, justify="right"),
+        Text(timeout, style="cyan" if row.left is not None else ""),
+        Text(row.breaker, style=breaker_style),
+        Text(fmt.one_line(row.error, 80), style="red" if row.error else ""),
+    ]
+
+
+class NodeTable(DataTable[Text]):
+    """The nodes of a run: state, attempt n/max, duration, timeout countdown, breaker, error.
+
+    `enter` opens the highlighted node (`NodeTable.NodeOpened`).
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open_node", "Open node", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    NodeTable {
+        height: auto;
+        max-height: 12;
+    }
+    """
+
+    class NodeOpened(Message):
+        """The operator asked for a node's detail."""
+
+        def __init__(self, table: NodeTable, node_id: str) -> None:
+            super().__init__()
+            self.table = table
+            self.node_id = node_id
+
+    def __init__(self, *, ascii: bool = False, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        self.ascii = ascii
+        self._shown: dict[str, list[Text]] = {}
+
+    def on_mount(self) -> None:
+        for key, label, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
+
+    def show(self, rows: Sequence[NodeRow]) -> None:
+        """Show these rows, touching only the cells that changed."""
+        for row in rows:
+            cells = row_cells(row, ascii=self.ascii)
+            before = self._shown.get(row.node_id)
+            if before is None:
+                self.add_row(*cells, key=row.node_id)
+            else:
+                for (column, _, _), old, new in zip(COLUMNS, before, cells, strict=True):
+                    if old != new:
+                        self.update_cell(row.node_id, column, new)
+            self._shown[row.node_id] = cells
+
+    def select(self, node_id: str) -> None:
+        if node_id in self._shown:
+            self.move_cursor(row=self.get_row_index(node_id), scroll=True)
+
+    @property
+    def highlighted(self) -> str | None:
+        if not self._shown or self.cursor_row < 0 or self.cursor_row >= self.row_count:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        return str(key.value) if key.value is not None else None
+
+    def action_open_node(self) -> None:
+        node_id = self.highlighted
+        if node_id is not None:
+            self.post_message(self.NodeOpened(self, node_id))

@@ -1,0 +1,78 @@
+"""RunHeader: a run's state, elapsed time, deadline countdown and where its news comes from."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.widgets import Static
+
+from engine.state import RunStatus
+from tui import format as fmt
+from tui import view
+
+if TYPE_CHECKING:
+    from engine.state import RunState
+
+
+def header_text(
+    state: RunState,
+    now: float,
+    *,
+    ascii: bool = False,
+    source: str = "",
+    updated: float | None = None,
+) -> Text:
+    """Two lines: what the run is and how it stands; then its clock and node counts."""
+    glyph = fmt.run_glyph(state.state.value, ascii=ascii)
+    first = Text()
+    first.append(f" {glyph} {state.state.value.upper()} ", style=fmt.state_style(state.state.value))
+    first.append(f" {state.pipeline_id}", style="bold")
+    first.append(f"  run {fmt.short_id(state.run_id)}")
+    if state.replay_of:
+        first.append(f"  replay of {fmt.short_id(state.replay_of)}", style="dim")
+    if state.run_attempt > 1:
+        first.append(f"  resumed x{state.run_attempt - 1}", style="dim")
+    if state.simulate:
+        first.append("  SIMULATED", style="bold yellow")
+    if source:
+        first.append(f"  {source}", style="dim")
+    if updated is not None and not state.is_terminal:
+        first.append(f", updated {fmt.ago(updated)}", style="dim")
+
+    second = Text(" ")
+    second.append(f"elapsed {fmt.duration(view.run_elapsed(state, now))}")
+    left = view.run_deadline_left(state, now)
+    if left is not None:
+        second.append("  deadline in ")
+        second.append(fmt.countdown(left), style="bold cyan" if left > 10 else "bold red")
+    counts = view.counts(state)
+    marks = "  ".join(
+        f"{fmt.node_glyph(s, ascii=ascii)}{n} {s}" for s, n in counts.items() if n
+    )
+    second.append(f"  {marks}", style="dim")
+    if state.reason and (state.is_terminal or state.state is RunStatus.INTERRUPTED):
+        second.append(f"  reason: {fmt.one_line(state.reason, 60)}", style="italic")
+    return Text("\n").join([first, second])
+
+
+class RunHeader(Static):
+    """The top two lines of a run view (and of a playback)."""
+
+    DEFAULT_CSS = """
+    RunHeader {
+        height: 2;
+        background: $boost;
+    }
+    """
+
+    def show(
+        self,
+        state: RunState,
+        now: float,
+        *,
+        ascii: bool = False,
+        source: str = "",
+        updated: float | None = None,
+    ) -> None:
+        self.update(header_text(state, now, ascii=ascii, source=source, updated=updated))
