@@ -1,0 +1,101 @@
+"""`python -m benchmarks`: measure Interlock against its floors, print the table, write RESULTS.md.
+
+    python -m benchmarks                  # every workload, in about five minutes
+    python -m benchmarks --quick          # a smoke run: fewer and smaller repetitions
+    python -m benchmarks --only W1,W3     # some workloads
+    python -m benchmarks --peers          # also Prefect, Dagster and Apache Hamilton (if installed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from benchmarks import report
+from benchmarks.common import Row, Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
+DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def workloads() -> dict[str, Callable[[Settings], Awaitable[list[Row]]]]:
+    from benchmarks import cold_start, console_bench, engine_bench, store_bench
+
+    return {
+        **engine_bench.WORKLOADS,
+        **store_bench.WORKLOADS,
+        **cold_start.WORKLOADS,
+        **console_bench.WORKLOADS,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure Interlock and its asyncio floors in one run and print the ratios.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: fewer, smaller repetitions (figures are rough)")
+    parser.add_argument("--only", metavar="W1,W3",
+                        help=f"run only these workloads (of {','.join(ALL)})")
+    parser.add_argument("--peers", action="store_true",
+                        help="also run W1-W4 and the cold import on Prefect, Dagster and Apache "
+                        "Hamilton, whichever is installed (pip install -e '.[bench-peers]')")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="where to write the Markdown results (default benchmarks/RESULTS.md;"
+                        " '-' for nowhere)")
+    parser.add_argument("--readme", type=Path, metavar="README.md",
+                        help="also replace the table between the benchmark markers of this file")
+    args = parser.parse_args(argv)
+    chosen = [w.strip().upper() for w in args.only.split(",")] if args.only else list(ALL)
+    unknown = [w for w in chosen if w not in ALL]
+    if unknown:
+        parser.error(f"unknown workload {', '.join(unknown)} (choose from {', '.join(ALL)})")
+    args.chosen = chosen
+    return args
+
+
+async def measure(chosen: list[str], settings: Settings) -> list[Row]:
+    found = workloads()
+    rows: list[Row] = []
+    for name in chosen:
+        started = time.perf_counter()
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        rows += await found[name](settings)
+        print(f"{name} done in {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
+    if settings.peers:
+        from benchmarks import peers
+
+        rows += await peers.measure(chosen, settings)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = Settings(quick=args.quick, peers=args.peers)
+    started = time.perf_counter()
+    rows = asyncio.run(measure(args.chosen, settings))
+    elapsed = time.perf_counter() - started
+    command = "python -m benchmarks" + (" " + " ".join(argv if argv is not None else sys.argv[1:])
+                                        if (argv if argv is not None else sys.argv[1:]) else "")
+    print(report.text_table(rows))
+    print()
+    print("\n".join(report.verdicts(rows)))
+    if str(args.out) != "-":
+        text = report.results_markdown(rows, command=command, elapsed=elapsed)
+        report.write_results(args.out, text)
+        print(f"\nwrote {args.out}", file=sys.stderr)
+    if args.readme is not None and not report.update_readme(args.readme, rows, command):
+        print(f"{args.readme} has no benchmark markers; left alone", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
