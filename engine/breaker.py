@@ -121,10 +121,10 @@ class CircuitBreaker:
 
     def acquire(self, listener: Listener | None = None) -> None:
         """Ask to run one attempt; raises CircuitOpenError when the breaker refuses."""
-        listeners = [listener] if listener else None
-        self._refresh(listeners)
-        if self.state is BreakerState.CLOSED:
+        if self.state is BreakerState.CLOSED:  # the usual case, asked once per attempt
             return
+        listeners = [listener] if listener else None
+        self._refresh(listeners)  # an open breaker may be half-open by now, never closed
         if self.state is BreakerState.HALF_OPEN and not self._trial_in_flight:
             self._trial_in_flight = True
             return
@@ -134,6 +134,13 @@ class CircuitBreaker:
         raise CircuitOpenError(self.key, remaining)
 
     def record_success(self, listener: Listener | None = None) -> None:
+        if (
+            self.state is BreakerState.CLOSED
+            and not self.failures
+            and self.opened_at is None
+            and not self._trial_in_flight
+        ):
+            return  # nothing to change: the usual case, once per attempt
         self._trial_in_flight = False
         self.failures = 0
         self.opened_at = None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, cast
 
 
 class EventType(StrEnum):
@@ -163,8 +163,38 @@ class Event:
         return out
 
     def to_json(self) -> str:
-        """Compact JSON on one line (JSONL)."""
-        return _compact(self.to_dict())
+        """Compact JSON on one line (JSONL): the text of `to_dict()` encoded.
+
+        The store serialises every event it commits, so the text is put together here rather
+        than by encoding a dict built for the purpose (half the cost); anything but the usual
+        field types takes the encoder's own way, so the text is the same in every case.
+        """
+        seq, attempt = self.seq, self.attempt
+        if type(seq) is not int or type(attempt) is not int:
+            return _compact(self.to_dict())
+        quote = encode_basestring_ascii
+        try:
+            text = (
+                f'{{"event_id":{quote(self.event_id)},"seq":{seq},'
+                f'"event_type":{quote(self.event_type)},"run_id":{quote(self.run_id)},'
+                f'"timestamp_utc":{quote(self.timestamp_utc)},"actor":{quote(self.actor)},'
+                f'"attempt":{attempt}'
+            )
+            if self.node_id is not None:
+                text += f',"node_id":{quote(self.node_id)}'
+            if self.error_class is not None:
+                text += f',"error_class":{quote(self.error_class)}'
+            if self.reason is not None:
+                text += f',"reason":{quote(self.reason)}'
+            if self.inputs_hash is not None:
+                text += f',"inputs_hash":{quote(self.inputs_hash)}'
+            if self.outputs_hash is not None:
+                text += f',"outputs_hash":{quote(self.outputs_hash)}'
+        except TypeError:  # a field that is not a string
+            return _compact(self.to_dict())
+        if self.data is not None:
+            text += f',"data":{_compact(self.data)}'
+        return text + "}"
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Event:
@@ -212,20 +242,71 @@ class Event:
         return cls.from_dict(json.loads(text))
 
 
-_FIELDS = tuple(
-    (name, Event.__dict__[name].__set__)  # the slots' own setters
-    for name in Event.__dataclass_fields__
-)
+class _Unfrozen:
+    """An `Event`'s slots without its frozen `__setattr__`: the same layout, so an instance
+    filled in here becomes an `Event` by assigning `__class__` (which Python refuses, loudly,
+    if the two ever stop matching)."""
+
+    __slots__ = Event.__slots__
 
 
 def trusted_event(fields: Mapping[str, Any]) -> Event:
     """An event from a body the store wrote itself (a missing optional field is None).
 
-    No checks, and the slots are set directly, past the frozen dataclass's `__init__`: about
-    twice as fast, which is what reading a 100,000-event run spends most of its time on.
+    No checks, and no frozen-dataclass `__init__` (which sets each field through
+    `object.__setattr__`): plain slot stores on an unfrozen twin, then the class swapped. About
+    three times as fast, and reading a 100,000-event run spends most of its time here.
     """
-    event = object.__new__(Event)
+    event: Any = object.__new__(_Unfrozen)
     get = fields.get
-    for name, set_slot in _FIELDS:
-        set_slot(event, get(name))
-    return event
+    event.event_id = get("event_id")
+    event.seq = get("seq")
+    event.event_type = get("event_type")
+    event.run_id = get("run_id")
+    event.timestamp_utc = get("timestamp_utc")
+    event.actor = get("actor")
+    event.attempt = get("attempt")
+    event.node_id = get("node_id")
+    event.error_class = get("error_class")
+    event.reason = get("reason")
+    event.inputs_hash = get("inputs_hash")
+    event.outputs_hash = get("outputs_hash")
+    event.data = get("data")
+    event.__class__ = Event
+    return cast("Event", event)
+
+
+def new_event(
+    event_id: str,
+    seq: int,
+    event_type: str,
+    run_id: str,
+    timestamp_utc: str,
+    actor: str,
+    attempt: int,
+    node_id: str | None,
+    error_class: str | None,
+    reason: str | None,
+    inputs_hash: str | None,
+    outputs_hash: str | None,
+    data: Mapping[str, Any] | None,
+) -> Event:
+    """`Event(...)` with every field given, built as `trusted_event` builds one: for the
+    executor, which makes several per node and whose events are valid by construction (about
+    four times cheaper than the frozen dataclass's `__init__`)."""
+    event: Any = object.__new__(_Unfrozen)
+    event.event_id = event_id
+    event.seq = seq
+    event.event_type = event_type
+    event.run_id = run_id
+    event.timestamp_utc = timestamp_utc
+    event.actor = actor
+    event.attempt = attempt
+    event.node_id = node_id
+    event.error_class = error_class
+    event.reason = reason
+    event.inputs_hash = inputs_hash
+    event.outputs_hash = outputs_hash
+    event.data = data
+    event.__class__ = Event
+    return cast("Event", event)

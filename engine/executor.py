@@ -3,35 +3,54 @@
 Contract (DESIGN section 4): ready nodes run concurrently up to `max_concurrency`; a node starts
 when its trigger rule holds, is skipped (with the reason, propagating) when it no longer can;
 retries go through tenacity by error class; each attempt is bounded by the node timeout and the
-run by its deadline; cancellation stops new starts at once and cancels running nodes (a shell
-node's process group gets SIGTERM, then SIGKILL after `cleanup_grace`). When `execute` returns,
-for any reason, none of the run's tasks is left.
+run by its deadline (stated on the injected `now` clock, like every timestamp); cancellation
+stops new starts at once and cancels running nodes (a shell node's process group gets SIGTERM,
+then SIGKILL after `cleanup_grace`). When `execute` returns, for any reason, none of the run's
+tasks is left.
 
 Shape: deciding is pure, acting is thin. `decide_node` says, for a node whose parents are all
-terminal, whether it starts or is skipped and why. The driver (`Executor._drive`) is a short
-loop that acts on those decisions and then waits on one queue that node completions, cancel
-requests and the deadline timer all feed; it never polls. The executor's view of the run is a
-`RunState` kept with `engine.state.apply` over the events it emits, so the live state is by
-construction the fold of the log.
+terminal, whether it starts or is skipped and why. A node's task acts on its own completion as
+it ends (it settles the node and starts what that lets start), so a chain of nodes costs the
+loop one turn per node; the driver (`Executor._drive`) is a short loop that starts the run and
+then waits on one inbox, fed by stop requests, the force timer, errors and "no node left"; it
+never polls. The executor's view of the run is a `RunState` kept with `engine.state.apply` over
+the events it emits, so the live state is by construction the fold of the log.
+
+The per-node path is kept lean (issue 6): what a node's run needs from the pipeline is worked
+out once per pipeline (`_Step`), events are built without the frozen dataclass's `__init__`,
+and the attempts' timeouts share one loop timer (`_Deadlines`) instead of an `asyncio.timeout`
+each, with the same semantics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
+import heapq
+import math
 import random
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from engine.breaker import BreakerChange, BreakerRegistry, CircuitBreaker, CircuitOpenError
 from engine.errors import NodeError, NodeTimeoutError, TransientError
-from engine.events import Event, EventType, new_id, stable_hash, utc_now_iso
-from engine.nodes import NodeContext, handler_for
+from engine.events import (
+    Event,
+    EventType,
+    new_event,
+    new_id,
+    parse_timestamp,
+    stable_hash,
+    utc_now_iso,
+)
+from engine.nodes import NodeContext, handler_for, secret_forms, secret_names
 from engine.retry import make_retrying
 from engine.state import NodeState, NodeStatus, RunState, RunStatus, apply
 
@@ -44,6 +63,7 @@ if TYPE_CHECKING:
 Sleep = Callable[[float], Awaitable[None]]
 
 _FAILED = (NodeStatus.FAILED, NodeStatus.TIMED_OUT, NodeStatus.CANCELLED)
+_TERMINAL = frozenset(status for status in NodeStatus if status.is_terminal)
 _UNFINISHED = (NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.WAITING)
 _NO_BREAKER_TYPES = frozenset({"condition", "delay", "approval", "trigger", "parallel"})
 _EMPTY_HASH = stable_hash({})
@@ -124,6 +144,25 @@ def final_status(
 
 
 @dataclass(frozen=True, slots=True)
+class _Step:
+    """What running one node needs to know about it, read off the pipeline once."""
+
+    spec: NodeBase
+    node_id: str
+    kind: str
+    parents: tuple[str, ...]
+    timeout: float
+    retry: RetryPolicy
+    # (key, failure_threshold, recovery_timeout), or None for a node without a breaker.
+    breaker: tuple[str, int, float] | None
+    holds_slot: bool  # an approval waits without taking a concurrency slot
+    sees_all_outputs: bool  # conditions and actions read any succeeded node's output
+    does_work: bool  # simulate mode replaces the work
+    hard_gate: bool
+    task_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Plan:
     """What the executor derives from a pipeline alone, worked out once per pipeline object
     rather than once per run (pipelines are frozen models, so it cannot go stale)."""
@@ -136,6 +175,11 @@ class _Plan:
     retry: dict[str, RetryPolicy]
     # (key, failure_threshold, recovery_timeout), or None for a node without a breaker.
     breakers: dict[str, tuple[str, int, float] | None]
+    steps: dict[str, _Step]
+    secret_names: tuple[str, ...]  # the environment variables the pipeline reads as secrets
+    # `run.created`'s definition snapshot, shared by the pipeline's runs: event data is
+    # read-only, and dumping a 1,000-node pipeline costs more than running one of its nodes.
+    snapshot: dict[str, Any]
 
     @classmethod
     def of(cls, pipeline: Pipeline) -> _Plan:
@@ -153,14 +197,35 @@ class _Plan:
                 policy = pipeline.breaker_for(node)
                 assert policy.key is not None
                 breakers[node.id] = (policy.key, policy.failure_threshold, policy.recovery_timeout)
+        retry = {n.id: pipeline.retry_for(n) for n in nodes}
+        steps = {
+            node.id: _Step(
+                spec=node,
+                node_id=node.id,
+                kind=node.type,
+                parents=parents[node.id],
+                timeout=pipeline.timeout_for(node),
+                retry=retry[node.id],
+                breaker=breakers[node.id],
+                holds_slot=node.type != "approval",
+                sees_all_outputs=node.type in ("condition", "action"),
+                does_work=node.does_work,
+                hard_gate=node.gate == "hard",
+                task_name=f"interlock:{node.id}",
+            )
+            for node in nodes
+        }
         return cls(
             specs={node.id: node for node in nodes},
             parents=parents,
             children=children,
             optional={node.id: node.optional for node in nodes},
             conditions=frozenset(n.id for n in nodes if n.type == "condition"),
-            retry={n.id: pipeline.retry_for(n) for n in nodes},
+            retry=retry,
             breakers=breakers,
+            steps=steps,
+            secret_names=secret_names(pipeline),
+            snapshot=pipeline.snapshot(),
         )
 
 
@@ -191,6 +256,92 @@ class _Stop:
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# A deadline counts as reached this close to it, as the loop's own timers do.
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
+_FIRED: Any = object()  # an entry's task slot once its deadline cancelled the task
+
+
+class _Deadlines:
+    """The attempts' timeouts of one run, on one loop timer.
+
+    `asyncio.timeout` costs a context manager and a timer handle per attempt, the handle
+    cancelled again (and left in the loop's heap) when nearly every attempt ends in time. Here
+    an attempt's deadline is an entry in a heap, and one `call_at` waits for the earliest. The
+    semantics are `asyncio.timeout`'s: a deadline reached cancels the attempt's task, and the
+    attempt (see `Executor._attempt`) turns that cancellation, and only that one, into a
+    timeout, with the same `uncancel` bookkeeping.
+
+    An entry is `[deadline, order, task]`; `disarm` clears its task, and cleared entries leave
+    the heap when they reach its top (or when they are more than half of it).
+    """
+
+    __slots__ = ("_at", "_count", "_handle", "_heap", "_loop", "_stale")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[list[Any]] = []
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = math.inf  # when the handle fires
+        self._count = 0
+        self._stale = 0
+
+    def arm(self, deadline: float, task: asyncio.Task[Any]) -> list[Any]:
+        """Cancel `task` at `deadline` (loop time) unless disarmed before."""
+        self._count += 1
+        entry = [deadline, self._count, task]
+        heapq.heappush(self._heap, entry)
+        if deadline < self._at:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._at = deadline
+            self._handle = self._loop.call_at(deadline, self._fire)
+        return entry
+
+    def disarm(self, entry: list[Any]) -> bool:
+        """The attempt is over: True if its deadline had already cancelled its task."""
+        if entry[2] is _FIRED:
+            return True
+        entry[2] = None
+        heap = self._heap
+        if heap[0] is entry:
+            heapq.heappop(heap)
+            while heap and heap[0][2] is None:
+                heapq.heappop(heap)
+                self._stale -= 1
+        else:
+            self._stale += 1
+            if self._stale > 64 and self._stale * 2 > len(heap):
+                self._heap = [e for e in heap if e[2] is not None]
+                heapq.heapify(self._heap)
+                self._stale = 0
+        return False
+
+    def _fire(self) -> None:
+        # The handle may be early (its entry was disarmed): the next live deadline is re-armed.
+        self._handle = None
+        self._at = math.inf
+        heap = self._heap
+        reached = self._loop.time() + _CLOCK_RESOLUTION
+        while heap and (heap[0][2] is None or heap[0][0] < reached):
+            entry = heapq.heappop(heap)
+            task = entry[2]
+            if task is None:
+                self._stale -= 1
+                continue
+            entry[2] = _FIRED
+            task.cancel()
+        if heap:
+            self._at = heap[0][0]
+            self._handle = self._loop.call_at(self._at, self._fire)
+
+    def close(self) -> None:
+        """No attempt runs any more: drop the timer (it would hold on to the run until then)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._at = math.inf
 
 
 class Executor:
@@ -230,12 +381,24 @@ class Executor:
         self._children = plan.children
         self._optional = plan.optional
         self._conditions = plan.conditions
-        self._retry = plan.retry
-        self._queue: asyncio.Queue[tuple[str, Any]] | None = None
+        self._steps = plan.steps
+        self._publishers = tuple(sink.publish for sink in self._sinks)
+        # The driver's inbox (made by `execute`): stop requests, the force timer and errors.
+        self._loop: asyncio.AbstractEventLoop  # the loop `execute` runs on
+        self._inbox: deque[tuple[str, Any]] | None = None
+        self._waiter: asyncio.Future[None] | None = None  # the driver, waiting on the inbox
+        self._deadlines: _Deadlines | None = None
+        self._run_deadline = math.inf  # loop time
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Nodes ready to start, and how many unfinished parents each other node waits for.
+        self._ready: deque[str] = deque()
+        self._remaining: dict[str, int] = {}
+        self._context = contextvars.copy_context()  # each node's task runs in a copy of it
+        self._watched: set[asyncio.Task[None]] = set()  # cancelled by the driver
         self._busy = 0  # tasks in `_tasks` that hold a concurrency slot (approvals hold none)
         self._params_hash: str | None = None
         self._output_hashes: dict[str, str] = {}  # node id -> stable_hash of its output
+        self._single_input_hashes: dict[str, str] = {}  # input node id -> inputs hash
         self._approvals: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._stop: _Stop | None = None
         self._stop_requested = asyncio.Event()
@@ -256,14 +419,15 @@ class Executor:
         data: Mapping[str, Any] | None = None,
         inputs_hash: str | None = None,
         outputs_hash: str | None = None,
+        timestamp: str | None = None,
     ) -> Event:
         self._seq += 1
-        event = Event(
+        event = new_event(
             new_id(),
             self._seq,
             event_type,
             self.run_id,
-            self._now(),
+            timestamp or self._now(),
             actor,
             self.state.run_attempt if attempt is None else attempt,
             node_id,
@@ -274,15 +438,34 @@ class Executor:
             data,
         )
         apply(self.state, event)
-        for sink in self._sinks:
-            sink.publish(event)
+        for publish in self._publishers:
+            publish(event)
         return event
+
+    def _emit_node(
+        self,
+        event_type: str,
+        node_id: str,
+        attempt: int,
+        data: Mapping[str, Any],
+        inputs_hash: str | None = None,
+        outputs_hash: str | None = None,
+    ) -> None:
+        """`_emit` for the events every node emits (started, succeeded), without its options."""
+        self._seq = seq = self._seq + 1
+        event = new_event(
+            new_id(), seq, event_type, self.run_id, self._now(), "engine", attempt, node_id,
+            None, None, inputs_hash, outputs_hash, data,
+        )
+        apply(self.state, event)
+        for publish in self._publishers:
+            publish(event)
 
     def create(self, *, replay_of: str | None = None, actor: str = "engine") -> Event:
         """Emit `run.created`: the run exists (pending) from here on."""
         data: dict[str, Any] = {
             "pipeline_id": self.pipeline.id,
-            "definition": self.pipeline.snapshot(),
+            "definition": self._plan.snapshot,
             "params": self.params,
         }
         if replay_of:
@@ -357,8 +540,7 @@ class Executor:
             return
         self._stop = _Stop(status, reason, error_class, actor)
         self._stop_requested.set()
-        if self._queue is not None:
-            self._queue.put_nowait(("stop", None))
+        self._post(("stop", None))
 
     async def wait_stop_requested(self) -> None:
         """Return once a stop was requested (a run waiting for a slot stops waiting)."""
@@ -370,8 +552,8 @@ class Executor:
 
     def force(self) -> None:
         """After a stop: cancel running nodes again now, skipping what is left of the grace."""
-        if self._stop is not None and self._queue is not None:
-            self._queue.put_nowait(("force", None))
+        if self._stop is not None:
+            self._post(("force", None))
 
     @property
     def pending_approvals(self) -> list[str]:
@@ -395,20 +577,26 @@ class Executor:
     async def execute(self) -> RunState:
         """Run until the run is terminal; returns the final state. Leaves no task behind."""
         loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue()
+        self._loop = loop
+        self._inbox = deque()
+        if self._deadlines is None:  # kept if `execute` runs again: attempts may hold entries
+            self._deadlines = _Deadlines(loop)
         deadline_handle: asyncio.TimerHandle | None = None
         if self._stop is None:
-            deadline_at = time.time() + self.pipeline.timeout
-            deadline_handle = loop.call_at(
-                loop.time() + self.pipeline.timeout, self._queue.put_nowait, ("deadline", None)
-            )
+            timeout = self.pipeline.timeout
+            self._run_deadline = loop.time() + timeout
+            deadline_handle = loop.call_at(self._run_deadline, self._deadline_passed)
+            # The deadline is on the clock of the event that announces it: a test (or a
+            # screenshot) that injects `now` fixes the deadline with it.
+            timestamp = self._now()
             self._emit(
                 EventType.RUN_STATE_CHANGED,
                 data={
                     "from": self.state.state.value,
                     "to": "running",
-                    "deadline_at": _iso(deadline_at),
+                    "deadline_at": _iso(parse_timestamp(timestamp) + timeout),
                 },
+                timestamp=timestamp,
             )
         try:
             await self._drive()
@@ -451,43 +639,59 @@ class Executor:
         for sink in self._sinks:
             await sink.flush()
 
+    def _post(self, message: tuple[str, Any]) -> None:
+        """Hand the driver a message (from a callback, a timer or a control call)."""
+        inbox = self._inbox
+        if inbox is None:  # not executing yet: `execute` looks at `_stop` when it starts
+            return
+        inbox.append(message)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _deadline_passed(self) -> None:
+        timeout = self.pipeline.timeout
+        self.request_stop(RunStatus.TIMEOUT, f"run deadline of {timeout:g}s passed", "timeout")
+
     async def _drive(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
-        ready: deque[str] = deque()
-        remaining = self._init_remaining(ready)
+        inbox = self._inbox
+        assert inbox is not None and self._deadlines is not None
+        loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()
+        self._ready = deque()
+        self._remaining = self._init_remaining(self._ready)
+        self._start_ready()
         force_handle: asyncio.TimerHandle | None = None
         try:
             while True:
-                self._start_ready(ready, remaining)
-                if not self._tasks:
-                    break
-                kind, payload = await queue.get()
-                if kind == "done":
-                    node_id = payload
-                    self._settle(node_id, ready, remaining)
-                elif kind == "deadline":
-                    timeout = self.pipeline.timeout
-                    self.request_stop(
-                        RunStatus.TIMEOUT, f"run deadline of {timeout:g}s passed", "timeout"
-                    )
+                while inbox:
+                    kind, payload = inbox.popleft()
+                    if kind == "error":
+                        raise payload
+                    if kind == "force" and force_handle is not None:
+                        self._cancel_tasks()
+                        force_handle = loop.call_later(0.5, self._post, ("force", None))
                 if self._stop is not None and self._tasks and force_handle is None:
-                    for task in self._tasks.values():
-                        task.cancel()
+                    self._cancel_tasks()
                     # Forced: a node that ignores its cancellation is cancelled again after the
                     # grace, until it gives in.
-                    loop = asyncio.get_running_loop()
                     force_handle = loop.call_later(
-                        self.pipeline.cleanup_grace + 0.5, queue.put_nowait, ("force", None)
+                        self.pipeline.cleanup_grace + 0.5, self._post, ("force", None)
                     )
-                elif kind == "force":
-                    for task in self._tasks.values():
-                        task.cancel()
-                    loop = asyncio.get_running_loop()
-                    force_handle = loop.call_later(0.5, queue.put_nowait, ("force", None))
+                if not self._tasks:
+                    break
+                self._waiter = loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
         finally:
             if force_handle is not None:
                 force_handle.cancel()
+        self._deadlines.close()  # no attempt is left
         if self._stop is not None:
             for node in self.state.nodes.values():
                 if not node.is_terminal:
@@ -500,29 +704,43 @@ class Executor:
                         reason=self._stop.reason,
                     )
 
+    def _cancel_tasks(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+            if task not in self._watched:
+                # A task cancelled before its first step never runs its coroutine, so it cannot
+                # report its own end: its done callback does.
+                self._watched.add(task)
+                task.add_done_callback(self._task_done)
+
     def _init_remaining(self, ready: deque[str]) -> dict[str, int]:
         remaining: dict[str, int] = {}
         nodes = self.state.nodes
         for node_id, parents in self._parents.items():
-            if nodes[node_id].is_terminal:
+            if nodes[node_id].state in _TERMINAL:
                 continue
-            count = sum(1 for p in parents if not nodes[p].is_terminal)
+            count = 0
+            for parent in parents:
+                if nodes[parent].state not in _TERMINAL:
+                    count += 1
             remaining[node_id] = count
             if count == 0:
                 ready.append(node_id)
         return remaining
 
-    def _start_ready(self, ready: deque[str], remaining: dict[str, int]) -> None:
+    def _start_ready(self) -> None:
+        ready = self._ready
         limit = self.pipeline.max_concurrency
+        steps = self._steps
         while ready and self._stop is None:
             node_id = ready[0]
-            spec = self._specs[node_id]
+            step = steps[node_id]
             blocked = self._gate_blocked.get(node_id)
             skip = (
                 f"gate_failed:{blocked}"
                 if blocked
                 else decide_node(
-                    spec, self._parents[node_id], self.state, self._optional, self._conditions
+                    step.spec, step.parents, self.state, self._optional, self._conditions
                 )
             )
             if skip is not None:
@@ -533,29 +751,47 @@ class Executor:
                     attempt=self.state.nodes[node_id].attempts,
                     reason=skip,
                 )
-                self._release_children(node_id, ready, remaining)
+                self._release_children(node_id)
                 continue
-            holds_slot = spec.type != "approval"
+            holds_slot = step.holds_slot
             if holds_slot and self._busy >= limit:
                 break
             ready.popleft()
-            task = asyncio.create_task(self._run_node(spec), name=f"interlock:{node_id}")
+            # Started from the driver or from another node's task: either way in a copy of the
+            # run's context, as if the driver had started it.
+            task = self._loop.create_task(
+                self._run_node(step), name=step.task_name, context=self._context.copy()
+            )
             self._tasks[node_id] = task
             if holds_slot:
                 self._busy += 1
-            task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        assert self._queue is not None
-        self._queue.put_nowait(("done", task.get_name().removeprefix("interlock:")))
+        self._watched.discard(task)
+        node_id = task.get_name().removeprefix("interlock:")
+        if self._tasks.get(node_id) is task:  # ended without running: cancelled at once
+            self._node_done(node_id, cancelled=True)
 
-    def _settle(self, node_id: str, ready: deque[str], remaining: dict[str, int]) -> None:
-        task = self._tasks.pop(node_id)
-        if self._specs[node_id].type != "approval":
+    def _node_done(
+        self, node_id: str, *, cancelled: bool = False, error: Exception | None = None
+    ) -> None:
+        """A node's task is ending: settle the node and start what that lets start."""
+        try:
+            self._settle(node_id, cancelled, error)
+            self._start_ready()
+        except Exception as exc:  # raised by the driver: here it would be the node task's
+            self._post(("error", exc))
+            return
+        if not self._tasks:
+            self._wake()
+
+    def _settle(self, node_id: str, cancelled: bool, error: Exception | None) -> None:
+        del self._tasks[node_id]
+        if self._steps[node_id].holds_slot:
             self._busy -= 1
         node = self.state.nodes[node_id]
         stop = self._stop
-        if task.cancelled():
+        if cancelled:
             if not node.is_terminal:
                 self._emit(
                     EventType.NODE_CANCELLED,
@@ -565,14 +801,13 @@ class Executor:
                     error_class="cancelled",
                     reason=stop.reason if stop else "cancelled",
                 )
-        elif task.exception() is not None and not node.is_terminal:
-            exc = task.exception()
+        elif error is not None and not node.is_terminal:
             self._emit(
                 EventType.NODE_FAILED,
                 node_id=node_id,
                 attempt=node.attempts,
                 error_class="error",
-                reason=f"internal error: {type(exc).__name__}: {exc}",
+                reason=f"internal error: {type(error).__name__}: {error}",
             )
         node = self.state.nodes[node_id]
         if (
@@ -581,9 +816,10 @@ class Executor:
             and not self._optional[node_id]
         ):
             self.request_stop(RunStatus.FAILED, f"fail_fast: node '{node_id}' failed", "error")
-        self._release_children(node_id, ready, remaining)
+        self._release_children(node_id)
 
-    def _release_children(self, node_id: str, ready: deque[str], remaining: dict[str, int]) -> None:
+    def _release_children(self, node_id: str) -> None:
+        ready, remaining = self._ready, self._remaining
         for child in self._children[node_id]:
             if child in remaining:
                 remaining[child] -= 1
@@ -592,20 +828,14 @@ class Executor:
 
     # -- one node -----------------------------------------------------------------------------
 
-    def _inputs(self, node_id: str) -> dict[str, Any]:
+    def _inputs(self, parents: tuple[str, ...]) -> dict[str, Any]:
         nodes = self.state.nodes
-        return {
-            p: nodes[p].output
-            for p in self._parents[node_id]
-            if nodes[p].state is NodeStatus.SUCCEEDED
-        }
-
-    def _outputs(self) -> Mapping[str, Any]:
-        return _SucceededOutputs(self.state.nodes)
-
-    def _breaker(self, spec: NodeBase) -> CircuitBreaker | None:
-        policy = self._plan.breakers[spec.id]
-        return None if policy is None else self._breakers.get(*policy)
+        inputs = {}
+        for parent_id in parents:
+            parent = nodes[parent_id]
+            if parent.state is NodeStatus.SUCCEEDED:
+                inputs[parent_id] = parent.output
+        return inputs
 
     def _breaker_listener(self, node_id: str) -> Callable[[BreakerChange], None]:
         def report(change: BreakerChange) -> None:
@@ -624,14 +854,27 @@ class Executor:
 
         return report
 
-    async def _run_node(self, spec: NodeBase) -> None:
-        node_id = spec.id
-        policy = self._retry[node_id]
+    async def _run_node(self, step: _Step) -> None:
+        """A node's task: its attempts, then, as the task ends, its completion acted on."""
+        try:
+            await self._attempts(step)
+        except asyncio.CancelledError:
+            self._node_done(step.node_id, cancelled=True)
+            raise
+        except Exception as exc:
+            self._node_done(step.node_id, error=exc)
+        else:
+            self._node_done(step.node_id)
+
+    async def _attempts(self, step: _Step) -> None:
+        node_id = step.node_id
+        spec = step.spec
+        policy = step.retry
         prior = self.state.nodes[node_id].attempts
         attempt = prior + 1
         try:
-            if spec.gate == "hard" or policy.max_attempts - prior <= 1:
-                output = await self._attempt(spec, attempt)
+            if step.hard_gate or policy.max_attempts - prior <= 1:
+                output = await self._attempt(step, attempt)
             else:
                 retrying = make_retrying(
                     policy,
@@ -644,26 +887,32 @@ class Executor:
                 async for try_ in retrying:
                     with try_:
                         attempt = prior + try_.retry_state.attempt_number
-                        output = await self._attempt(spec, attempt)
+                        output = await self._attempt(step, attempt)
         except NodeError as err:
             self._node_failed(spec, attempt, err)
             return
         data: dict[str, Any] = {"output": output}
-        if self.simulate and spec.does_work:
+        if self.simulate and step.does_work:
             data["simulated"] = True
         outputs_hash = stable_hash(output) if output else None
         self._output_hashes[node_id] = outputs_hash or _EMPTY_HASH
-        self._emit(
-            EventType.NODE_SUCCEEDED,
-            node_id=node_id,
-            attempt=attempt,
-            data=data,
-            outputs_hash=outputs_hash,
-        )
+        self._emit_node(EventType.NODE_SUCCEEDED, node_id, attempt, data, None, outputs_hash)
 
     def _inputs_hash(self, inputs: Mapping[str, Any]) -> str:
         """sha256 over the params' hash and each input's output hash: the same inputs always
-        hash the same, and no output is serialised again for each of its children."""
+        hash the same, and no output is serialised again for each of its children.
+
+        The nodes whose one input is the same node share the hash, worked out once (a node
+        succeeds at most once per execution): the 1,000 children of a fan-out's source."""
+        if len(inputs) != 1:
+            return self._hash_inputs(inputs)
+        (parent,) = inputs
+        known = self._single_input_hashes.get(parent)
+        if known is None:
+            known = self._single_input_hashes[parent] = self._hash_inputs(inputs)
+        return known
+
+    def _hash_inputs(self, inputs: Mapping[str, Any]) -> str:
         if self._params_hash is None:
             self._params_hash = stable_hash(self.params)
         parts = [self._params_hash]
@@ -723,51 +972,58 @@ class Executor:
             data=data,
         )
 
-    async def _attempt(self, spec: NodeBase, attempt: int) -> dict[str, Any]:
+    async def _attempt(self, step: _Step, attempt: int) -> dict[str, Any]:
         """One attempt: breaker, node.started, the handler under the timeout. Raises NodeError."""
-        node_id = spec.id
-        breaker = self._breaker(spec)
-        listener = self._breaker_listener(node_id) if breaker is not None else None
-        if breaker is not None:
+        node_id = step.node_id
+        spec = step.spec
+        breaker: CircuitBreaker | None = None
+        listener: Callable[[BreakerChange], None] | None = None
+        if step.breaker is not None:
+            breaker = self._breakers.get(*step.breaker)
+            listener = self._breaker_listener(node_id)
             try:
                 breaker.acquire(listener)
             except CircuitOpenError as exc:
                 raise NodeError("circuit_open", str(exc)) from None
-        timeout = self.pipeline.timeout_for(spec)
-        inputs = self._inputs(node_id)
+        timeout = step.timeout
+        inputs = self._inputs(step.parents)
+        secrets = self._plan.secret_names
         ctx = NodeContext(
             run_id=self.run_id,
             node_id=node_id,
             attempt=attempt,
             params=self.params,
             inputs=inputs,
-            outputs=self._outputs() if spec.type in ("condition", "action") else inputs,
+            outputs=_SucceededOutputs(self.state.nodes) if step.sees_all_outputs else inputs,
             timeout=timeout,
             cleanup_grace=self.pipeline.cleanup_grace,
             pipeline=self.pipeline,
             simulate=self.simulate,
             search_path=self.search_path,
-            log=self._logger(node_id, attempt),
-            emit_artifact=self._artifact_emitter(node_id, attempt),
-            wait_for_decision=(lambda: self._wait_for_decision(spec, attempt)),
+            log=partial(self._log, node_id, attempt),
+            emit_artifact=partial(self._emit_artifact, node_id, attempt),
+            wait_for_decision=partial(self._wait_for_decision, spec, attempt),
             sleep=self._sleep,
+            secrets=secret_forms(secrets) if secrets else [],
         )
-        started: dict[str, Any] = {"timeout": timeout}
-        if self.simulate and spec.does_work:
-            started["simulated"] = True
-        self._emit(
+        simulated = self.simulate and step.does_work
+        self._emit_node(
             EventType.NODE_STARTED,
-            node_id=node_id,
-            attempt=attempt,
-            data=started,
-            inputs_hash=self._inputs_hash(inputs) if inputs else None,
+            node_id,
+            attempt,
+            {"timeout": timeout, "simulated": True} if simulated else {"timeout": timeout},
+            self._inputs_hash(inputs) if inputs else None,
         )
         try:
-            if self.simulate and spec.does_work:
+            if simulated:
                 output: dict[str, Any] = {"simulated": True}
             else:
-                async with asyncio.timeout(timeout):
-                    output = await handler_for(spec.type)(spec, ctx)
+                handler = handler_for(step.kind)
+                deadline = self._loop.time() + timeout
+                if deadline > self._run_deadline:  # the run's deadline comes first and stops it
+                    output = await handler(spec, ctx)
+                else:
+                    output = await self._bounded(handler(spec, ctx), deadline, node_id)
         except TimeoutError:
             reason = str(NodeTimeoutError(node_id, timeout))
             if ctx.notes:
@@ -794,26 +1050,44 @@ class Executor:
                 breaker.record_failure(listener)
         raise err
 
-    def _artifact_emitter(self, node_id: str, attempt: int) -> Callable[[dict[str, Any]], None]:
-        def emit(data: dict[str, Any]) -> None:
-            if self._done:  # nothing follows run.completed
-                return
-            self._emit(EventType.ARTIFACT_EMITTED, node_id=node_id, attempt=attempt, data=data)
+    async def _bounded(
+        self, work: Awaitable[dict[str, Any]], deadline: float, node_id: str
+    ) -> dict[str, Any]:
+        """`async with asyncio.timeout_at(deadline): return await work`, on the run's shared
+        deadline timer: TimeoutError if the deadline, and nothing else, cancelled the work."""
+        assert self._deadlines is not None
+        deadlines = self._deadlines
+        task = self._tasks[node_id]  # this very task: `_start_ready` made it for this node
+        cancelling = task.cancelling()
+        entry = deadlines.arm(deadline, task)
+        try:
+            output = await work
+        except asyncio.CancelledError as exc:
+            if deadlines.disarm(entry) and task.uncancel() <= cancelling:
+                raise TimeoutError from exc
+            raise
+        except BaseException:
+            if deadlines.disarm(entry):
+                task.uncancel()
+            raise
+        if deadlines.disarm(entry):
+            task.uncancel()
+        return output
 
-        return emit
+    def _emit_artifact(self, node_id: str, attempt: int, data: dict[str, Any]) -> None:
+        if self._done:  # nothing follows run.completed
+            return
+        self._emit(EventType.ARTIFACT_EMITTED, node_id=node_id, attempt=attempt, data=data)
 
-    def _logger(self, node_id: str, attempt: int) -> Callable[[str, str], None]:
-        def log(stream: str, line: str) -> None:
-            if self._done:  # nothing follows run.completed
-                return
-            self._emit(
-                EventType.NODE_LOG,
-                node_id=node_id,
-                attempt=attempt,
-                data={"stream": stream, "line": line},
-            )
-
-        return log
+    def _log(self, node_id: str, attempt: int, stream: str, line: str) -> None:
+        if self._done:  # nothing follows run.completed
+            return
+        self._emit(
+            EventType.NODE_LOG,
+            node_id=node_id,
+            attempt=attempt,
+            data={"stream": stream, "line": line},
+        )
 
     async def _wait_for_decision(self, spec: NodeBase, attempt: int) -> dict[str, Any]:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

@@ -209,6 +209,7 @@ class RunManager:
         return handle
 
     async def _execute(self, executor: Executor) -> RunState:
+        released = False
         try:
             if await self._take_slot(executor):
                 try:
@@ -218,6 +219,8 @@ class RunManager:
             else:
                 # Stopped while queued: it ends at once (nothing starts), so it needs no slot.
                 state = await executor.execute()
+            # Its run.completed is committed, and the same commit let go of the run.
+            released = True
         except asyncio.CancelledError:
             if not executor.state.is_terminal:
                 executor.cancel("the owning process stopped the run")
@@ -225,7 +228,7 @@ class RunManager:
                     await asyncio.shield(executor.execute())
             raise
         finally:
-            await self._after_run(executor)
+            await self._after_run(executor, released)
         return state
 
     async def _take_slot(self, executor: Executor) -> bool:
@@ -248,10 +251,10 @@ class RunManager:
         slot.cancel()
         return False
 
-    async def _after_run(self, executor: Executor) -> None:
+    async def _after_run(self, executor: Executor, released: bool) -> None:
         if self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
-        if self.store is not None:
+        if self.store is not None and not released:
             with contextlib.suppress(Exception):
                 await self.store.release_run(executor.run_id)
 

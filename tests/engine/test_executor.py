@@ -103,6 +103,41 @@ async def fail_permanently(payload: dict[str, Any], ctx: NodeContext) -> dict[st
     raise ValueError("bad data")
 
 
+async def leak_token(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    token = os.environ["INTERLOCK_TEST_TOKEN"]
+    ctx.log("stdout", f"token is {token}")
+    return {"token": token, token: [f"{token}!"], "mode": "fast"}
+
+
+def leak_token_from_a_thread(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    ctx.log("stderr", "thread token " + os.environ["INTERLOCK_TEST_TOKEN"])
+    return {"from_thread": os.environ["INTERLOCK_TEST_TOKEN"]}
+
+
+async def raise_token(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    raise RuntimeError(f"denied for {os.environ['INTERLOCK_TEST_TOKEN']}")
+
+
+def leak_token_agent(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    return {"said": f"{payload['config']['word']} {os.environ['INTERLOCK_TEST_TOKEN']}"}
+
+
+SLEEPS = {"t1": 30.0, "t2": 30.0, "ok": 0.05, "late_ok": 0.5}
+
+
+async def sleep_as_named(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    await asyncio.sleep(SLEEPS[payload["node_id"]])
+    return {"slept": SLEEPS[payload["node_id"]]}
+
+
+async def swallow_the_cancel(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        return {"swallowed": True}
+    return {}
+
+
 def shout_agent(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     return {"shout": str(payload["config"]["word"]).upper()}
 
@@ -547,6 +582,39 @@ async def test_an_async_node_times_out_on_its_timeout(run_pipeline: RunPipeline)
     assert 0.19 <= seconds_between(started, timed_out) < 1.0
 
 
+async def test_concurrent_attempts_each_time_out_on_their_own_timeout(
+    run_pipeline: RunPipeline,
+) -> None:
+    # The attempts of a run share one timer: deadlines reached in any order, attempts that end
+    # in time before an earlier deadline, and one that swallows the cancel all behave as with
+    # an `asyncio.timeout` per attempt.
+    state, events = await run_pipeline(
+        {
+            "nodes": [
+                {"id": "t1", "type": "python", "call": ref(sleep_as_named), "timeout": 0.15},
+                {"id": "t2", "type": "python", "call": ref(sleep_as_named), "timeout": 0.3},
+                {"id": "ok", "type": "python", "call": ref(sleep_as_named), "timeout": 0.2},
+                {"id": "late_ok", "type": "python", "call": ref(sleep_as_named), "timeout": 5},
+                {"id": "stubborn", "type": "python", "call": ref(swallow_the_cancel),
+                 "timeout": 0.1},
+            ]
+        }
+    )
+    nodes = state.nodes
+    for node_id, timeout in (("t1", 0.15), ("t2", 0.3)):
+        assert nodes[node_id].state is NodeStatus.TIMED_OUT, node_id
+        assert nodes[node_id].reason == f"node '{node_id}' timed out after {timeout:g}s"
+        started = of_type(events, EventType.NODE_STARTED, node_id)[0]
+        ended = of_type(events, EventType.NODE_TIMED_OUT, node_id)[0]
+        assert timeout - 0.01 <= seconds_between(started, ended) < timeout + 0.5, node_id
+    assert nodes["ok"].output == {"slept": 0.05}
+    assert nodes["late_ok"].output == {"slept": 0.5}
+    # The attempt returned although its deadline cancelled it: as with asyncio.timeout, what
+    # it returned stands.
+    assert nodes["stubborn"].state is NodeStatus.SUCCEEDED
+    assert nodes["stubborn"].output == {"swallowed": True}
+
+
 async def test_a_shell_node_that_overruns_its_timeout_is_killed_with_its_process(
     run_pipeline: RunPipeline,
 ) -> None:
@@ -786,6 +854,23 @@ async def test_cancelling_a_run_mid_way_cancels_its_nodes_and_leaves_nothing_beh
     assert asyncio.all_tasks() - before == set()
 
 
+async def test_a_timed_out_command_may_still_write_while_it_cleans_up_on_sigterm(
+    run_pipeline: RunPipeline, tmp_path: Path
+) -> None:
+    marker = tmp_path / "cleaned"
+    # Writing to a pipe nobody holds any more would kill it (SIGPIPE) before the cleanup ends.
+    cleanup = f"echo cleaning up; echo done >&2; touch {marker}; exit 0"
+    state, _ = await run_pipeline(
+        {
+            "cleanup_grace": 2,
+            "nodes": [{"id": "tidy", "type": "shell", "timeout": 0.3,
+                       "command": ["sh", "-c", f"trap '{cleanup}' TERM; sleep 30 & wait"]}],
+        }
+    )
+    assert state.nodes["tidy"].state is NodeStatus.TIMED_OUT
+    assert marker.exists()
+
+
 async def test_a_command_ignoring_sigterm_is_killed_after_the_cleanup_grace(
     make_pipeline: MakePipeline, recorder: Recorder
 ) -> None:
@@ -964,6 +1049,25 @@ async def test_a_small_run_emits_exactly_this_event_sequence(run_pipeline: RunPi
     }
 
 
+async def test_the_run_deadline_is_stated_on_the_injected_clock(
+    make_pipeline: MakePipeline,
+) -> None:
+    # A console test or a screenshot fixes every timestamp through `now`; the deadline shown
+    # for a running run must come from that clock too, not from the machine's.
+    stamps = (f"2025-05-01T09:00:{second:02d}.250000Z" for second in range(60))
+    memory = MemorySink()
+    pipeline = make_pipeline(
+        {"timeout": "90s", "nodes": [{"id": "a", "type": "python", "call": ref(emit_rows)}]}
+    )
+    async with RunManager(sinks=[memory], now=lambda: next(stamps)) as manager:
+        handle = await manager.start(pipeline)
+        state = await handle.wait(10)
+    running = of_type(memory.of(handle.run_id), EventType.RUN_STATE_CHANGED)[0]
+    assert running.timestamp_utc == "2025-05-01T09:00:01.250000Z"
+    assert (running.data or {})["deadline_at"] == "2025-05-01T09:01:31.250000Z"
+    assert state.deadline_at == "2025-05-01T09:01:31.250000Z"
+
+
 # ---------------------------------------------------------------------------------------------
 # simulate mode
 
@@ -1089,6 +1193,27 @@ async def test_a_shell_node_whose_detached_child_keeps_stdout_open_ends_after_th
             os.kill(detached, signal.SIGKILL)
 
 
+async def test_an_input_of_many_pipe_buffers_reaches_a_shell_node_whole_or_is_ignored(
+    run_pipeline: RunPipeline,
+) -> None:
+    big = "x" * 300_000  # more than a pipe holds: written as the command reads it
+    script = "import json, sys; print(json.dumps({'n': len(json.load(sys.stdin)['params']['b'])}))"
+    state, _ = await run_pipeline(
+        {
+            "params": {"b": {"default": big}},
+            "nodes": [
+                {"id": "reads", "type": "shell", "command": [PY, "-c", script]},
+                {"id": "ignores", "type": "shell", "command": ["true"]},
+                {"id": "ignores_a_while", "type": "shell",
+                 "command": ["sh", "-c", "sleep 0.2; echo '{\"ok\": 1}'"]},
+            ],
+        }
+    )
+    assert state.nodes["reads"].output == {"n": 300_000}
+    assert state.nodes["ignores"].output == {"exit_code": 0}
+    assert state.nodes["ignores_a_while"].output == {"ok": 1}
+
+
 async def test_exit_75_is_a_transient_error_and_exit_1_a_permanent_one(
     run_pipeline: RunPipeline,
 ) -> None:
@@ -1169,6 +1294,55 @@ async def test_secrets_never_appear_in_any_event_even_when_the_command_prints_th
     # The definition snapshot keeps the reference, never the value.
     definition = json.dumps((events[0].data or {})["definition"])
     assert "INTERLOCK_TEST_TOKEN" in definition
+
+
+async def test_secrets_never_appear_in_what_python_and_agent_nodes_log_return_or_raise(
+    run_pipeline: RunPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A callable runs in the engine's process: it reads the environment a shell node inherits,
+    # so every secret of the pipeline is masked in what it reports, as in a command's output.
+    secret = "s3cr3t-T0KEN-value"
+    monkeypatch.setenv("INTERLOCK_TEST_TOKEN", secret)
+    state, events = await run_pipeline(
+        {
+            "agents": {"leaky": ref(leak_token_agent)},
+            "nodes": [
+                {"id": "holder", "type": "shell", "command": ["true"],
+                 "env": {"T": {"from_env": "INTERLOCK_TEST_TOKEN", "secret": True}}},
+                {"id": "py", "type": "python", "call": ref(leak_token)},
+                {"id": "py_sync", "type": "python", "call": ref(leak_token_from_a_thread)},
+                {"id": "py_fails", "type": "python", "call": ref(raise_token)},
+                {"id": "agent", "type": "agent", "agent": "leaky", "config": {"word": "hi"}},
+                {"id": "downstream", "type": "python", "call": ref(echo_payload),
+                 "needs": ["py", "agent"]},
+            ],
+        }
+    )
+    dumped = "\n".join(e.to_json() for e in events)
+    assert secret not in dumped
+    assert secret not in repr(state)
+    assert state.nodes["py"].output == {"token": "***", "***": ["***!"], "mode": "fast"}
+    assert state.nodes["py_sync"].output == {"from_thread": "***"}
+    assert state.nodes["agent"].output == {"said": "hi ***"}
+    assert state.nodes["py_fails"].reason == "RuntimeError: denied for ***"
+    lines = [(e.data or {})["line"] for e in of_type(events, EventType.NODE_LOG)]
+    assert "token is ***" in lines
+    assert "thread token ***" in lines
+    assert any("denied for ***" in line for line in lines)  # the traceback, logged
+    assert state.nodes["downstream"].state is NodeStatus.SUCCEEDED
+
+
+async def test_a_pipeline_without_secrets_reports_what_its_python_nodes_say_as_is(
+    run_pipeline: RunPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTERLOCK_TEST_TOKEN", "not-a-secret-here")
+    state, events = await run_pipeline(
+        {"nodes": [{"id": "py", "type": "python", "call": ref(leak_token)}]}
+    )
+    assert state.nodes["py"].output["token"] == "not-a-secret-here"
+    assert "token is not-a-secret-here" in [
+        (e.data or {})["line"] for e in of_type(events, EventType.NODE_LOG)
+    ]
 
 
 async def test_a_missing_secret_variable_fails_the_node_with_class_config(

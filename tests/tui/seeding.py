@@ -8,10 +8,8 @@ console clock that stands still.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import shutil
-import types
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +23,6 @@ from tui.app import InterlockApp
 from tui.bridge import Bridge
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from engine.manager import RunHandle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,8 +90,7 @@ async def seed(db: Path, pipelines: Path, *, slow: bool = False) -> dict[str, st
     ]
     if slow:
         plan.append(("timeouts", "timeouts", {}, None))
-    with frozen_deadlines(clock):
-        await _seed(db, pipelines, clock, plan, ids)
+    await _seed(db, pipelines, clock, plan, ids)
     return ids
 
 
@@ -128,20 +123,6 @@ async def _seed(
             )
             await replayed.wait(30)
             ids["hello-replay"] = replayed.run_id
-
-
-@contextlib.contextmanager
-def frozen_deadlines(clock: FakeClock) -> Iterator[None]:
-    """Run deadlines computed on the fake clock (the executor reads `time.time()` for them)."""
-    import engine.executor
-
-    namespace = vars(engine.executor)
-    real = namespace["time"]
-    namespace["time"] = types.SimpleNamespace(time=clock.wall, monotonic=real.monotonic)
-    try:
-        yield
-    finally:
-        namespace["time"] = real
 
 
 def console(

@@ -55,11 +55,9 @@ EVENTS_CLOCK: list[seeding.FakeClock] = [seeding.FakeClock()]
 
 
 @pytest.fixture(autouse=True)
-def frozen_events() -> Any:
-    clock = seeding.FakeClock(seeding.START + 540.0)
-    EVENTS_CLOCK[0] = clock
-    with seeding.frozen_deadlines(clock):
-        yield
+def frozen_events() -> None:
+    # Event timestamps, and so run deadlines, come from this clock.
+    EVENTS_CLOCK[0] = seeding.FakeClock(seeding.START + 540.0)
 
 
 async def settle(pilot: Pilot[Any]) -> None:

@@ -1,0 +1,75 @@
+"""Events as values: the executor's cheap way of building one gives the same frozen `Event` as
+its constructor, and an event's JSON line is its contract dict encoded, whatever it holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.events import Event, EventType, new_event
+
+TEXT = st.text(max_size=12)  # any characters: quotes, escapes, non-ASCII, surrogates
+JSON_DATA = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(TEXT, children, max_size=3),
+    max_leaves=8,
+)
+EVENTS = st.builds(
+    Event,
+    event_id=TEXT,
+    seq=st.integers(min_value=1),
+    event_type=st.sampled_from(list(EventType)) | TEXT,
+    run_id=TEXT,
+    timestamp_utc=TEXT,
+    actor=TEXT,
+    attempt=st.integers(min_value=0),
+    node_id=st.none() | TEXT,
+    error_class=st.none() | TEXT,
+    reason=st.none() | TEXT,
+    inputs_hash=st.none() | TEXT,
+    outputs_hash=st.none() | TEXT,
+    data=st.none() | st.dictionaries(TEXT, JSON_DATA, max_size=4),
+)
+
+
+def encoded(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, separators=(",", ":"), default=str)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(EVENTS)
+def test_an_events_json_line_is_its_dict_encoded(event: Event) -> None:
+    assert event.to_json() == encoded(event.to_dict())
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"seq": True},  # a bool is an int to Python, not to JSON
+        {"attempt": 2.0},
+        {"node_id": 5},
+        {"run_id": None},
+        {"reason": ["a", "list"]},
+        {"data": {"when": object()}},  # encoded as its str, as `default=str` says
+    ],
+)
+def test_an_event_holding_odd_values_is_encoded_the_same_way(odd: dict[str, Any]) -> None:
+    event = dataclasses.replace(Event("e1", 1, EventType.NODE_LOG, "r1", "t"), **odd)
+    assert event.to_json() == encoded(event.to_dict())
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(EVENTS)
+def test_an_event_the_executor_builds_is_the_event_its_constructor_builds(event: Event) -> None:
+    built = new_event(*(getattr(event, f.name) for f in dataclasses.fields(Event)))
+    assert type(built) is Event
+    assert built == event
+    if event.data is None:  # an event holding a dict is not hashable, as a value
+        assert hash(built) == hash(event)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.seq = 2  # type: ignore[misc]  # the point: it is frozen
