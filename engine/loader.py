@@ -7,9 +7,11 @@ Contract:
   `ValidationIssue` with the file, the line where known, the node id and a reason a user can act
   on. Nothing else escapes: a missing, unreadable, oversized, binary or non-UTF-8 file is one
   issue, never a traceback.
-- YAML is read with a `yaml.SafeLoader` subclass: only plain data (mappings, lists, scalars);
-  any other tag (`!!python/object`, ...) is refused. Booleans follow YAML 1.2 (`true`/`false`
-  only), so `on:` in a retry policy stays a key and `MODE: yes` stays a string. The loader keeps
+- YAML is read with `yaml.SafeLoader`'s composer and constructor, over LibYAML's parser when
+  PyYAML has it (a document LibYAML refuses is read again by PyYAML's own parser, whose messages
+  and verdict stand): only plain data (mappings, lists, scalars); any other tag
+  (`!!python/object`, ...) is refused. Booleans follow YAML 1.2 (`true`/`false` only), so
+  `on:` in a retry policy stays a key and `MODE: yes` stays a string. The loader keeps
   a side table of line numbers by path (`("nodes", 3)` -> the line of the fourth node,
   `("nodes", 3, "command")` -> the line of its command), so issues point at the line; the data
   itself stays plain dicts and lists. Duplicate keys in a mapping are reported, not silently
@@ -28,6 +30,7 @@ Pure apart from reading the file and listing installed entry points; nothing is 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -37,7 +40,7 @@ import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -234,23 +237,22 @@ _BOOL_TAG = "tag:yaml.org,2002:bool"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _SafeLineLoader(yaml.SafeLoader):
-    """A `SafeLoader` with YAML 1.2 booleans that records where each key and list item starts.
+class _Yaml12Resolver(yaml.resolver.Resolver):
+    """YAML 1.2 booleans: 1.1 reads yes/no/on/off as booleans, but a pipeline's `on:` key and
+    `MODE: yes` must stay text (own copy of the table; PyYAML's loaders are untouched)."""
 
-    Pure Python on purpose: LibYAML's `CSafeLoader` is ~5x faster but crashes the process
-    (segfault) on deeply nested input, where this one raises `RecursionError`, reported.
-    """
 
-    def load_with_lines(self) -> tuple[Any, dict[LinePath, int], list[_Duplicate]]:
-        """The document, its line table and its duplicate keys as (path, key, first line)."""
-        root = self.get_single_node()
-        if root is None:
-            return None, {}, []
-        _check_expansion(root)
-        lines: dict[LinePath, int] = {}
-        duplicates: list[_Duplicate] = []
-        _walk(root, (), lines, duplicates)  # before construction flattens `<<` merges
-        return self.construct_document(root), lines, duplicates
+_Yaml12Resolver.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
+}
+_Yaml12Resolver.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+class _LocatingConstructor(yaml.constructor.SafeConstructor):
+    """`SafeConstructor` whose value errors are located YAML errors."""
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         # A well-formed scalar Python cannot build (`2024-13-45`, an int of 5,000 digits)
@@ -263,15 +265,74 @@ class _SafeLineLoader(yaml.SafeLoader):
             ) from None
 
 
-# YAML 1.1 reads yes/no/on/off as booleans; a pipeline's `on:` key and `MODE: yes` must stay
-# text, so booleans are YAML 1.2's (own copy of the table, SafeLoader itself is untouched).
-_SafeLineLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_SafeLineLoader.add_implicit_resolver(
-    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+class _SafeLineLoader(
+    yaml.reader.Reader,
+    yaml.scanner.Scanner,
+    yaml.parser.Parser,
+    yaml.composer.Composer,
+    _LocatingConstructor,
+    _Yaml12Resolver,
+):
+    """`yaml.SafeLoader`, all in Python, with YAML 1.2 booleans and located value errors."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        _LocatingConstructor.__init__(self)
+        _Yaml12Resolver.__init__(self)
+
+
+class _LineLoader(Protocol):
+    def get_single_node(self) -> yaml.Node | None: ...
+    def construct_document(self, node: yaml.Node) -> Any: ...
+    def dispose(self) -> None: ...
+
+
+_LINE_LOADERS: tuple[Callable[[str], _LineLoader], ...] = (_SafeLineLoader,)
+
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _FastLineLoader(
+        yaml.composer.Composer,  # before CParser, whose own composing methods it overrides
+        CParser,
+        _LocatingConstructor,
+        _Yaml12Resolver,
+    ):
+        """The same loader with LibYAML scanning and parsing: about six times as fast.
+
+        Composing stays in Python (`Composer` before `CParser`): LibYAML's own composer
+        recurses in C and crashes the process on deeply nested input, where Python's raises
+        `RecursionError`, reported. LibYAML's parser is iterative; everything from its events
+        on (anchors and aliases, tags, the safe constructor, YAML 1.2 booleans, marks) is
+        PyYAML's Python code, as in `_SafeLineLoader`.
+        """
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            _LocatingConstructor.__init__(self)
+            _Yaml12Resolver.__init__(self)
+
+    # LibYAML's first. Text it refuses (or cannot encode: lone surrogates) is read again by
+    # Python's, so that every problem is reported in PyYAML's words, with PyYAML's verdict.
+    _LINE_LOADERS = (_FastLineLoader, _SafeLineLoader)
+
+
+def _load_with_lines(
+    loader: _LineLoader,
+) -> tuple[Any, dict[LinePath, int], list[_Duplicate]]:
+    """The document, its line table and its duplicate keys as (path, key, first line)."""
+    root = loader.get_single_node()
+    if root is None:
+        return None, {}, []
+    _check_expansion(root)
+    lines: dict[LinePath, int] = {}
+    duplicates: list[_Duplicate] = []
+    _walk(root, (), lines, duplicates)  # before construction flattens `<<` merges
+    return loader.construct_document(root), lines, duplicates
 
 
 class _TooLarge(Exception):
@@ -389,15 +450,20 @@ def _parse(text: str, file: str | None, fmt: Format | None) -> _Parsed:
 
 
 def _parse_yaml(text: str, file: str | None) -> _Parsed:
+    for make in _LINE_LOADERS[:-1]:
+        with contextlib.suppress(yaml.YAMLError, UnicodeEncodeError):
+            return _parse_yaml_with(make, text, file)
     try:
-        # The reader refuses control characters already here, before any parsing.
-        loader = _SafeLineLoader(text)
+        return _parse_yaml_with(_LINE_LOADERS[-1], text, file)
     except yaml.YAMLError as exc:
         return _Parsed(None, {}, [_yaml_issue(exc, file)])
+
+
+def _parse_yaml_with(make: Callable[[str], _LineLoader], text: str, file: str | None) -> _Parsed:
+    """The document read by `make(text)`; raises `yaml.YAMLError` for a YAML problem."""
+    loader = make(text)  # Python's reader refuses control characters already here
     try:
-        data, lines, duplicates = loader.load_with_lines()
-    except yaml.YAMLError as exc:
-        return _Parsed(None, {}, [_yaml_issue(exc, file)])
+        data, lines, duplicates = _load_with_lines(loader)
     except _TooLarge as exc:
         return _Parsed(None, {}, [ValidationIssue(exc.reason, file=file, line=exc.line)])
     except RecursionError:
@@ -455,26 +521,35 @@ def _parse_json(text: str, file: str | None) -> _Parsed:
     if data is None:  # `null`: as empty as an empty YAML file, and said so
         reason = "the top level must be a mapping with 'id' and 'nodes', not null"
         return _Parsed(None, {}, [ValidationIssue(reason, file=file, line=1)])
-    # JSON is (nearly) YAML, so the YAML walker can usually supply lines; best effort only.
-    lines: dict[LinePath, int] = {}
-    yaml_duplicates: list[_Duplicate] | None = None
-    loader: _SafeLineLoader | None = None
-    try:
-        loader = _SafeLineLoader(text)
-        root = loader.get_single_node()
-        if root is not None:
-            yaml_duplicates = []
-            _walk(root, (), lines, yaml_duplicates)
-    except (yaml.YAMLError, RecursionError):
-        lines, yaml_duplicates = {}, None
-    finally:
-        if loader is not None:
-            loader.dispose()
+    lines, yaml_duplicates = _yaml_lines(text)
     if yaml_duplicates is not None:
         issues = _duplicate_issues(yaml_duplicates, data, file)
     else:
         issues = [ValidationIssue(f"duplicate key '{k}'", file=file) for k in duplicate_keys]
     return _Parsed(data, lines, issues)
+
+
+def _yaml_lines(text: str) -> tuple[dict[LinePath, int], list[_Duplicate] | None]:
+    """JSON is (nearly) YAML, so the YAML walker can usually supply its line table and
+    duplicate keys; best effort only: `({}, None)` when it cannot."""
+    for make in _LINE_LOADERS:
+        lines: dict[LinePath, int] = {}
+        duplicates: list[_Duplicate] = []
+        loader: _LineLoader | None = None
+        try:
+            loader = make(text)
+            root = loader.get_single_node()
+            if root is not None:
+                _walk(root, (), lines, duplicates)
+            return lines, duplicates if root is not None else None
+        except (yaml.YAMLError, UnicodeEncodeError):
+            continue
+        except RecursionError:
+            break
+        finally:
+            if loader is not None:
+                loader.dispose()
+    return {}, None
 
 
 # ---------------------------------------------------------------------------------------------

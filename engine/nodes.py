@@ -31,14 +31,15 @@ import json
 import os
 import shlex
 import signal
+import subprocess
 import threading
 import time
 import traceback
 import types
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
@@ -83,6 +84,8 @@ class NodeContext:
     emit_artifact: Callable[[dict[str, Any]], None] = lambda data: None
     wait_for_decision: Callable[[], Awaitable[dict[str, Any]]] | None = None
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    # What to mask in whatever the attempt reports: every secret of the pipeline, in each form
+    # it may take in output, longest first (filled in by the executor: see `secret_forms`).
     secrets: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # facts the failure reason must mention
 
@@ -162,10 +165,12 @@ def _normalise_output(value: Any) -> dict[str, Any]:
     what a resumed run folds back (a tuple would be a list, a date a string, after a resume)."""
     if value is None:
         return {}
-    if type(value) is dict and all(
-        type(k) is str and type(v) in _JSON_SCALARS for k, v in value.items()
-    ):
-        return dict(value)  # already plain JSON data: the round trip below would copy it as is
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(k) is not str or type(v) not in _JSON_SCALARS:
+                break
+        else:  # already plain JSON data: the round trip below would copy it as is
+            return dict(value)
     output = dict(value) if isinstance(value, Mapping) else {"result": value}
     try:
         plain: dict[str, Any] = json.loads(json.dumps(output, default=str))
@@ -200,9 +205,9 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return found
 
 
-async def _call(fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext) -> Any:
-    if _is_async(fn):
-        return await fn(*args)
+async def _call_in_thread(
+    fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext
+) -> Any:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
     live = True  # False once the attempt is over: an abandoned thread's reports are dropped
@@ -261,14 +266,48 @@ async def _call(fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext)
     return result
 
 
-async def run_python(node: PythonNode, ctx: NodeContext) -> dict[str, Any]:
-    fn = resolve(node.call, ctx.search_path)
+async def _run_callable(
+    fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext
+) -> dict[str, Any]:
+    """Call a node's callable (awaited, or in a thread of its own): its output as JSON data,
+    anything it raises as a NodeError."""
+    if ctx.secrets:
+        return await _run_masked(fn, args, ctx)
     try:
-        return _normalise_output(await _call(fn, (ctx.payload, ctx), ctx))
+        result = await fn(*args) if _is_async(fn) else await _call_in_thread(fn, args, ctx)
+        return _normalise_output(result)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         raise _classify_exception(exc, ctx) from None
+
+
+async def _run_masked(
+    fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext
+) -> dict[str, Any]:
+    """`_run_callable` for a pipeline with secrets. The callable runs in this process, so it
+    can read them from the environment: what it logs, emits, returns or raises is masked, as a
+    shell node's output is (only then: a pipeline without secrets pays nothing for it)."""
+    log, emit_artifact = ctx.log, ctx.emit_artifact
+    # `ctx` itself is changed, not copied: the callable holds it (it is one of `args`).
+    ctx.log = lambda stream, line: log(stream, ctx.redact(line))
+    ctx.emit_artifact = lambda data: emit_artifact(ctx.redact_value(data))
+    try:
+        result = await fn(*args) if _is_async(fn) else await _call_in_thread(fn, args, ctx)
+        output = _normalise_output(result)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        err = _classify_exception(exc, ctx)
+        raise NodeError(
+            err.error_class, ctx.redact(err.reason), ctx.redact_value(err.output)
+        ) from None
+    masked: dict[str, Any] = ctx.redact_value(output)
+    return masked
+
+
+async def run_python(node: PythonNode, ctx: NodeContext) -> dict[str, Any]:
+    return await _run_callable(resolve(node.call, ctx.search_path), (ctx.payload, ctx), ctx)
 
 
 async def run_agent(node: AgentNode, ctx: NodeContext) -> dict[str, Any]:
@@ -279,12 +318,7 @@ async def run_agent(node: AgentNode, ctx: NodeContext) -> dict[str, Any]:
     except LookupError as exc:
         raise NodeError("config", str(exc)) from None
     payload = {**ctx.payload, "config": dict(node.config)}
-    try:
-        return _normalise_output(await _call(fn, (payload, ctx), ctx))
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        raise _classify_exception(exc, ctx) from None
+    return await _run_callable(fn, (payload, ctx), ctx)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +333,33 @@ def _secret_forms(secret: str) -> list[str]:
     return list(dict.fromkeys(form for form in forms if form))
 
 
+def secret_names(pipeline: Pipeline) -> tuple[str, ...]:
+    """The environment variables that any node of the pipeline reads as a secret."""
+    return tuple(
+        dict.fromkeys(
+            value.from_env
+            for node in pipeline.nodes
+            for value in getattr(node, "env", {}).values()
+            if not isinstance(value, str) and value.secret
+        )
+    )
+
+
+def secret_forms(names: Iterable[str]) -> list[str]:
+    """What `NodeContext.secrets` holds for the secrets `names` as the environment has them now.
+
+    Every secret of the pipeline is masked in every node's output: a shell node inherits the
+    environment and a python node shares it, so one that does not declare a secret can still
+    print it. Longest first, so that whole secrets go before the lines they contain.
+    """
+    forms = [
+        form for name in names if (secret := os.environ.get(name)) for form in _secret_forms(secret)
+    ]
+    masked = list(dict.fromkeys(forms))
+    masked.sort(key=len, reverse=True)
+    return masked
+
+
 def _shell_env(node: ShellNode, ctx: NodeContext) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in node.env.items():
@@ -309,16 +370,6 @@ def _shell_env(node: ShellNode, ctx: NodeContext) -> dict[str, str]:
         if resolved is None:
             raise NodeError("config", f"environment variable '{value.from_env}' is not set")
         env[name] = resolved
-    # Every secret of the pipeline is masked in every shell node's output: a node inherits the
-    # environment, so one that does not declare a secret can still print it.
-    secrets = [
-        os.environ.get(value.from_env, "")
-        for other in ctx.pipeline.nodes
-        for value in getattr(other, "env", {}).values()
-        if not isinstance(value, str) and value.secret
-    ]
-    ctx.secrets.extend(form for secret in secrets if secret for form in _secret_forms(secret))
-    ctx.secrets.sort(key=len, reverse=True)  # whole secrets before the lines they contain
     env["INTERLOCK_RUN_ID"] = ctx.run_id
     env["INTERLOCK_NODE_ID"] = ctx.node_id
     env["INTERLOCK_ATTEMPT"] = str(ctx.attempt)
@@ -351,42 +402,211 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-async def _terminate(proc: asyncio.subprocess.Process, grace: float, ctx: NodeContext) -> None:
+class _Sink(Protocol):
+    def feed(self, chunk: bytes) -> None: ...
+    def finish(self) -> None: ...
+
+
+class _Child:
+    """A shell node's command: started in a session (and process group) of its own, its pipes
+    served by loop callbacks, its exit seen through a pidfd (Linux) or else a waiting thread.
+
+    Starting it awaits nothing: the fork happens in the attempt's own task, right after its
+    deadline was armed (as with a plain `asyncio.timeout` around the spawn), and a cancel can
+    only land once this object holds the process, whose group is then terminated as on any
+    cancel. (`asyncio.create_subprocess_exec` forks in a task of its own when shielded, so 200
+    nodes started at once armed 200 deadlines before the first fork and timed out as one
+    burst; unshielded, a cancel during its pipe set-up SIGKILLs the command alone and leaves
+    the rest of its group running.) Nor is asyncio's child watcher used: in Python 3.11 it is a
+    thread per process, and 200 threads waking at once queue for the GIL.
+    """
+
+    def __init__(
+        self, argv: list[str], stdin_data: bytes, stdout: _Sink, stderr: _Sink, **popen: Any
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self.exited: asyncio.Future[int] = loop.create_future()  # the return code, once reaped
+        self.output_closed: asyncio.Future[None] = loop.create_future()  # EOF on both outputs
+        self.failure: BaseException | None = None  # raised by a sink
+        fds: list[int] = []
+        try:
+            for _ in range(3):
+                fds += os.pipe()  # not inheritable: only dup2'ed into the child
+            in_r, in_w, out_r, out_w, err_r, err_w = fds
+            self.popen = subprocess.Popen(
+                argv,
+                stdin=in_r,
+                stdout=out_w,
+                stderr=err_w,
+                start_new_session=True,  # its own session and process group, killed as one
+                **popen,
+            )
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+        self.pid = self.popen.pid
+        self._stdin = in_w
+        self._open = {in_w, out_r, err_r}
+        self._pending = memoryview(stdin_data)
+        self._writing = False
+        self._outputs = 2
+        try:
+            for fd in self._open:
+                os.set_blocking(fd, False)
+            loop.add_reader(out_r, self._read, out_r, stdout)
+            loop.add_reader(err_r, self._read, err_r, stderr)
+            self._write_stdin()
+            self._watch_exit()
+        except BaseException:  # e.g. no thread could be started: the process must not outlive
+            self.close_pipes()
+            _kill_group(self.pid, signal.SIGKILL)
+            self.popen.wait()  # at once after SIGKILL
+            raise
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    # -- pipes -------------------------------------------------------------------------------------
+
+    def _read(self, fd: int, sink: _Sink) -> None:
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        try:
+            if data:
+                sink.feed(data)
+                return
+            self._close(fd)
+            sink.finish()
+        except Exception as exc:  # reported by the attempt, as a failure of the node
+            self.failure = exc
+            self.close_pipes()
+            self._outputs = 0
+        else:
+            self._outputs -= 1
+        if self._outputs == 0 and not self.output_closed.done():
+            self.output_closed.set_result(None)
+
+    def _write_stdin(self) -> None:
+        fd = self._stdin
+        if fd not in self._open:
+            return
+        try:
+            written = os.write(fd, self._pending)
+        except (BlockingIOError, InterruptedError):
+            written = 0
+        except OSError:  # BrokenPipeError and the like: the command does not read its input
+            self._close(fd)
+            return
+        self._pending = self._pending[written:]
+        if not self._pending:
+            self._close(fd)
+        elif not self._writing:
+            self._writing = True
+            self._loop.add_writer(fd, self._write_stdin)
+
+    def _unwatch(self, fd: int) -> None:
+        if fd == self._stdin:
+            self._loop.remove_writer(fd)
+        else:
+            self._loop.remove_reader(fd)
+
+    def _close(self, fd: int) -> None:
+        if fd in self._open:
+            self._open.discard(fd)
+            self._unwatch(fd)
+            os.close(fd)
+
+    def stop_reading(self) -> None:
+        """Nothing more reaches the sinks, nor the command's input. The pipes stay open until
+        `close_pipes`: a command cleaning up on SIGTERM may still write (and must not die of
+        SIGPIPE for it)."""
+        for fd in self._open:
+            self._unwatch(fd)
+
+    def close_pipes(self) -> None:
+        """Stop reading and writing, and close this end of the pipes; idempotent."""
+        for fd in list(self._open):
+            self._close(fd)
+
+    # -- exit --------------------------------------------------------------------------------------
+
+    def _watch_exit(self) -> None:
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # not Linux 5.3+ (or not allowed): a waiting thread
+            thread = threading.Thread(
+                target=self._wait_in_thread, name=f"interlock-wait-{self.pid}", daemon=True
+            )
+            thread.start()
+            return
+        try:
+            self._loop.add_reader(pidfd, self._reap, pidfd)
+        except BaseException:
+            os.close(pidfd)
+            raise
+
+    def _reap(self, pidfd: int) -> None:
+        code = self.popen.poll()  # readable once the process has exited: reaps it
+        if code is None:
+            return
+        self._loop.remove_reader(pidfd)
+        os.close(pidfd)
+        self._settle(code)
+
+    def _wait_in_thread(self) -> None:
+        code = self.popen.wait()
+        with contextlib.suppress(RuntimeError):  # the loop may be closed by now
+            self._loop.call_soon_threadsafe(self._settle, code)
+
+    def _settle(self, code: int) -> None:
+        if not self.exited.done():
+            self.exited.set_result(code)
+
+
+async def _terminate(child: _Child, grace: float, ctx: NodeContext) -> None:
     """SIGTERM the process group, SIGKILL it after `grace` seconds if anything is left."""
-    pgid = proc.pid
+    pgid = child.pid
     # The group is only looked at once the command has exited: the usual case, a command still
     # running at its timeout, goes straight to SIGTERM (a killpg probe can take milliseconds on
     # a busy machine).
-    if proc.returncode is not None and not _group_alive(pgid):
+    if child.returncode is not None and not _group_alive(pgid):
         return
     _kill_group(pgid, signal.SIGTERM)
     ctx.log("interlock", f"SIGTERM sent to process group {pgid}; SIGKILL after {grace:g}s")
     deadline = time.monotonic() + grace
-    # Woken when the command has exited and its pipes are closed (the usual end of a group on
-    # SIGTERM), rather than finding out at the next poll.
-    ended = asyncio.ensure_future(proc.wait()) if proc.returncode is None else None
     gone = False
     try:
-        if ended is not None:
-            await asyncio.wait((ended,), timeout=grace)
+        # Woken when the command itself exits (the usual end of a group on SIGTERM), rather
+        # than finding out at the next poll.
+        await asyncio.wait((child.exited,), timeout=grace)
         # Polling only here, for at most `grace`: there is no portable way to wait for a whole
         # process group to empty, and the direct child may exit long before its children.
         pause = 0.001  # most commands die at once on SIGTERM: look again soon, then less often
-        while time.monotonic() < deadline:
-            if proc.returncode is not None and not _group_alive(pgid):
+        while True:
+            if child.returncode is not None and not _group_alive(pgid):
                 gone = True
                 return
-            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, 0.01)
         ctx.log("interlock", f"SIGKILL sent to process group {pgid}")
     finally:
-        if ended is not None:
-            ended.cancel()
         if not gone:
             _kill_group(pgid, signal.SIGKILL)
-        if proc.returncode is None:
+        if not child.exited.done():
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(proc.wait())
+                await asyncio.shield(child.exited)
 
 
 class _LineReader:
@@ -398,6 +618,7 @@ class _LineReader:
         self.kept = 0
         self.dropped = 0
         self.last_line = ""
+        self.pending = b""
 
     def line(self, raw: bytes) -> None:
         text = raw.decode("utf-8", errors="replace").rstrip("\r")
@@ -412,84 +633,24 @@ class _LineReader:
             text = text[:MAX_LINE_CHARS] + f"... [{len(text) - MAX_LINE_CHARS} chars cut]"
         self.ctx.log(self.stream_name, text)
 
-    async def pump(self, stream: asyncio.StreamReader) -> None:
-        pending = b""
-        while True:
-            chunk = await stream.read(READ_CHUNK)
-            if not chunk:
-                break
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for raw in lines:
-                self.line(raw)
-            if len(pending) > MAX_OUTPUT_LINE:
-                self.line(pending)
-                pending = b""
-        if pending:
+    def feed(self, chunk: bytes) -> None:
+        """Data read from the stream: its complete lines are logged."""
+        pending = self.pending + chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            self.line(raw)
+        if len(pending) > MAX_OUTPUT_LINE:
             self.line(pending)
+            pending = b""
+        self.pending = pending
+
+    def finish(self) -> None:
+        """The stream ended: its last, unterminated line, and how many lines were not kept."""
+        if self.pending:
+            self.line(self.pending)
+            self.pending = b""
         if self.dropped:
             self.ctx.log("interlock", f"{self.dropped} more {self.stream_name} lines not kept")
-
-
-class _ExitWatch(asyncio.subprocess.SubprocessStreamProtocol):
-    """Says when the command itself exits. `Process.wait()` also waits for every pipe to
-    close, which a child the command left running in the background may never do."""
-
-    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=limit, loop=loop)
-        self.exited: asyncio.Future[None] = loop.create_future()
-
-    def process_exited(self) -> None:
-        super().process_exited()
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-
-async def _spawn(
-    argv: list[str], **kwargs: Any
-) -> tuple[asyncio.subprocess.Process, asyncio.SubprocessTransport, asyncio.Future[None]]:
-    """`asyncio.create_subprocess_exec`, plus its transport and a future that is done when the
-    command itself exits."""
-    loop = asyncio.get_running_loop()
-    protocol = _ExitWatch(limit=READ_CHUNK, loop=loop)
-    transport, _ = await loop.subprocess_exec(lambda: protocol, argv[0], *argv[1:], **kwargs)
-    return asyncio.subprocess.Process(transport, protocol, loop), transport, protocol.exited
-
-
-async def _spawn_guarded(ctx: NodeContext, argv: list[str], **kwargs: Any) -> Any:
-    """`_spawn`, carried to its end even when the attempt is cancelled meanwhile.
-
-    Cancelling the spawn itself makes asyncio SIGKILL the direct child only and then wait for
-    pipes the rest of its process group still holds: a grandchild outlived the run. Instead the
-    process is let start, its group is terminated as on any cancel, and the cancel goes on.
-    """
-    task = asyncio.ensure_future(_spawn(argv, **kwargs))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        while not task.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait((task,))
-        if not task.cancelled() and task.exception() is None:
-            await _terminate(task.result()[0], ctx.cleanup_grace, ctx)
-        raise
-
-
-async def _stop_io(io: asyncio.Future[Any]) -> None:
-    """Cancel the readers and writer of a process and wait until they are gone."""
-    io.cancel()
-    await asyncio.wait((io,))
-    if not io.cancelled():
-        io.exception()  # a cancelled gather keeps a CancelledError: mark it as seen
-
-
-async def _feed_stdin(proc: asyncio.subprocess.Process, data: bytes) -> None:
-    assert proc.stdin is not None
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        proc.stdin.write(data)
-        await proc.stdin.drain()
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
-        proc.stdin.close()
 
 
 async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
@@ -500,49 +661,34 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
     cwd = node.cwd
     if cwd is not None and ctx.search_path is not None and not os.path.isabs(cwd):
         cwd = os.path.join(ctx.search_path, cwd)
+    out = _LineReader("stdout", ctx)
+    err = _LineReader("stderr", ctx)
+    payload = json.dumps(ctx.payload, default=str).encode()
     try:
-        proc, transport, exited = await _spawn_guarded(
-            ctx,
-            argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,  # its own session and process group, killed as one
-        )
+        child = _Child(argv, payload, out, err, env=env, cwd=cwd)
     except FileNotFoundError:
         raise NodeError("config", f"command not found: {argv[0]}") from None
     except PermissionError:
         raise NodeError("config", f"command not executable: {argv[0]}") from None
     except OSError as exc:
         raise NodeError("error", f"cannot start {argv[0]}: {exc}") from None
-    assert proc.stdout is not None and proc.stderr is not None
-    out = _LineReader("stdout", ctx)
-    err = _LineReader("stderr", ctx)
-    payload = json.dumps(ctx.payload, default=str).encode()
-    io = asyncio.gather(_feed_stdin(proc, payload), out.pump(proc.stdout), err.pump(proc.stderr))
     try:
-        await exited
+        code = await asyncio.shield(child.exited)  # a cancel must not cancel the exit watch
         # Stragglers the command left behind die with it; their ends of the pipes close, so
         # reading ends (a background child holding stdout would otherwise hang the node).
-        _kill_group(proc.pid, signal.SIGKILL)
-        await asyncio.wait((io,), timeout=ctx.cleanup_grace)
-        if io.done():
-            io.result()
-        else:  # a child that left the group (setsid) still holds a pipe open
-            await _stop_io(io)
-            for fd in (0, 1, 2):
-                pipe = transport.get_pipe_transport(fd)
-                if pipe is not None:
-                    pipe.close()
+        _kill_group(child.pid, signal.SIGKILL)
+        await asyncio.wait((child.output_closed,), timeout=ctx.cleanup_grace)
+        if not child.output_closed.done():  # a child that left the group (setsid) holds a pipe
+            child.close_pipes()
             ctx.log("interlock", "output still open after the command exited; stopped reading")
-        code = await proc.wait()
+        if child.failure is not None:
+            raise child.failure
     except BaseException:
-        io.cancel()
-        await _terminate(proc, ctx.cleanup_grace, ctx)
-        await _stop_io(io)
+        child.stop_reading()
+        await _terminate(child, ctx.cleanup_grace, ctx)
         raise
+    finally:
+        child.close_pipes()
     if code == 0:
         last = out.last_line.strip()
         if last.startswith("{"):
@@ -667,11 +813,6 @@ def handler_for(node_type: str) -> Handler:
         raise NodeError("config", str(exc)) from None
 
     async def run_plugin(node: Any, ctx: NodeContext) -> dict[str, Any]:
-        try:
-            return _normalise_output(await _call(plugin, (node, ctx), ctx))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            raise _classify_exception(exc, ctx) from None
+        return await _run_callable(plugin, (node, ctx), ctx)
 
     return run_plugin

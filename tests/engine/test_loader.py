@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 
+import engine.loader as loader_module
 from engine import registry
 from engine.agents import echo_agent
 from engine.errors import PipelineValidationError, ValidationIssue
@@ -628,6 +630,49 @@ def test_nesting_too_deep_is_one_clear_issue() -> None:
     with pytest.raises(PipelineValidationError) as caught:
         load_text("[" * 100_000, fmt="json")
     assert only(caught.value.issues).reason == "the JSON is nested too deeply"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 100_000 + "]" * 100_000, "- " * 1_000_000 + "x", "a: " + "{b: " * 50_000 + "}" * 50_000],
+    ids=["flow sequences", "block sequences", "flow mappings"],
+)
+def test_yaml_nested_past_any_stack_is_one_clear_issue_not_a_crash(text: str) -> None:
+    # LibYAML's own composer recurses in C and would take the process down here.
+    with pytest.raises(PipelineValidationError) as caught:
+        load_text(text, fmt="yaml")
+    assert only(caught.value.issues).reason == "the YAML is nested too deeply"
+
+
+YAML_CASES = [
+    *(str(path) for path in [*BUNDLED, *sorted(DATA.glob("*.yaml"))]),
+    "a: &x [1, {b: yes, c: on, d: TRUE, e: 0o17, f: 1_000, g: 2024-01-02, h: .inf}]\nb: *x\n",
+    "m: &m {a: 1}\nn:\n  <<: *m\n  b: 2\n  a: 3\n? [complex, key]\n: v\n",
+    "s: |\n  two\n   lines\nt: >-\n  folded\n  text\nu: 'it''s'\nv: \"\\u00e9\\t\"\n",
+    "bin: !!binary aGVsbG8=\nset: !!set {a, b}\nomap: !!omap [{a: 1}]\n",
+    "x: !!python/object/apply:os.system [true]\n",
+    "a: 1\na: 2\nb: {c: 1, c: 2}\n",
+    "a:\n\t- b\n",
+    "a: b: c\n",
+    "- [unclosed\n",
+    "a: \x07\n",
+    "--- a\n--- b\n",
+    "",
+]
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML without LibYAML")
+@pytest.mark.parametrize("case", YAML_CASES)
+def test_libyaml_and_python_parsers_read_yaml_alike(case: str) -> None:
+    text = Path(case).read_text("utf-8") if case.endswith(".yaml") else case
+    fast, slow = loader_module._LINE_LOADERS
+    outcomes: list[object] = []
+    for make in (fast, slow):
+        try:
+            outcomes.append(loader_module._parse_yaml_with(make, text, "f.yaml"))
+        except yaml.YAMLError as exc:
+            outcomes.append(type(exc).__name__)  # the Python one's message is what is shown
+    assert outcomes[0] == outcomes[1]
 
 
 # -- registry -------------------------------------------------------------------------------------

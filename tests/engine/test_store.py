@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import os
@@ -15,7 +16,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
@@ -23,6 +24,7 @@ import pytest
 import engine.store as store_module
 from engine.errors import InterlockError, UnknownRunError
 from engine.events import Event, EventType, new_id
+from engine.manager import RunManager
 from engine.state import RunStatus, fold
 from engine.store import (
     SCHEMA_VERSION,
@@ -31,6 +33,9 @@ from engine.store import (
     Store,
     StoreError,
 )
+
+if TYPE_CHECKING:
+    from conftest import MakePipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000.0
@@ -139,6 +144,32 @@ async def test_fold_run_equals_the_fold_of_the_published_events(store: Store) ->
     await store.append(events)
 
     assert await store.fold_run(run.run_id) == fold(events)
+
+
+@pytest.mark.parametrize("logs", [0, 1, 2, 9])
+async def test_fold_run_reads_a_run_longer_than_a_chunk_whole(
+    store: Store, monkeypatch: pytest.MonkeyPatch, logs: int
+) -> None:
+    monkeypatch.setattr(store_module, "_FOLD_CHUNK", 4)
+    run = RunWriter()
+    events = run.whole_run(logs=logs)  # 4 events besides the logs: chunks end exactly, or not
+    await store.append(events)
+
+    assert await store.fold_run(run.run_id) == fold(events)
+
+
+async def test_an_event_with_every_field_reads_back_equal(store: Store) -> None:
+    run = RunWriter()
+    created = run.created()
+    # Every field set, whatever fields Event has: reading must fill in each slot.
+    text: dict[str, Any] = {f.name: f"{f.name}-value" for f in dataclasses.fields(Event)}
+    fixed = {"seq": 2, "run_id": run.run_id, "attempt": 3, "timestamp_utc": stamp(2)}
+    data = {"nested": {"list": [1, 2.5, None, True]}}
+    full = Event(**{**text, **fixed, "event_type": EventType.NODE_FAILED, "data": data})
+    await store.append([created, full])
+
+    assert await store.events(run.run_id) == [created, full]
+    assert type((await store.tail_events(run.run_id, 1))[0]) is Event
 
 
 async def test_fold_run_of_an_unknown_run_raises_unknown_run_error(store: Store) -> None:
@@ -674,6 +705,29 @@ async def test_claim_heartbeat_and_release_a_run(store: Store) -> None:
     row = await store.run_row(run.run_id)
     assert row is not None
     assert (row.owner, row.heartbeat_at) == (None, None)
+
+
+async def test_the_commit_that_completes_a_run_also_releases_it(store: Store) -> None:
+    run = RunWriter()
+    await store.append([run.created(), run.state("running")])
+    await store.claim_run(run.run_id, Owner.current())
+
+    await store.append([run.completed()])  # no release_run: its owner has nothing left to do
+    row = await store.run_row(run.run_id)
+    assert row is not None
+    assert (row.state, row.owner, row.heartbeat_at) == ("succeeded", None, None)
+
+
+async def test_a_run_a_manager_finishes_is_left_without_an_owner(
+    store: Store, make_pipeline: MakePipeline
+) -> None:
+    pipeline = make_pipeline({"nodes": [{"id": "a", "type": "parallel"}]})
+    async with RunManager(store=store) as manager:
+        handle = await manager.start(pipeline)  # claimed by this process
+        await handle.wait(10)
+        row = await store.run_row(handle.run_id)
+        assert row is not None
+        assert (row.state, row.owner, row.heartbeat_at) == ("succeeded", None, None)
 
 
 async def test_claiming_an_unknown_run_raises(store: Store) -> None:
