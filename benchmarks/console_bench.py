@@ -4,10 +4,12 @@
   (the same generator as the layout tests), in the mode the console picks for it and, for the
   1,000 nodes, fully boxed (the worst case). The DAG widget runs it in a worker thread.
 - Key-to-screen: the real `InterlockApp` under Textual's test driver (120x36) shows a run of 200
-  nodes that all log a line every 20 ms (10,000 events a second through the durable store, the
-  bridge and the screen); an arrow key is sent to the DAG (`driver.send_message`, as Pilot does)
-  and the time is taken when the app hands the first frame showing the moved selection to the
-  terminal, with that frame rendered to terminal output as a real terminal would need.
+  nodes that all log a line every 200 ms, then every 20 ms (up to 1,000 and 10,000 events a
+  second through the durable store, the bridge and the screen; the row gives the rate the engine
+  kept up, in the same process and loop as the console); an arrow key is sent to the DAG
+  (`driver.send_message`, as Pilot does) and the time is taken when the app hands the first frame
+  showing the moved selection to the terminal, with that frame rendered to terminal output as a
+  real terminal would need.
 - W1/W2 console-attached: the fan-out and the chain launched from the console (the bridge is a
   sink of the engine; the run screen shows the run), per node as in W1/W2.
 """

@@ -90,9 +90,7 @@ async def home(pilot: Pilot[Any]) -> None:
 async def run_view(pilot: Pilot[Any]) -> None:
     app = await midflight(pilot)
     await app.push_screen(RunScreen(app.ctx, MIDFLIGHT))
-    await settle(pilot)
-    await pilot.press("down", "down")
-    await settle(pilot)
+    await settle(pilot)  # the selection starts on the running node, with its countdown
 
 
 async def node_detail(pilot: Pilot[Any]) -> None:
@@ -157,16 +155,15 @@ async def seed_all(root: Path) -> tuple[Path, Path]:
     db = root / "runs.db"
     await seeding.seed(db, pipelines, slow=True)
     clock = seeding.FakeClock(seeding.START + 500.0, step=0.004)
-    with seeding.frozen_deadlines(clock):
-        from engine.breaker import BreakerRegistry
-        from engine.manager import RunManager
-        from engine.store import Store
+    from engine.breaker import BreakerRegistry
+    from engine.manager import RunManager
+    from engine.store import Store
 
-        async with Store(db) as store, RunManager(
-            store=store, now=clock.iso, breakers=BreakerRegistry(clock=clock.wall)
-        ) as manager:
-            handle = await manager.start(load_file(pipelines / "wide-200.yaml"), run_id=WIDE)
-            await handle.wait(60)
+    async with Store(db) as store, RunManager(
+        store=store, now=clock.iso, breakers=BreakerRegistry(clock=clock.wall)
+    ) as manager:
+        handle = await manager.start(load_file(pipelines / "wide-200.yaml"), run_id=WIDE)
+        await handle.wait(60)
     return db, pipelines
 
 
@@ -177,12 +174,11 @@ async def shoot(db: Path, pipelines: Path, out: Path) -> None:
         shutil.copytree(pipelines, work / "pipelines")
         os.chdir(work)  # relative paths: the help screen shows `runs.db`, not a temp path
         events = seeding.FakeClock(seeding.START + 540.0)
-        with seeding.frozen_deadlines(events):
-            app = seeding.console(Path("runs.db"), Path("pipelines"), events=events, ascii=ascii)
-            async with app.run_test(size=size) as pilot:
-                await before(pilot)
-                svg = app.export_screenshot(title=f"Interlock — {name}")
-                await app.bridge.close()
+        app = seeding.console(Path("runs.db"), Path("pipelines"), events=events, ascii=ascii)
+        async with app.run_test(size=size) as pilot:
+            await before(pilot)
+            svg = app.export_screenshot(title=f"Interlock — {name}")
+            await app.bridge.close()
         (out / f"{name}.svg").write_text(svg)
         shutil.rmtree(work, ignore_errors=True)
         print(f"wrote {out / (name + '.svg')}")  # noqa: T201  (a script reports what it wrote)

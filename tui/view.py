@@ -164,6 +164,10 @@ def node_row(
     key = info.breaker_key if info else None
     breaker = breakers.get(key) if key else None
     deadline = attempt_deadline(node) if live else None
+    left = fmt.remaining(deadline, now)
+    if left is not None and node.timeout is not None:
+        # `now` may lag the start (a view's clock ticks once a second): never more than it had.
+        left = min(left, node.timeout)
     error = ""
     if node.error_class:
         error = f"{node.error_class}: {node.reason or ''}".rstrip(": ")
@@ -172,7 +176,7 @@ def node_row(
         state=node.state.value,
         attempt=f"{node.attempts}/{max_attempts}" if node.attempts else f"-/{max_attempts}",
         duration=fmt.duration(node_seconds(node, now)),
-        left=fmt.remaining(deadline, now),
+        left=left,
         total=node.timeout if deadline is not None else None,
         breaker=breaker_text(breaker, now) if key else "",
         breaker_state=breaker.shown_state(now) if breaker else None,

@@ -15,7 +15,7 @@ from tui import view
 from tui.dag_grid import cached_layout, spans
 from tui.messages import RunSummary
 from tui.playback import Tape, faster, slower
-from tui.widgets.event_log import describe, event_matches
+from tui.widgets.event_log import describe, event_matches, line_matches, log_entry
 
 T0 = datetime(2025, 5, 1, 9, 0, tzinfo=UTC).timestamp()
 
@@ -75,6 +75,14 @@ def test_node_rows_show_attempts_of_max_durations_and_the_timeout_countdown() ->
     assert rows["load"].total == 60
     assert rows["fetch"].left is None
     assert rows["gate"].breaker == ""  # approvals have no breaker
+
+
+def test_a_view_clock_behind_a_start_never_shows_more_time_left_than_the_timeout() -> None:
+    state = fold(RUNNING)
+    infos = view.node_infos(load_dict(PIPELINE))
+    row = view.node_row(state.nodes["load"], infos["load"], {}, T0 + 9.5)  # it started at 10
+    assert row.left == 60
+    assert row.duration == "0ms"
 
 
 def test_a_breaker_shows_its_cool_down_and_turns_half_open_when_it_runs_out() -> None:
@@ -159,6 +167,16 @@ def test_an_event_line_says_what_happened() -> None:
     assert "by operator:alice" in describe(RUNNING[7])
     assert event_matches(RUNNING[3], "RETRIED fetch")
     assert not event_matches(RUNNING[3], "load")
+
+
+def test_a_log_entry_is_the_line_as_a_terminal_shows_it() -> None:
+    failed = Event("e9", 9, EventType.NODE_FAILED, "r1", at(9), node_id="load",
+                   error_class="error", reason="exit 1:\tno rows\x07\nsee the log")
+    seq, text, style = log_entry(failed)
+    assert (seq, style) == (9, "red")
+    assert text.endswith("[error] exit 1:      no rows\nsee the log")  # tab stops of 8, no bell
+    assert log_entry(RUNNING[3]) == (4, describe(RUNNING[3]), "yellow")
+    assert line_matches(text, "NO rows load") and not line_matches(text, "fetch")
 
 
 def test_the_dag_grid_knows_which_cells_belong_to_which_node() -> None:

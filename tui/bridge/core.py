@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine.state import RunState, apply
@@ -31,14 +32,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("interlock.console")
 
+KEPT = 2000
+"""Events of a followed run kept in memory, the latest (a screen opening the run gets the older
+ones from the store). Not all of them: a busy run makes thousands a second, and every event kept
+is one more object for each full pass of the garbage collector, a pause the console's keys and
+frames wait behind."""
+
 
 @dataclass
 class _Run:
-    """A run the bridge follows: its fold and its events (all of them, from seq 1)."""
+    """A run the bridge follows: its fold and its latest events."""
 
     state: RunState
-    events: list[Event]
     own: bool
+    recent: deque[Event] = field(default_factory=lambda: deque(maxlen=KEPT))
 
     @property
     def last_seq(self) -> int:
@@ -199,16 +206,16 @@ class Bridge(Polling, Commands):
         async with self._lock(run_id):
             run = self._runs.get(run_id)
             if run is None and events[0].seq == 1:
-                run = self._runs[run_id] = _Run(RunState(run_id), [], own)
+                run = self._runs[run_id] = _Run(RunState(run_id), own)
             elif run is None or events[0].seq > run.last_seq + 1:
                 # Joined mid-run (e.g. a resume of an older run): the store has the start.
-                run = await self._load(run_id, own=own)
+                run, _ = await self._load(run_id, own=own)
             fresh = [event for event in events if event.seq > run.last_seq]
             if not fresh or fresh[0].seq != run.last_seq + 1:
                 return
             for event in fresh:
                 apply(run.state, event)
-            run.events.extend(fresh)
+            run.recent.extend(fresh)
             state = run.state
             if state.is_terminal and run_id not in self._watched:
                 del self._runs[run_id]  # nobody looks at it: the store has it all
@@ -220,18 +227,30 @@ class Bridge(Polling, Commands):
             lock = self._locks[run_id] = asyncio.Lock()
         return lock
 
-    async def _load(self, run_id: str, *, own: bool) -> _Run:
-        """Catch a followed run up from the store (the caller holds the run's lock).
+    async def _load(self, run_id: str, *, own: bool) -> tuple[_Run, list[Event]]:
+        """Catch a followed run up from the store (the caller holds the run's lock); returns
+        it and the events read.
 
         A run already followed keeps its one `RunState` object: screens hold on to it."""
         await self.store.flush()
         run = self._runs.get(run_id)
         if run is None:
-            run = self._runs[run_id] = _Run(RunState(run_id), [], own)
-        for event in await self._read().events(run_id, after_seq=run.last_seq):
+            run = self._runs[run_id] = _Run(RunState(run_id), own)
+        events = await self._read().events(run_id, after_seq=run.last_seq)
+        for event in events:
             apply(run.state, event)
-            run.events.append(event)
-        return run
+        run.recent.extend(events)
+        return run, events
+
+    async def _history(self, run_id: str, run: _Run) -> list[Event]:
+        """Every event of a followed run so far: the kept ones, the older ones from the store
+        (the caller holds the run's lock)."""
+        recent = list(run.recent)
+        if not recent or recent[0].seq == 1:
+            return recent
+        await self.store.flush()
+        older = await self._read().events(run_id, limit=recent[0].seq - 1)
+        return older + recent
 
     def _read(self) -> Store:
         if self._reader is None:
@@ -240,19 +259,24 @@ class Bridge(Polling, Commands):
 
     # -- following runs ---------------------------------------------------------------------------
 
-    async def watch(self, run_id: str) -> tuple[RunState, list[Event]]:
-        """Follow a run (live or polled) until `unwatch`; returns its state and events so far.
+    async def watch(
+        self, run_id: str, *, history: bool = True
+    ) -> tuple[RunState, list[Event]]:
+        """Follow a run (live or polled) until `unwatch`; returns its state and events so far
+        (none with `history=False`, for a screen that shows only the state).
 
         The state is the one object later `RunEventsArrived` messages carry, kept up to date."""
         async with self._lock(run_id):
             run = self._runs.get(run_id)
             if run is None:
-                run = await self._load(run_id, own=self.is_own(run_id))
-                if not run.events:
+                run, events = await self._load(run_id, own=self.is_own(run_id))
+                if not events:
                     del self._runs[run_id]
                     raise CommandError(f"no run {run_id[:8]}")
+            else:
+                events = await self._history(run_id, run) if history else []
             self._watched[run_id] = self._watched.get(run_id, 0) + 1
-            return run.state, list(run.events)
+            return run.state, events if history else []
 
     def unwatch(self, run_id: str) -> None:
         count = self._watched.get(run_id, 0) - 1
@@ -275,7 +299,7 @@ class Bridge(Polling, Commands):
 
     async def run_state(self, run_id: str) -> RunState:
         """The run's state now (without following it)."""
-        state, _ = await self.watch(run_id)
+        state, _ = await self.watch(run_id, history=False)
         self.unwatch(run_id)
         return state
 

@@ -51,6 +51,17 @@ class ConsoleScreen(Screen[None]):
     def on_unmount(self) -> None:
         self.bridge.unsubscribe(self)
 
+    @property
+    def in_sight(self) -> bool:
+        """Whether the operator can see this screen: it is on top, or under dialogs that let it
+        show through. A screen out of sight holds back its updates and catches up when it is
+        back: under a busy run they are most of the console's work, for nobody.
+        """
+        stack = self.app.screen_stack
+        if self not in stack:
+            return False
+        return all(screen.styles.background.a < 1 for screen in stack[stack.index(self) + 1 :])
+
     async def attempt(self, command: Awaitable[str], done: str = "{}") -> str | None:
         """Run a bridge command; a refusal is shown to the operator, not raised."""
         try:

@@ -96,7 +96,12 @@ class HomeScreen(RunActionsScreen):
     def _tick(self) -> None:
         self._show_runs()
 
+    def on_screen_resume(self) -> None:
+        self._show_runs()  # what was held back while a run was on view
+
     def _show_runs(self) -> None:
+        if not self.in_sight:
+            return
         query = self.filter_input.value.strip()
         shown = [r for r in self._runs if not query or run_views.matches(r, query)]
         now = self.ctx.now()

@@ -117,7 +117,7 @@ class NodeScreen(RunActionsScreen):
     @work(exit_on_error=False)
     async def _follow(self) -> None:
         try:
-            self.state, _ = await self.bridge.watch(self.run_id)
+            self.state, _ = await self.bridge.watch(self.run_id, history=False)
         except Exception as exc:  # the run vanished from under us
             self.notify(str(exc), severity="error")
             self.dismiss()

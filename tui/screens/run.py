@@ -76,6 +76,11 @@ class RunScreen(RunActionsScreen):
         self.infos: dict[str, view.NodeInfo] = {}
         self.breakers: dict[str, view.BreakerView] = {}
         self._watching = False
+        self._status_shown: Text | None = None
+        # The view's clock moves once a second: the durations and countdowns of 200 running
+        # nodes then change once a second, not with every batch of events (ten a second), and
+        # each change of the node table repaints all of it.
+        self._now = ctx.now()
 
     @property
     def header(self) -> RunHeader:
@@ -94,6 +99,10 @@ class RunScreen(RunActionsScreen):
         return self.query_one(EventLog)
 
     @property
+    def dag_status(self) -> Static:
+        return self.query_one("#dag-status", Static)
+
+    @property
     def log_filter(self) -> Input:
         return self.query_one("#log-filter", Input)
 
@@ -110,7 +119,7 @@ class RunScreen(RunActionsScreen):
         super().on_mount()
         self.log_filter.display = False
         self.breakers = self.bridge.breakers
-        self.set_interval(1.0, self.refresh_view)
+        self.set_interval(1.0, self._tick)
         self._follow()
 
     def on_unmount(self) -> None:
@@ -127,6 +136,7 @@ class RunScreen(RunActionsScreen):
             self.dismiss()
             return
         self._watching = True
+        self._now = self.ctx.now()
         self.state = state
         self.infos = view.infos_of_state(state)
         self.dag.set_graph(list(state.nodes), view.edges_of_state(state))
@@ -153,7 +163,15 @@ class RunScreen(RunActionsScreen):
         if message.run_id != self.run_id or not self._watching:
             return
         self.state = message.state
-        self.log_view.add(message.events)
+        self.log_view.add(message.events)  # kept as lines, drawn once in sight
+        self.refresh_view()
+
+    def on_screen_resume(self) -> None:
+        if self._watching:
+            self._tick()  # what was held back while a node's detail was on view
+
+    def _tick(self) -> None:
+        self._now = self.ctx.now()
         self.refresh_view()
 
     def on_breakers_changed(self, message: BreakersChanged) -> None:
@@ -162,9 +180,9 @@ class RunScreen(RunActionsScreen):
 
     def refresh_view(self) -> None:
         state = self.state
-        if state is None:
+        if state is None or not self.in_sight:
             return
-        now = self.ctx.now()
+        now = self._now
         own = self.bridge.is_own(self.run_id)
         source, updated = "this console", None
         if not own:
@@ -183,23 +201,29 @@ class RunScreen(RunActionsScreen):
         self._status_line()
 
     def _status_line(self) -> None:
-        status = self.query_one("#dag-status", Static)
         selected = self.dag.selected
-        if self.state is None or selected is None:
-            status.update("")
-            return
-        status.update(
-            selected_line(
-                self.state, selected, self.infos, self.breakers, self.ctx.now(),
+        line = Text()
+        if self.state is not None and selected is not None:
+            line = selected_line(
+                self.state, selected, self.infos, self.breakers, self._now,
                 ascii=self.ctx.ascii,
             )
-        )
+        if line != self._status_shown:
+            self._status_shown = line
+            self.dag_status.update(line, layout=False)  # one line (run.tcss): no layout
 
     # -- keys -------------------------------------------------------------------------------------
 
     def on_dag_view_node_selected(self, message: DagView.NodeSelected) -> None:
-        self.table.select(message.node_id)
         self._status_line()
+        # The key's answer on screen first: the table's cursor follows a frame later (when it
+        # scrolls, the whole table is drawn again, the slowest drawing on this screen).
+        self.call_after_refresh(self._table_follows_dag)
+
+    def _table_follows_dag(self) -> None:
+        selected = self.dag.selected
+        if selected is not None and not self.table.has_focus:  # never yank the table's cursor
+            self.table.select(selected)
 
     def on_dag_view_node_opened(self, message: DagView.NodeOpened) -> None:
         self.open_node(message.node_id)

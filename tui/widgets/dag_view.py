@@ -251,38 +251,54 @@ class DagView(ScrollView, can_focus=True):
         text = self._layout.rows[row_y]
         edge = base + self.get_component_rich_style("dag-view--edge", partial=True)
         selected = self.get_component_rich_style("dag-view--selected", partial=True)
+        indent = self._indent
         if self._layout.mode == GROUPS:
-            segments = self._group_segments(row_y, text, base, edge, selected)
+            origin, segments = 0, self._group_segments(row_y, text, base, edge, selected)
         else:
-            segments = self._box_segments(row_y, text, base, edge, selected)
-        if self._indent:
-            segments.insert(0, Segment(" " * self._indent, base))
-        strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, base)
+            # Only what is in view: a wide layer is thousands of cells across (200 nodes side
+            # by side), and the line is drawn again whenever the view scrolls.
+            start = max(0, scroll_x - indent)
+            end = max(start, min(len(text), scroll_x - indent + width))
+            origin, segments = self._box_segments(row_y, text, start, end, base, edge, selected)
+        origin += indent  # the view's x of the first cell of `segments`
+        if origin > scroll_x:
+            segments.insert(0, Segment(" " * (origin - scroll_x), base))
+            origin = scroll_x
+        strip = Strip(segments).crop_extend(scroll_x - origin, scroll_x - origin + width, base)
         return strip.apply_offsets(scroll_x, row_y)
 
     def _box_segments(
-        self, row_y: int, text: str, base: Style, edge: Style, selected: Style
-    ) -> list[Segment]:
+        self, row_y: int, text: str, start: int, end: int, base: Style, edge: Style,
+        selected: Style,
+    ) -> tuple[int, list[Segment]]:
+        """The cells `start:end` of a grid row, as (x of the first cell given, segments): a
+        node box across the left edge is given whole."""
         segments: list[Segment] = []
-        cursor = 0
-        for start, end, node_id, glyph_x in self._rows_of.get(row_y, ()):
-            if start > cursor:
-                segments.append(Segment(text[cursor:start], edge))
+        origin = cursor = start
+        for left, right, node_id, glyph_x in self._rows_of.get(row_y, ()):
+            if right <= start:
+                continue
+            if left >= end:
+                break
+            if left < cursor:  # only the first box can start left of the view
+                origin = left
+            elif left > cursor:
+                segments.append(Segment(text[cursor:left], edge))
             state = self._states.get(node_id, NodeStatus.PENDING.value)
             style = base + self._style(state)
-            cells = text[start:end]
+            cells = text[left:right]
             if glyph_x >= 0:
                 glyph = fmt.node_glyph(state, ascii=self.ascii)
                 # A wide glyph (⌛) takes the blank cell after it, so the box keeps its width.
-                at = glyph_x - start
+                at = glyph_x - left
                 cells = cells[:at] + glyph + cells[at + cell_len(glyph) :]
             if node_id == self.selected:
                 style = style + selected
             segments.append(Segment(cells, style))
-            cursor = end
-        if cursor < len(text):
-            segments.append(Segment(text[cursor:], edge))
-        return segments
+            cursor = right
+        if cursor < end:
+            segments.append(Segment(text[cursor:end], edge))
+        return origin, segments
 
     def _group_segments(
         self, row_y: int, text: str, base: Style, edge: Style, selected: Style

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
-from rich.text import Text
+from rich.cells import cell_len
+from rich.control import strip_control_codes
+from rich.segment import Segment
+from rich.style import Style
+from textual.cache import LRUCache
+from textual.geometry import Size
 from textual.reactive import reactive
-from textual.widgets import RichLog
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from tui import format as fmt
 
@@ -62,26 +69,55 @@ def describe(event: Event) -> str:
 
 
 def event_style(event: Event) -> str:
+    return _style_of(event.event_type)
+
+
+@functools.cache
+def _style_of(event_type: str) -> str:
     for prefix, style in _TYPE_STYLES.items():
-        if event.event_type.startswith(prefix):
+        if event_type.startswith(prefix):
             return style
     return ""
 
 
 def event_matches(event: Event, query: str) -> bool:
     """Every word of the filter must appear in the event's line (case-insensitive)."""
-    line = describe(event).lower()
+    return line_matches(describe(event), query)
+
+
+def line_matches(line: str, query: str) -> bool:
+    line = line.lower()
     return all(word in line for word in query.lower().split())
 
 
-class EventLog(RichLog):
-    """The live event log of a run. Set `query` to show only the matching events."""
+def log_entry(event: Event) -> tuple[int, str, str]:
+    """(seq, text, style) of an event's line, the text as a `Text` would show it: no control
+    codes, tabs expanded (a reason may run over several lines)."""
+    text = describe(event)
+    if not text.isprintable():
+        text = strip_control_codes(text).expandtabs(8)
+    return event.seq, text, _style_of(event.event_type)
+
+
+class EventLog(ScrollView, can_focus=True):
+    """The live event log of a run, newest at the bottom. Set `query_text` to show only the
+    matching events.
+
+    Each event is kept as its line of text, and a line is drawn only while it is on screen: a
+    burst of hundreds of events costs a string each. (A `RichLog` renders and measures every
+    line as it is written, which under a busy run held the console up for a tenth of a second
+    at a time, keys included.) Plain tuples of strings, unlike the events, are no work for the
+    garbage collector, however long the run.
+    """
 
     DEFAULT_CSS = """
     EventLog {
         height: 1fr;
         min-height: 4;
         background: $surface;
+        color: $foreground;
+        overflow-y: scroll;
+        &:focus { background-tint: $foreground 5%; }
     }
     """
 
@@ -89,36 +125,89 @@ class EventLog(RichLog):
     """The filter: only events whose line contains every word are shown."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, max_lines=SHOWN, wrap=False, markup=False, auto_scroll=True)
-        self._events: list[Event] = []
+        super().__init__(id=id)
+        self._entries: list[tuple[int, str, str]] = []  # every event: (seq, text, style)
+        self._lines: list[tuple[str, str]] = []  # (text, style) of the lines shown, oldest first
+        self._dropped = 0  # lines trimmed off the top so far: line numbers stay unique
+        self._widest = 0
+        self._styles: dict[str, Style] = {}
+        self._cache: LRUCache[tuple[int, int, int], Strip] = LRUCache(128)
 
     @property
-    def events(self) -> list[Event]:
-        return self._events
+    def lines(self) -> list[str]:
+        """The lines shown (at most `SHOWN`), oldest first."""
+        return [text for text, _ in self._lines]
+
+    @property
+    def last_seq(self) -> int:
+        return self._entries[-1][0] if self._entries else 0
 
     def reset(self, events: Iterable[Event]) -> None:
-        self._events = list(events)
+        self._entries = [log_entry(event) for event in events]
         self._redraw()
 
     def add(self, events: Iterable[Event]) -> None:
         """Append events; ones already shown (by seq) are skipped."""
-        last = self._events[-1].seq if self._events else 0
-        fresh = [event for event in events if event.seq > last]
-        self._events.extend(fresh)
-        query = self.query_text
-        self._write_lines([e for e in fresh if not query or event_matches(e, query)][-SHOWN:])
+        last = self.last_seq
+        fresh = [log_entry(event) for event in events if event.seq > last]
+        self._entries.extend(fresh)
+        self._show(self._matching(fresh))
 
     def watch_query_text(self) -> None:
         self._redraw()
 
-    def _redraw(self) -> None:
-        self.clear()
-        query = self.query_text
-        shown = [e for e in self._events if not query or event_matches(e, query)]
-        self._write_lines(shown[-SHOWN:])
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles.clear()
+        self._cache.clear()
 
-    def _write_lines(self, events: list[Event]) -> None:
-        # One write per batch: RichLog renders and measures on every call, so a burst of events
-        # written line by line costs a render each (the console's hot spot under load).
-        if events:
-            self.write(Text("\n").join(Text(describe(e), style=event_style(e)) for e in events))
+    def _matching(self, entries: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+        query = self.query_text
+        shown = [e for e in entries if line_matches(e[1], query)] if query else entries
+        return shown[-SHOWN:]
+
+    def _redraw(self) -> None:
+        self._lines.clear()
+        self._cache.clear()
+        self._dropped = self._widest = 0
+        self._show(self._matching(self._entries))
+        self.virtual_size = Size(self._widest, len(self._lines))
+        self.refresh()
+
+    def _show(self, entries: list[tuple[int, str, str]]) -> None:
+        if not entries:
+            return
+        lines = self._lines
+        widest = self._widest
+        for _, text, style in entries:
+            for line in text.split("\n") if "\n" in text else (text,):
+                lines.append((line, style))
+                widest = max(widest, len(line) if line.isascii() else cell_len(line))
+        self._widest = widest
+        excess = len(lines) - SHOWN
+        if excess > 0:
+            del lines[:excess]
+            self._dropped += excess
+            self.refresh()  # every line moved up
+        self.virtual_size = Size(widest, len(lines))
+        self.scroll_end(animate=False, immediate=False, x_axis=False)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.scrollable_content_region.width
+        if index >= len(self._lines):
+            return Strip.blank(width, self.rich_style)
+        key = (index + self._dropped, scroll_x, width)
+        strip = self._cache.get(key)
+        if strip is None:
+            text, style = self._lines[index]
+            whole = Strip([Segment(text, self._style(style))], cell_len(text))
+            strip = self._cache[key] = whole.crop_extend(scroll_x, scroll_x + width, None)
+        return strip.apply_style(self.rich_style)
+
+    def _style(self, name: str) -> Style:
+        style = self._styles.get(name)
+        if style is None:
+            style = self._styles[name] = Style.parse(name) if name else Style.null()
+        return style

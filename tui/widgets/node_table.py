@@ -26,6 +26,8 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("error", "Last error", None),
 )
 BAR_WIDTH = 14
+CACHED_CELLS = 256  # a screenful of cells (the table shows at most a dozen rows of 7), and some
+CACHED_ROWS = 64
 
 
 def row_cells(row: NodeRow, *, ascii: bool) -> list[Text]:
@@ -74,6 +76,15 @@ class NodeTable(DataTable[Text]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.ascii = ascii
         self._shown: dict[str, list[Text]] = {}
+        self._rows: dict[str, NodeRow] = {}
+        # DataTable keys every render cache by its count of updates, so under a running
+        # pipeline (a cell or more changes every batch) what they hold is stale by the next
+        # batch; left at their sizes (10,000 cells) they fill up with stale renders, each more
+        # objects for every full pass of the garbage collector. A screenful is what they can
+        # usefully hold.
+        self._cell_render_cache.maxsize = CACHED_CELLS
+        for cache in (self._row_render_cache, self._row_renderable_cache, self._line_cache):
+            cache.maxsize = CACHED_ROWS
 
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:
@@ -82,6 +93,9 @@ class NodeTable(DataTable[Text]):
     def show(self, rows: Sequence[NodeRow]) -> None:
         """Show these rows, touching only the cells that changed."""
         for row in rows:
+            if self._rows.get(row.node_id) == row:
+                continue  # most rows, most batches: no Text to build
+            self._rows[row.node_id] = row
             cells = row_cells(row, ascii=self.ascii)
             before = self._shown.get(row.node_id)
             if before is None:

@@ -66,6 +66,8 @@ class RunHeader(Static):
     }
     """
 
+    _shown: Text | None = None
+
     def show(
         self,
         state: RunState,
@@ -75,4 +77,7 @@ class RunHeader(Static):
         source: str = "",
         updated: float | None = None,
     ) -> None:
-        self.update(header_text(state, now, ascii=ascii, source=source, updated=updated))
+        text = header_text(state, now, ascii=ascii, source=source, updated=updated)
+        if text != self._shown:  # most batches of events change neither line
+            self._shown = text
+            self.update(text, layout=False)  # two lines whatever they say: no layout
