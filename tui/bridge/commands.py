@@ -91,7 +91,7 @@ class Commands:
             return f"approved {node_id}"
         return await self._remote(run_id, "approve", node_id, reason)
 
-    async def reject(self, run_id: str, node_id: str, reason: str | None) -> str:
+    async def reject(self, run_id: str, node_id: str, reason: str | None = None) -> str:
         if self.manager.reject(run_id, node_id, actor=self.actor, reason=reason):
             return f"rejected {node_id}"
         return await self._remote(run_id, "reject", node_id, reason)

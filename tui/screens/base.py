@@ -170,42 +170,38 @@ class RunActionsScreen(ConsoleScreen):
 
     @work(group="command", exit_on_error=False)
     async def action_approve(self) -> None:
-        run_id = self._run_or_say()
-        node = await self._waiting_node(run_id) if run_id else None
-        if run_id is None or node is None:
-            return
-        # Approving usually lets real work go ahead (a publish, a deploy): one stray key must
-        # not do it, so it asks, like reject, and records the optional reason.
-        reason = await self.app.push_screen_wait(
-            ReasonScreen(
-                f"Approve {node} of run {fmt.short_id(run_id)}?",
-                "The run goes on with what depends on it. A reason is optional "
-                "(recorded in the run's events with your name); escape keeps it waiting.",
-                send="Approve (enter)",
-            )
-        )
-        if reason is None:
-            return
-        await self.attempt(
-            self.bridge.approve(run_id, node, reason or None), "{} " + f"(as {self.bridge.actor})"
-        )
+        await self._decide(approve=True)
 
     @work(group="command", exit_on_error=False)
     async def action_reject(self) -> None:
+        await self._decide(approve=False)
+
+    async def _decide(self, *, approve: bool) -> None:
+        """Approve or reject the waiting approval, after asking. Approving usually lets real
+        work go ahead (a publish, a deploy), so one stray key must not do it either: both ask,
+        and record the reason (optional for approve) with the operator's name."""
         run_id = self._run_or_say()
         node = await self._waiting_node(run_id) if run_id else None
         if run_id is None or node is None:
             return
+        verb = "Approve" if approve else "Reject"
+        body = (
+            "The run goes on with what depends on it. A reason is optional (recorded in the "
+            "run's events with your name); escape keeps it waiting."
+            if approve
+            else "The approval fails (class `rejected`) and so does what depends on it. "
+            "Why? (recorded in the run's events with your name)"
+        )
         reason = await self.app.push_screen_wait(
             ReasonScreen(
-                f"Reject {node} of run {fmt.short_id(run_id)}?",
-                "The approval fails (class `rejected`) and so does what depends on it. "
-                "Why? (recorded in the run's events with your name)",
+                f"{verb} {node} of run {fmt.short_id(run_id)}?", body, send=f"{verb} (enter)"
             )
         )
         if reason is None:
             return
-        await self.attempt(self.bridge.reject(run_id, node, reason or None), "{}")
+        decide = self.bridge.approve if approve else self.bridge.reject
+        done = decide(run_id, node, reason or None)
+        await self.attempt(done, "{} " + f"(as {self.bridge.actor})")
 
     def action_playback(self) -> None:
         from tui.screens.playback import PlaybackScreen
