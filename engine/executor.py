@@ -45,6 +45,7 @@ from engine.events import (
     Event,
     EventType,
     new_event,
+    new_event_id,
     new_id,
     parse_timestamp,
     stable_hash,
@@ -423,7 +424,7 @@ class Executor:
     ) -> Event:
         self._seq += 1
         event = new_event(
-            new_id(),
+            new_event_id(),
             self._seq,
             event_type,
             self.run_id,
@@ -454,7 +455,7 @@ class Executor:
         """`_emit` for the events every node emits (started, succeeded), without its options."""
         self._seq = seq = self._seq + 1
         event = new_event(
-            new_id(), seq, event_type, self.run_id, self._now(), "engine", attempt, node_id,
+            new_event_id(), seq, event_type, self.run_id, self._now(), "engine", attempt, node_id,
             None, None, inputs_hash, outputs_hash, data,
         )
         apply(self.state, event)

@@ -199,8 +199,14 @@ class RunManager:
     async def _launch(self, executor: Executor) -> RunHandle:
         if self.store is not None:
             assert self._owner is not None
-            await self.store.flush()
-            await self.store.claim_run(executor.run_id, self._owner)
+            # The claim commits together with the run's events published so far (its
+            # run.created): one commit before the run starts. If they failed, so did the claim,
+            # and flush reports why, as it would have before the claim.
+            try:
+                await self.store.claim_run(executor.run_id, self._owner)
+            except InterlockError:
+                await self.store.flush()
+                raise
             await self._refresh_breakers()
         task = asyncio.create_task(self._execute(executor), name=f"interlock-run:{executor.run_id}")
         handle = RunHandle(executor, task)

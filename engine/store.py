@@ -18,15 +18,17 @@ Contract:
 - Why one writer task: it gives publish order = commit order without callers coordinating, one
   fsync for many events (the only way past a few hundred commits per second with FULL), no
   contention between writers of one process for SQLite's write lock, and cancellation safety:
-  callers await shielded futures, so cancelling a caller never abandons a half-written batch.
-  Other writes (ownership, commands, breakers) go through the same queue, so they are ordered
-  after the events published before them. The default batch cap is 2048 events rather than
-  512: batches only grow that large under bulk load, where the unique `event_id` index (random
-  keys, so every batch dirties pages all over it) makes bigger batches write far fewer pages per
-  event; measured, about 40% more events per second with FULL. The default window is 10 ms
-  rather than 2: a run publishes events in bursts, and a commit in the middle of one competes
-  with it for the GIL and the CPU (the connection's thread binds rows in Python); measured on 2
-  cores, a 200-node chain took a fifth longer with 2 ms. Waiters are not kept waiting by it.
+  callers await shielded futures, so cancelling a caller never abandons a half-written batch. Other
+  writes (ownership, commands, breakers) go through the same queue, so they are ordered after the
+  events published before them; a `claim_run` joins the batch being collected, so a new run's
+  `run.created` and its claim take one commit, not two. The default batch cap is 2048 events rather
+  than 512: batches only grow that large under bulk load, where the unique `event_id` index (random
+  keys, so every batch dirties pages all over it; the executor's ids begin with the time, see
+  `new_event_id`, which keeps a run's events together) makes bigger batches write far fewer pages
+  per event; measured, about 40% more events per second with FULL. The default window is 10 ms
+  rather than 2: a run publishes events in bursts, and a commit in the middle of one competes with
+  it for the GIL and the CPU (the connection's thread binds rows in Python); measured on 2 cores, a
+  200-node chain took a fifth longer with 2 ms. Waiters are not kept waiting by it.
 - Failure isolation: when a batch breaks a constraint (a duplicate `(run_id, seq)` or
   `event_id`), the batch is retried unit by unit inside the same transaction, so only the
   offending unit (one published event, or one `append` call, which is all-or-nothing) fails,
@@ -244,6 +246,18 @@ _COMMAND_COLUMNS = "id, run_id, kind, node_id, reason, actor, created_at, acked_
 _BREAKER_COLUMNS = "key, state, failures, opened_at, recovery_timeout, updated_at"
 
 SQL_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+@functools.cache
+def _sql_insert_events(count: int) -> str:
+    """`SQL_INSERT_EVENT` for `count` rows at once."""
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * count)
+    return f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {values}"
+
+
+# Rows per INSERT: the largest of the few statement sizes a batch is cut into (256, 128, ... 1
+# rows, so that every statement is prepared once and then found in sqlite3's statement cache).
+_INSERT_CHUNK: Final = 256
 SQL_INSERT_RUN = (
     "INSERT OR IGNORE INTO runs (run_id, pipeline_id, state, created_at, replay_of) "
     "VALUES (?, ?, 'pending', ?, ?)"
@@ -402,11 +416,23 @@ class _Job:
     future: asyncio.Future[Any]
 
 
+@dataclass(slots=True)
+class _Claim:
+    """A `claim_run` call. It joins the batch being collected and is written in the batch's
+    transaction, after its events: a run's `run.created` and its claim commit together (one
+    fsync where there were two, before a run can start). It fails, claiming nothing, when an
+    event of its run in the same batch failed."""
+
+    run_id: str
+    params: tuple[Any, ...]  # SQL_CLAIM_RUN's
+    future: asyncio.Future[None]
+
+
 class _Stop:
     """Queued by `close`: the writer ends once everything before it is written."""
 
 
-_Item = Event | _Group | _Marker | _Job | _Stop
+_Item = Event | _Group | _Marker | _Claim | _Job | _Stop
 
 
 async def _writer_loop(ref: weakref.ref[Store], queue: deque[_Item], wakeup: asyncio.Event) -> None:
@@ -432,7 +458,8 @@ class _Batch:
     """Queue items taken together, ready to write.
 
     A unit `(start, end, item)` is one published event or one append: `rows[start:end]` of
-    `items[item]`. `failed` maps item positions to their error.
+    `items[item]`. `failed` maps item positions to their error; `claimed` maps the positions of
+    claims to the number of runs they claimed (0: no such run).
     """
 
     items: list[_Item]
@@ -440,6 +467,7 @@ class _Batch:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     units: list[tuple[int, int, int]] = field(default_factory=list)
     failed: dict[int, StoreError] = field(default_factory=dict)
+    claimed: dict[int, int] = field(default_factory=dict)
 
 
 def _event_row(event: Event) -> tuple[Any, ...]:
@@ -452,6 +480,25 @@ def _event_row(event: Event) -> tuple[Any, ...]:
         event.timestamp_utc,
         event.to_json(),
     )
+
+
+def _insert_rows(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert event rows, in order, a chunk of them per statement (on the connection's thread).
+
+    Not `executemany`: it lets go of the GIL around every row and must take it back for the
+    next, and while the event loop's thread runs a pipeline that takes long (the loop lets go
+    of it only when it polls), so a batch written during a run crawled, a row per turn of the
+    loop, and was still being written when the run ended. A statement binds its chunk with the
+    GIL held, then SQLite inserts the chunk without it.
+    """
+    start, total = 0, len(rows)
+    size = _INSERT_CHUNK
+    while start < total:
+        while size > total - start:
+            size //= 2
+        chunk = rows[start : start + size]
+        db.execute(_sql_insert_events(size), [value for row in chunk for value in row])
+        start += size
 
 
 def _run_index_updates(
@@ -871,7 +918,7 @@ class Store:
                 elif isinstance(item, _Group):
                     count += len(item.events)
                     waited_on = True
-                elif isinstance(item, _Marker):
+                elif isinstance(item, _Marker | _Claim):
                     waited_on = True
                 else:
                     return items  # a job or the stop marker goes after this batch
@@ -919,14 +966,27 @@ class Store:
     async def _write_batch(self, batch: _Batch) -> None:
         """Write one batch and tell its callers (never raises: the writer must go on)."""
         failed = batch.failed
-        if batch.units:
+        claims = [position for position, item in enumerate(batch.items) if type(item) is _Claim]
+        if batch.units or claims:
             try:
                 async with self._lock:
                     await self._insert(batch)
             except Exception as exc:  # the whole batch failed (I/O error, lock timeout...)
                 error = self._batch_error(batch, exc)
                 failed.update((position, error) for _, _, position in batch.units)
+                failed.update((position, error) for position in claims)
         for position, item in enumerate(batch.items):
+            if isinstance(item, _Claim):
+                if item.future.done():
+                    continue
+                failure = failed.get(position)
+                if failure is not None:
+                    item.future.set_exception(failure)
+                elif not batch.claimed.get(position):
+                    item.future.set_exception(UnknownRunError(item.run_id))
+                else:
+                    item.future.set_result(None)
+                continue
             if isinstance(item, _Marker):
                 if item.future.done():
                     continue
@@ -954,40 +1014,74 @@ class Store:
         """Insert the batch's units and update the runs index, in one transaction.
 
         A unit that breaks a constraint is recorded in `batch.failed`; the others commit.
+
+        The whole transaction runs as one call on the connection's thread, not a statement per
+        call: each call is a hand-over to that thread and a wake-up of the event loop on the
+        way back, and while a pipeline runs those cost its nodes the loop and the GIL (a chain
+        on the durable store ran about a third slower with five calls per batch). aiosqlite
+        has no public way to run a function on its thread, hence `_execute`; the writer is its
+        only caller, and nothing else uses the connection meanwhile (`_lock`).
         """
         conn = self._connection()
+        run_on_thread = cast("Callable[..., Awaitable[list[Event]]]", conn._execute)
+        committed = await run_on_thread(self._insert_on_thread, conn._conn, batch)
+        self.batches_committed += 1
+        self.events_committed += len(committed)
+
+    def _insert_on_thread(self, db: sqlite3.Connection, batch: _Batch) -> list[Event]:
+        """`_insert`'s transaction, on the connection's thread; returns the events committed."""
         committed = batch.events
-        await conn.execute(SQL_BEGIN)
+        db.execute(SQL_BEGIN)
         try:
             try:
-                await conn.executemany(SQL_INSERT_EVENT, batch.rows)
+                _insert_rows(db, batch.rows)
             except sqlite3.IntegrityError:
                 # Some unit breaks a constraint: undo, then insert unit by unit so that only the
                 # offending units fail (still one transaction, one fsync).
-                await conn.execute(SQL_ROLLBACK)
-                await conn.execute(SQL_BEGIN)
+                db.execute(SQL_ROLLBACK)
+                db.execute(SQL_BEGIN)
                 committed = []
                 for start, end, position in batch.units:
-                    await conn.execute(SQL_SAVEPOINT)
+                    db.execute(SQL_SAVEPOINT)
                     try:
-                        await conn.executemany(SQL_INSERT_EVENT, batch.rows[start:end])
+                        _insert_rows(db, batch.rows[start:end])
                     except sqlite3.IntegrityError as exc:
-                        await conn.execute(SQL_ROLLBACK_TO)
+                        db.execute(SQL_ROLLBACK_TO)
                         batch.failed[position] = self._unit_error(batch.events[start:end], exc)
                     else:
                         committed.extend(batch.events[start:end])
-                    await conn.execute(SQL_RELEASE)
+                    db.execute(SQL_RELEASE)
             created, updates = _run_index_updates(committed)
             if created:
-                await conn.executemany(SQL_INSERT_RUN, created)
+                db.executemany(SQL_INSERT_RUN, created)
             if updates:
-                await conn.executemany(SQL_UPDATE_RUN, updates)
-            await conn.execute(SQL_COMMIT)
+                db.executemany(SQL_UPDATE_RUN, updates)
+            self._claim_on_thread(db, batch)
+            db.execute(SQL_COMMIT)
         except BaseException:
-            await _rollback(conn)
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute(SQL_ROLLBACK)
             raise
-        self.batches_committed += 1
-        self.events_committed += len(committed)
+        return committed
+
+    def _claim_on_thread(self, db: sqlite3.Connection, batch: _Batch) -> None:
+        """Write the batch's claims (in its transaction), except those of runs whose events in
+        the batch failed: they fail with the same error."""
+        failed_runs: dict[str, StoreError] = {}
+        for position, error in batch.failed.items():
+            item = batch.items[position]
+            events = (item,) if type(item) is Event else getattr(item, "events", ())
+            for event in events:
+                failed_runs.setdefault(event.run_id, error)
+        for position, item in enumerate(batch.items):
+            if type(item) is not _Claim:
+                continue
+            failure = failed_runs.get(item.run_id)
+            if failure is not None:
+                batch.failed[position] = failure
+            else:
+                batch.claimed[position] = db.execute(SQL_CLAIM_RUN, item.params).rowcount
 
     def _unit_error(self, events: Sequence[Event], exc: Exception) -> StoreError:
         first = events[0]
@@ -1038,7 +1132,7 @@ class Store:
     def _fail_items(self, items: Sequence[_Item], error: StoreError) -> None:
         published = False
         for item in items:
-            if isinstance(item, _Group | _Marker | _Job):
+            if isinstance(item, _Group | _Marker | _Claim | _Job):
                 if not item.future.done():
                     item.future.set_exception(error)
             elif type(item) is Event:
@@ -1050,7 +1144,7 @@ class Store:
         """Fail whatever is still queued (published after close began, or left at shutdown)."""
         while self._queue:
             item = self._queue.popleft()
-            if isinstance(item, _Group | _Marker | _Job) and not item.future.done():
+            if isinstance(item, _Group | _Marker | _Claim | _Job) and not item.future.done():
                 item.future.set_exception(self._not_writable())
 
     # -- reading -----------------------------------------------------------------------------------
@@ -1193,14 +1287,19 @@ class Store:
     # -- ownership ---------------------------------------------------------------------------------
 
     async def claim_run(self, run_id: str, owner: Owner) -> None:
-        """Record `owner` as the process running `run_id`, with a fresh heartbeat."""
+        """Record `owner` as the process running `run_id`, with a fresh heartbeat.
 
-        async def claim(conn: aiosqlite.Connection) -> int:
-            params = (owner.host, owner.pid, owner.started_at, time.time(), run_id)
-            return (await conn.execute(SQL_CLAIM_RUN, params)).rowcount
-
-        if not await self._submit(claim):
-            raise UnknownRunError(run_id)
+        The claim commits with whatever was published before it: in the same transaction as
+        the run's `run.created` when that is not committed yet. If an event of the run in that
+        transaction failed, so does the claim, with the event's error (which the next `flush`
+        reports as well).
+        """
+        if self._closing or self._conn is None or self.readonly:
+            raise self._not_writable()
+        params = (owner.host, owner.pid, owner.started_at, time.time(), run_id)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Claim(run_id, params, future))
+        await asyncio.shield(future)
 
     async def heartbeat(self, run_ids: Sequence[str], owner: Owner) -> None:
         """Refresh the heartbeat of those of `run_ids` that `owner` holds (one UPDATE)."""

@@ -730,6 +730,38 @@ async def test_a_run_a_manager_finishes_is_left_without_an_owner(
         assert (row.state, row.owner, row.heartbeat_at) == ("succeeded", None, None)
 
 
+async def test_a_claim_commits_with_the_run_created_published_before_it(store: Store) -> None:
+    run = RunWriter()
+    before = store.batches_committed
+    store.publish(run.created())
+
+    await store.claim_run(run.run_id, Owner.current())
+
+    assert store.batches_committed - before == 1
+    row = await store.run_row(run.run_id)
+    assert row is not None
+    assert row.owner == Owner.current()
+
+
+async def test_a_claim_fails_with_its_run_when_the_runs_events_fail_to_commit(
+    store: Store,
+) -> None:
+    taken = RunWriter()
+    event = taken.created()
+    await store.append([event])
+    clash = RunWriter(taken.run_id)  # the same run id again: its run.created breaks (run, seq)
+    store.publish(clash.created())
+
+    with pytest.raises(StoreError, match="already has an event with that seq"):
+        await store.claim_run(taken.run_id, Owner.current())
+
+    row = await store.run_row(taken.run_id)
+    assert row is not None
+    assert row.owner is None  # nothing was claimed
+    with pytest.raises(StoreError, match="already has an event with that seq"):
+        await store.flush()  # the published event's failure is still reported
+
+
 async def test_claiming_an_unknown_run_raises(store: Store) -> None:
     with pytest.raises(UnknownRunError):
         await store.claim_run("no-such-run", Owner.current())
