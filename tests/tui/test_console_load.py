@@ -82,7 +82,11 @@ async def test_a_run_view_out_of_sight_holds_its_updates_and_catches_up(
         assert not run_view.in_sight
         assert app._background_screens == []  # nothing shows through: nothing to repaint
         await app.bridge.approve(run_id, "publish_gate")
-        await wait_until(pilot, lambda: app.bridge.runs[0].state == "succeeded")
+        # The runs list comes from the store's poll, which may not have seen the run yet.
+        await wait_until(
+            pilot,
+            lambda: any(r.run_id == run_id and r.state == "succeeded" for r in app.bridge.runs),
+        )
         assert "pending" in run_view.table.get_row("publish")[1].plain  # held back
         await pilot.press("escape")
         await wait_for_text(pilot, "SUCCEEDED")
