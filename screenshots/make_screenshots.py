@@ -25,13 +25,17 @@ REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "tui")]
 
 import seeding  # type: ignore[import-not-found]  # noqa: E402  (lives with the console's tests)
+from scenes import (  # type: ignore[import-not-found]  # noqa: E402  (the snapshot tests' scenes)
+    breakers,
+    help_screen,
+    home,
+    node_detail,
+    playback,
+    run_view,
+    wide_run,
+)
 
 from engine.loader import load_file  # noqa: E402
-from tui.app import InterlockApp  # noqa: E402
-from tui.screens.breakers import BreakersScreen  # noqa: E402
-from tui.screens.node import NodeScreen  # noqa: E402
-from tui.screens.playback import PlaybackScreen  # noqa: E402
-from tui.screens.run import RunScreen  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -39,96 +43,7 @@ if TYPE_CHECKING:
     from textual.pilot import Pilot
 
 
-MIDFLIGHT = seeding.run_id("midflight")
 WIDE = seeding.run_id("wide-200")
-
-
-def app_of(pilot: Pilot[Any]) -> InterlockApp:
-    app = pilot.app
-    assert isinstance(app, InterlockApp)
-    return app
-
-
-async def wait(pilot: Pilot[Any], check: Callable[[], Any], limit: float = 30.0) -> None:
-    for _ in range(int(limit / 0.05)):
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await pilot.pause(0.05)
-    raise TimeoutError("the console never got there")
-
-
-async def settle(pilot: Pilot[Any]) -> None:
-    await pilot.pause(0.3)
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause(0.3)
-
-
-async def midflight(pilot: Pilot[Any]) -> InterlockApp:
-    app = app_of(pilot)
-    await wait(pilot, lambda: app.bridge.ready and len(app.bridge.runs) >= 8)
-    await pilot.pause(0.3)
-    await app.bridge.launch(load_file(app.ctx.pipelines_dir / "midflight.yaml"), {},
-                            run_id=MIDFLIGHT)
-
-    async def crunching() -> bool:
-        state = await app.bridge.run_state(MIDFLIGHT)
-        return state.nodes["crunch"].state.value == "running"
-
-    await wait(pilot, crunching)
-    await wait(pilot, lambda: any(r.run_id == MIDFLIGHT for r in app.bridge.runs))
-    return app
-
-
-async def home(pilot: Pilot[Any]) -> None:
-    await midflight(pilot)
-    await settle(pilot)
-
-
-async def run_view(pilot: Pilot[Any]) -> None:
-    app = await midflight(pilot)
-    await app.push_screen(RunScreen(app.ctx, MIDFLIGHT))
-    await settle(pilot)  # the selection starts on the running node, with its countdown
-
-
-async def node_detail(pilot: Pilot[Any]) -> None:
-    await run_view(pilot)
-    app = app_of(pilot)
-    screen = app.screen
-    assert isinstance(screen, RunScreen)
-    await app.push_screen(NodeScreen(app.ctx, MIDFLIGHT, "fetch", screen.infos))
-    await settle(pilot)
-
-
-async def breakers(pilot: Pilot[Any]) -> None:
-    app = await midflight(pilot)
-    await app.push_screen(BreakersScreen(app.ctx))
-    await settle(pilot)
-
-
-async def playback(pilot: Pilot[Any]) -> None:
-    app = app_of(pilot)
-    await wait(pilot, lambda: app.bridge.ready)
-    await app.push_screen(PlaybackScreen(app.ctx, seeding.run_id("approval-rejected")))
-    await settle(pilot)
-    await pilot.press(*["right"] * 8)
-    await settle(pilot)
-
-
-async def wide(pilot: Pilot[Any]) -> None:
-    app = app_of(pilot)
-    await wait(pilot, lambda: app.bridge.ready)
-    await app.push_screen(RunScreen(app.ctx, WIDE))
-    await settle(pilot)
-    await pilot.press("down", *["right"] * 6)
-    await settle(pilot)
-
-
-async def help_keys(pilot: Pilot[Any]) -> None:
-    await pilot.press("question_mark")
-    await settle(pilot)
 
 
 SHOTS: list[tuple[str, Callable[[Pilot[Any]], Awaitable[None]], tuple[int, int], bool]] = [
@@ -139,9 +54,9 @@ SHOTS: list[tuple[str, Callable[[Pilot[Any]], Awaitable[None]], tuple[int, int],
     ("playback", playback, (120, 36), False),
     ("run-80x24", run_view, (80, 24), False),
     ("home-80x24", home, (80, 24), False),
-    ("wide-200", wide, (120, 36), False),
+    ("wide-200", wide_run, (120, 36), False),
     ("run-ascii", run_view, (120, 36), True),
-    ("help", help_keys, (120, 36), False),
+    ("help", help_screen, (120, 36), False),
 ]
 
 

@@ -11,13 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import seeding
-from console_helpers import app_of, wait_until
-
-from engine.loader import load_file
-from tui.screens.breakers import BreakersScreen
-from tui.screens.node import NodeScreen
-from tui.screens.playback import PlaybackScreen
-from tui.screens.run import RunScreen
+from scenes import breakers, help_screen, home, launch, node_detail, playback, run_view
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -27,7 +21,6 @@ if TYPE_CHECKING:
     from tui.app import InterlockApp
 
 WIDE, SMALL = (120, 36), (80, 24)
-MIDFLIGHT = seeding.run_id("midflight")
 
 
 @pytest.fixture(scope="session")
@@ -58,98 +51,6 @@ EVENTS_CLOCK: list[seeding.FakeClock] = [seeding.FakeClock()]
 def frozen_events() -> None:
     # Event timestamps, and so run deadlines, come from this clock.
     EVENTS_CLOCK[0] = seeding.FakeClock(seeding.START + 540.0)
-
-
-async def settle(pilot: Pilot[Any]) -> None:
-    app = app_of(pilot)
-    await pilot.pause(0.1)
-    await app.workers.wait_for_complete()
-    await pilot.pause(0.1)
-
-
-async def midflight(pilot: Pilot[Any]) -> InterlockApp:
-    """Launch the mid-flight run in the console and wait until its long step runs."""
-    app = app_of(pilot)
-    await wait_until(pilot, lambda: app.bridge.ready)
-    # The seeded runs are listed before the new one arrives, so the cursor stays on the newest
-    # seeded run (the table keeps the cursor on its run), every time.
-    await wait_until(pilot, lambda: len(app.bridge.runs) >= 7)
-    await pilot.pause(0.3)
-    pipeline = load_file(app.ctx.pipelines_dir / "midflight.yaml")
-    await app.bridge.launch(pipeline, {}, run_id=MIDFLIGHT)
-
-    async def crunching() -> bool:
-        state = await app.bridge.run_state(MIDFLIGHT)
-        return state.nodes["crunch"].state.value == "running"
-
-    await wait_until(pilot, crunching, what="crunch to run")
-    await pilot.pause(0.3)
-    return app
-
-
-async def home(pilot: Pilot[Any]) -> None:
-    app = await midflight(pilot)
-    await wait_until(
-        pilot,
-        lambda: any(r.run_id == MIDFLIGHT and r.state == "running" for r in app.bridge.runs),
-        what="the runs table to list the run",
-    )
-    await settle(pilot)
-
-
-async def run_view(pilot: Pilot[Any]) -> None:
-    app = await midflight(pilot)
-    await app.push_screen(RunScreen(app.ctx, MIDFLIGHT))
-    await wait_until(
-        pilot,
-        lambda: isinstance(app.screen, RunScreen) and app.screen.dag.current_layout is not None,
-        what="the DAG",
-    )
-    await settle(pilot)
-    await pilot.press("down", "down")  # select crunch: its timeout countdown in the status line
-    await settle(pilot)
-
-
-async def node_detail(pilot: Pilot[Any]) -> None:
-    await run_view(pilot)
-    app = app_of(pilot)
-    screen = app.screen
-    assert isinstance(screen, RunScreen)
-    await app.push_screen(NodeScreen(app.ctx, MIDFLIGHT, "fetch", screen.infos))
-    await settle(pilot)
-
-
-async def breakers(pilot: Pilot[Any]) -> None:
-    app = await midflight(pilot)
-    await wait_until(
-        pilot,
-        lambda: app.bridge.breakers.get("midflight/probe") is not None
-        and app.bridge.breakers["midflight/probe"].state == "open",
-        what="the open breaker",
-    )
-    await app.push_screen(BreakersScreen(app.ctx))
-    await settle(pilot)
-
-
-async def playback(pilot: Pilot[Any]) -> None:
-    app = app_of(pilot)
-    await wait_until(pilot, lambda: app.bridge.ready)
-    await app.push_screen(PlaybackScreen(app.ctx, seeding.run_id("approval-rejected")))
-    await settle(pilot)
-    await pilot.press(*["right"] * 9)
-    await settle(pilot)
-
-
-async def help_screen(pilot: Pilot[Any]) -> None:
-    await pilot.press("question_mark")
-    await settle(pilot)
-
-
-async def launch(pilot: Pilot[Any]) -> None:
-    app = app_of(pilot)
-    await wait_until(pilot, lambda: app.bridge.ready)
-    await pilot.press("l")
-    await settle(pilot)
 
 
 SCREENS: dict[str, Callable[[Pilot[Any]], Awaitable[None]]] = {

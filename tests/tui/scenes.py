@@ -1,0 +1,123 @@
+"""The console's scenes: from a seeded console to a screen worth looking at. Shared by the
+snapshot tests (`test_snapshots.py`) and the README's screenshots
+(`screenshots/make_screenshots.py`), so the pictures show what the tests check."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import seeding
+from console_helpers import app_of, wait_until
+
+from engine.loader import load_file
+from tui.screens.breakers import BreakersScreen
+from tui.screens.node import NodeScreen
+from tui.screens.playback import PlaybackScreen
+from tui.screens.run import RunScreen
+
+if TYPE_CHECKING:
+    from textual.pilot import Pilot
+
+    from tui.app import InterlockApp
+
+MIDFLIGHT = seeding.run_id("midflight")
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    app = app_of(pilot)
+    await pilot.pause(0.1)
+    await app.workers.wait_for_complete()
+    await pilot.pause(0.1)
+
+
+async def midflight(pilot: Pilot[Any]) -> InterlockApp:
+    """Launch the mid-flight run in the console and wait until its long step runs."""
+    app = app_of(pilot)
+    await wait_until(pilot, lambda: app.bridge.ready)
+    # The seeded runs are listed before the new one arrives (one poll lists them all), so the
+    # cursor stays on the newest seeded run (the table keeps the cursor on its run), every time.
+    await wait_until(pilot, lambda: bool(app.bridge.runs))
+    await pilot.pause(0.3)
+    pipeline = load_file(app.ctx.pipelines_dir / "midflight.yaml")
+    await app.bridge.launch(pipeline, {}, run_id=MIDFLIGHT)
+
+    async def crunching() -> bool:
+        state = await app.bridge.run_state(MIDFLIGHT)
+        return state.nodes["crunch"].state.value == "running"
+
+    await wait_until(pilot, crunching, what="crunch to run")
+    await pilot.pause(0.3)
+    return app
+
+
+async def home(pilot: Pilot[Any]) -> None:
+    app = await midflight(pilot)
+    await wait_until(
+        pilot,
+        lambda: any(r.run_id == MIDFLIGHT and r.state == "running" for r in app.bridge.runs),
+        what="the runs table to list the run",
+    )
+    await settle(pilot)
+
+
+async def run_view(pilot: Pilot[Any]) -> None:
+    app = await midflight(pilot)
+    await app.push_screen(RunScreen(app.ctx, MIDFLIGHT))
+    await wait_until(
+        pilot,
+        lambda: isinstance(app.screen, RunScreen) and app.screen.dag.current_layout is not None,
+        what="the DAG",
+    )
+    await settle(pilot)  # the selection starts on the running node: crunch, with its countdown
+
+
+async def node_detail(pilot: Pilot[Any]) -> None:
+    await run_view(pilot)
+    app = app_of(pilot)
+    screen = app.screen
+    assert isinstance(screen, RunScreen)
+    await app.push_screen(NodeScreen(app.ctx, MIDFLIGHT, "fetch", screen.infos))
+    await settle(pilot)
+
+
+async def breakers(pilot: Pilot[Any]) -> None:
+    app = await midflight(pilot)
+    await wait_until(
+        pilot,
+        lambda: app.bridge.breakers.get("midflight/probe") is not None
+        and app.bridge.breakers["midflight/probe"].state == "open",
+        what="the open breaker",
+    )
+    await app.push_screen(BreakersScreen(app.ctx))
+    await settle(pilot)
+
+
+async def playback(pilot: Pilot[Any]) -> None:
+    app = app_of(pilot)
+    await wait_until(pilot, lambda: app.bridge.ready)
+    await app.push_screen(PlaybackScreen(app.ctx, seeding.run_id("approval-rejected")))
+    await settle(pilot)
+    await pilot.press(*["right"] * 9)
+    await settle(pilot)
+
+
+async def help_screen(pilot: Pilot[Any]) -> None:
+    await pilot.press("question_mark")
+    await settle(pilot)
+
+
+async def launch(pilot: Pilot[Any]) -> None:
+    app = app_of(pilot)
+    await wait_until(pilot, lambda: app.bridge.ready)
+    await pilot.press("l")
+    await settle(pilot)
+
+
+async def wide_run(pilot: Pilot[Any]) -> None:
+    """The seeded wide-200 run (`seeding.run_id("wide-200")`), scrolled into its first layer."""
+    app = app_of(pilot)
+    await wait_until(pilot, lambda: app.bridge.ready)
+    await app.push_screen(RunScreen(app.ctx, seeding.run_id("wide-200")))
+    await settle(pilot)
+    await pilot.press("down", *["right"] * 6)
+    await settle(pilot)
