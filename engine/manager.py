@@ -9,6 +9,8 @@ Contract:
   ownership of its runs, heartbeats them, and polls the store (every `control_interval`, at most
   250 ms) for `cancel`/`approve`/`reject` commands, acting within a second. Breaker state is
   loaded from and saved to the store, so it survives restarts.
+- The manager holds a run's handle (its executor and live state) only while the run is not
+  finished: whoever wants a finished run's state keeps the handle, or folds it from the store.
 - `resume` continues an interrupted run from its folded events (guards: terminal runs are
   refused, gate-failed runs only with an override and a reason); `replay` starts a new run from
   a stored run's definition snapshot and params, linked to it.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from engine.breaker import BreakerChange, BreakerRegistry, CircuitBreaker
@@ -40,6 +43,9 @@ if TYPE_CHECKING:
     from engine.bus import EventSink
     from engine.spec import Pipeline
     from engine.store import Owner, Store
+
+
+ENDED_RUNS_KEPT = 10_000  # ids of ended runs a manager remembers (`ran_here`)
 
 
 class RunHandle:
@@ -112,7 +118,10 @@ class RunManager:
         self._control_interval = min(control_interval, 0.25)
         self._heartbeat_interval = heartbeat_interval
         self._owner = owner
-        self._runs: dict[str, RunHandle] = {}
+        self._runs: dict[str, RunHandle] = {}  # the runs not finished yet
+        # The ids of the latest runs that ended here: a manager that runs for weeks (the
+        # console's) keeps no finished run's executor and state, only a bounded list of ids.
+        self._ended: OrderedDict[str, None] = OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
         self._control_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -235,10 +244,23 @@ class RunManager:
             raise
         finally:
             await self._after_run(executor, released)
+            self._forget(executor)
         return state
+
+    def _forget(self, executor: Executor) -> None:
+        handle = self._runs.get(executor.run_id)
+        if handle is not None and handle.executor is executor:
+            del self._runs[executor.run_id]
+        self._ended[executor.run_id] = None
+        self._ended.move_to_end(executor.run_id)
+        while len(self._ended) > ENDED_RUNS_KEPT:
+            self._ended.popitem(last=False)
 
     async def _take_slot(self, executor: Executor) -> bool:
         """Wait for a run slot; False (holding none) if the run is stopped while it waits."""
+        if not self._slots.locked():  # a slot is free: taken at once, nothing to wait for
+            await self._slots.acquire()
+            return True
         slot = asyncio.ensure_future(self._slots.acquire())
         stopped = asyncio.ensure_future(executor.wait_stop_requested())
         try:
@@ -267,7 +289,12 @@ class RunManager:
     # -- control ----------------------------------------------------------------------------------
 
     def get(self, run_id: str) -> RunHandle | None:
+        """The handle of a run this manager is running (None once it has ended)."""
         return self._runs.get(run_id)
+
+    def ran_here(self, run_id: str) -> bool:
+        """Whether this manager runs, or ran, the run (of its last `ENDED_RUNS_KEPT` ended)."""
+        return run_id in self._runs or run_id in self._ended
 
     def active_runs(self) -> list[str]:
         return [run_id for run_id, handle in self._runs.items() if not handle.done()]

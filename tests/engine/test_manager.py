@@ -85,6 +85,33 @@ async def test_runs_beyond_max_concurrent_runs_wait_their_turn_and_all_finish(
     assert not manager.is_running("no-such-run")
 
 
+async def test_a_finished_run_is_let_go_of_and_its_id_remembered(
+    make_pipeline: MakePipeline, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-lived manager (the console's) keeps no finished run's executor and state: its
+    memory does not grow with every run it ever ran. It still knows which runs were its own."""
+    import gc
+    import weakref
+
+    from engine import manager as manager_module
+
+    monkeypatch.setattr(manager_module, "ENDED_RUNS_KEPT", 3)
+    pipeline = single(make_pipeline, callable_ref(extract), params={"rows": {"default": 1}})
+    async with RunManager(sinks=[recorder]) as manager:
+        handles = [await manager.start(pipeline) for _ in range(4)]
+        assert all(manager.get(h.run_id) is h and manager.ran_here(h.run_id) for h in handles)
+        states = [await handle for handle in handles]
+        assert [s.state for s in states] == [RunStatus.SUCCEEDED] * 4
+        assert [manager.get(h.run_id) for h in handles] == [None] * 4
+        # The three newest ended runs are remembered as this manager's; the oldest is not.
+        assert [manager.ran_here(h.run_id) for h in handles] == [False, True, True, True]
+        assert not manager.ran_here("no-such-run")
+        executor = weakref.ref(handles[0].executor)
+        del handles, states
+        gc.collect()
+        assert executor() is None
+
+
 async def test_a_run_exists_as_soon_as_it_is_started(
     make_pipeline: MakePipeline, recorder: Recorder
 ) -> None:

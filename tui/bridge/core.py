@@ -289,7 +289,7 @@ class Bridge(Polling, Commands):
             del self._runs[run_id]
 
     def is_own(self, run_id: str) -> bool:
-        return self._manager is not None and self._manager.get(run_id) is not None
+        return self._manager is not None and self._manager.ran_here(run_id)
 
     def is_running_here(self, run_id: str) -> bool:
         return self._manager is not None and self._manager.is_running(run_id)
