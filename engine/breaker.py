@@ -87,6 +87,18 @@ class CircuitBreaker:
         self._on_change = on_change
         self.changed_at = 0.0  # wall time of the last transition (0: never changed here)
 
+    @property
+    def admits_freely(self) -> bool:
+        """Closed with nothing counted: `acquire` and `record_success` would change nothing
+        and report nothing (the usual case, asked twice per attempt: the executor then skips
+        both, and the listener it would have made for them)."""
+        return (
+            self.state is BreakerState.CLOSED
+            and not self.failures
+            and self.opened_at is None
+            and not self._trial_in_flight
+        )
+
     def snapshot(self) -> BreakerSnapshot:
         self._refresh()
         return BreakerSnapshot(

@@ -99,7 +99,16 @@ def new_event_id() -> str:
     20 runs, and stays at 8 ms with these. Eighty random bits keep ids from different processes
     (or the same millisecond) apart as well as a random id does.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{new_id()[:20]}"
+    while True:
+        try:
+            return f"{time.time_ns() // 1_000_000:012x}{_tails.pop()}"
+        except IndexError:
+            raw = os.urandom(10 * 256).hex()
+            _tails.extend(raw[i : i + 20] for i in range(0, len(raw), 20))
+
+
+_tails: list[str] = []  # 80 random bits each, drawn as `new_id` draws its ids
+os.register_at_fork(after_in_child=_tails.clear)
 
 
 def _encoder(*, sort_keys: bool) -> Callable[[Any], str]:

@@ -13,9 +13,10 @@ later fold of the stored events cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from engine.events import Event, EventType
@@ -187,146 +188,234 @@ def _finish_node(node: NodeState, event: Event, status: NodeStatus) -> None:
     node.error_class = event.error_class
     node.reason = event.reason
     node.retry_delay = None
-    _close_attempt(node, event, status.value)
+    _close_attempt(node, event, _OUTCOMES[status])
+
+
+_OUTCOMES = {status: status.value for status in NodeStatus}  # `.value` is a property call
 
 
 def _definition_nodes(definition: Mapping[str, Any]) -> dict[str, NodeState]:
-    nodes: dict[str, NodeState] = {}
+    return {
+        node_id: NodeState(node_id, node_type, needs)
+        for node_id, node_type, needs in _definition_shape(definition)
+    }
+
+
+# The last definitions read, by identity (each held, so that its id cannot be reused): the
+# runs of one pipeline in a process share one definition object (the executor's snapshot), and
+# reading it again for each run cost more per node than running a no-op node's events.
+_SHAPES: dict[int, tuple[Mapping[str, Any], list[tuple[str, str, tuple[str, ...]]]]] = {}
+_SHAPES_KEPT = 8
+
+
+def _definition_shape(definition: Mapping[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(id, type, needs) of each node of a `run.created` definition, edges folded into needs."""
+    hit = _SHAPES.get(id(definition))
+    if hit is not None and hit[0] is definition:
+        return hit[1]
+    nodes: dict[str, tuple[str, tuple[str, ...]]] = {}
     raw_nodes = definition.get("nodes") or []
     for raw in raw_nodes:
         if isinstance(raw, Mapping) and isinstance(raw.get("id"), str):
             needs = tuple(str(n) for n in raw.get("needs") or ())
-            nodes[raw["id"]] = NodeState(raw["id"], str(raw.get("type", "")), needs)
+            nodes[raw["id"]] = (str(raw.get("type", "")), needs)
     for edge in definition.get("edges") or []:
         if isinstance(edge, Mapping):
             src, dst = edge.get("from"), edge.get("to")
-            if isinstance(src, str) and dst in nodes and src not in nodes[dst].needs:
-                nodes[dst].needs = (*nodes[dst].needs, src)
-    return nodes
+            if isinstance(src, str) and dst in nodes and src not in nodes[dst][1]:
+                nodes[dst] = (nodes[dst][0], (*nodes[dst][1], src))
+    shape = [(node_id, node_type, needs) for node_id, (node_type, needs) in nodes.items()]
+    if len(_SHAPES) >= _SHAPES_KEPT:
+        _SHAPES.pop(next(iter(_SHAPES)))
+    _SHAPES[id(definition)] = (definition, shape)
+    return shape
 
 
-def apply(state: RunState, event: Event) -> RunState:
-    """Apply one event to `state` (in place) and return it."""
-    etype = event.event_type
-    data = event.data or {}
-    state.last_seq = event.seq
-    state.updated_at = event.timestamp_utc
+# `apply` looks an event's type up in this table of small functions, one per type, instead of
+# comparing it with each type in turn: a node's events are the most frequent and came third
+# to ninth in the chain, each comparison reading an enum member off its class. The statuses
+# are bound to module names for the same reason (a class attribute of an enum costs several
+# times a global).
+_RUNNING, _WAITING, _PENDING = NodeStatus.RUNNING, NodeStatus.WAITING, NodeStatus.PENDING
+_SUCCEEDED, _FAILED, _TIMED_OUT = NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.TIMED_OUT
+_CANCELLED, _SKIPPED, _RETRYING = NodeStatus.CANCELLED, NodeStatus.SKIPPED, NodeStatus.RETRYING
+_NO_DATA: Mapping[str, Any] = MappingProxyType({})
 
-    if etype == EventType.NODE_LOG:
-        node = _node(state, event.node_id)
-        node.logs.append(str(data.get("line", "")))
-        if len(node.logs) > LOG_LINES_KEPT:
-            del node.logs[: len(node.logs) - LOG_LINES_KEPT]
-    elif etype == EventType.NODE_STARTED:
-        node = _node(state, event.node_id)
-        node.state = NodeStatus.RUNNING
-        node.attempts = event.attempt
-        node.started_at = node.started_at or event.timestamp_utc
-        node.attempt_started_at = event.timestamp_utc
+_Apply = Callable[[RunState, Event, Mapping[str, Any]], None]
+
+
+def _node_log(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    node = _node(state, event.node_id)
+    node.logs.append(str(data.get("line", "")))
+    if len(node.logs) > LOG_LINES_KEPT:
+        del node.logs[: len(node.logs) - LOG_LINES_KEPT]
+
+
+def _node_started(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    node = state.nodes.get(event.node_id) or _node(state, event.node_id)  # type: ignore[arg-type]
+    node.state = _RUNNING
+    node.attempts = event.attempt
+    node.started_at = node.started_at or event.timestamp_utc
+    node.attempt_started_at = event.timestamp_utc
+    node.ended_at = node.error_class = node.reason = node.retry_delay = None
+    node.inputs_hash = event.inputs_hash
+    timeout = data.get("timeout")
+    node.timeout = float(timeout) if timeout is not None else None
+    node.history.append(AttemptRecord(event.attempt, event.timestamp_utc))
+
+
+def _node_succeeded(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    node = state.nodes.get(event.node_id) or _node(state, event.node_id)  # type: ignore[arg-type]
+    _finish_node(node, event, _SUCCEEDED)
+    node.output = data.get("output")
+    node.simulated = bool(data.get("simulated", False))
+    node.attempts = max(node.attempts, event.attempt)
+
+
+def _node_failed(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    node = _node(state, event.node_id)
+    _finish_node(node, event, _FAILED)
+    if "output" in data:
+        node.output = data["output"]
+
+
+def _node_finished(status: NodeStatus) -> _Apply:
+    def finish(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+        _finish_node(_node(state, event.node_id), event, status)
+
+    return finish
+
+
+def _node_retried(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    node = _node(state, event.node_id)
+    _close_attempt(node, event, _OUTCOMES[_RETRYING])
+    node.state = _RETRYING
+    node.error_class = event.error_class
+    node.reason = event.reason
+    delay = data.get("delay")
+    node.retry_delay = float(delay) if delay is not None else None
+
+
+def _approval_requested(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    _node(state, event.node_id).state = _WAITING
+
+
+def _approval_decided(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    _node(state, event.node_id).decision = {
+        "decision": "approved" if event.event_type == EventType.APPROVAL_GRANTED else "rejected",
+        "actor": event.actor,
+        "at": event.timestamp_utc,
+        "reason": event.reason,
+    }
+
+
+def _run_state_changed(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    new = RunStatus(str(data.get("to", state.state.value)))
+    state.state = new
+    if new in (RunStatus.RUNNING, RunStatus.WAITING) and state.started_at is None:
+        state.started_at = event.timestamp_utc
+    if "deadline_at" in data:
+        state.deadline_at = data["deadline_at"]
+    if event.reason is not None:
+        state.reason = event.reason
+
+
+def _run_created(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    state.pipeline_id = str(data.get("pipeline_id", ""))
+    definition = data.get("definition") or {}
+    state.definition = dict(definition)
+    state.params = dict(data.get("params") or {})
+    state.replay_of = data.get("replay_of")
+    state.simulate = bool(data.get("simulate", False))
+    state.created_at = event.timestamp_utc
+    state.state = RunStatus.PENDING
+    state.nodes = _definition_nodes(definition)
+
+
+def _run_completed(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    state.state = RunStatus(str(data.get("state", state.state.value)))
+    state.ended_at = event.timestamp_utc
+    state.reason = event.reason
+    state.error_class = event.error_class
+
+
+def _run_resumed(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    state.run_attempt = event.attempt
+    state.ended_at = None
+    state.reason = event.reason
+    state.error_class = None
+    for node_id in data.get("reset") or ():
+        node = _node(state, node_id)
+        node.state = _PENDING
         node.ended_at = None
         node.error_class = None
         node.reason = None
         node.retry_delay = None
-        node.inputs_hash = event.inputs_hash
-        timeout = data.get("timeout")
-        node.timeout = float(timeout) if timeout is not None else None
-        node.history.append(AttemptRecord(event.attempt, event.timestamp_utc))
-    elif etype == EventType.NODE_SUCCEEDED:
-        node = _node(state, event.node_id)
-        _finish_node(node, event, NodeStatus.SUCCEEDED)
-        node.output = data.get("output")
-        node.simulated = bool(data.get("simulated", False))
-        node.attempts = max(node.attempts, event.attempt)
-    elif etype == EventType.NODE_FAILED:
-        node = _node(state, event.node_id)
-        _finish_node(node, event, NodeStatus.FAILED)
-        if "output" in data:
-            node.output = data["output"]
-    elif etype == EventType.NODE_TIMED_OUT:
-        _finish_node(_node(state, event.node_id), event, NodeStatus.TIMED_OUT)
-    elif etype == EventType.NODE_CANCELLED:
-        _finish_node(_node(state, event.node_id), event, NodeStatus.CANCELLED)
-    elif etype == EventType.NODE_SKIPPED:
-        node = _node(state, event.node_id)
-        _finish_node(node, event, NodeStatus.SKIPPED)
-    elif etype == EventType.NODE_RETRIED:
-        node = _node(state, event.node_id)
-        _close_attempt(node, event, NodeStatus.RETRYING.value)
-        node.state = NodeStatus.RETRYING
-        node.error_class = event.error_class
-        node.reason = event.reason
-        delay = data.get("delay")
-        node.retry_delay = float(delay) if delay is not None else None
-    elif etype == EventType.APPROVAL_REQUESTED:
-        node = _node(state, event.node_id)
-        node.state = NodeStatus.WAITING
-    elif etype in (EventType.APPROVAL_GRANTED, EventType.APPROVAL_REJECTED):
-        node = _node(state, event.node_id)
-        node.decision = {
-            "decision": "approved" if etype == EventType.APPROVAL_GRANTED else "rejected",
-            "actor": event.actor,
-            "at": event.timestamp_utc,
-            "reason": event.reason,
-        }
-    elif etype == EventType.RUN_STATE_CHANGED:
-        new = RunStatus(str(data.get("to", state.state.value)))
-        state.state = new
-        if new in (RunStatus.RUNNING, RunStatus.WAITING) and state.started_at is None:
-            state.started_at = event.timestamp_utc
-        if "deadline_at" in data:
-            state.deadline_at = data["deadline_at"]
-        if event.reason is not None:
-            state.reason = event.reason
-    elif etype == EventType.RUN_CREATED:
-        state.pipeline_id = str(data.get("pipeline_id", ""))
-        definition = data.get("definition") or {}
-        state.definition = dict(definition)
-        state.params = dict(data.get("params") or {})
-        state.replay_of = data.get("replay_of")
-        state.simulate = bool(data.get("simulate", False))
-        state.created_at = event.timestamp_utc
-        state.state = RunStatus.PENDING
-        state.nodes = _definition_nodes(definition)
-    elif etype == EventType.RUN_COMPLETED:
-        state.state = RunStatus(str(data.get("state", state.state.value)))
-        state.ended_at = event.timestamp_utc
-        state.reason = event.reason
-        state.error_class = event.error_class
-    elif etype == EventType.RUN_RESUMED:
-        state.run_attempt = event.attempt
-        state.ended_at = None
-        state.reason = event.reason
-        state.error_class = None
-        for node_id in data.get("reset") or ():
-            node = _node(state, node_id)
-            node.state = NodeStatus.PENDING
-            node.ended_at = None
-            node.error_class = None
-            node.reason = None
-            node.retry_delay = None
-            if node.history and node.history[-1].ended_at is None:
-                node.history[-1].ended_at = event.timestamp_utc
-                node.history[-1].outcome = "interrupted"
-        state.gate_failures = [g for g in state.gate_failures if g not in (data.get("reset") or ())]
-    elif etype == EventType.RUN_OVERRIDE_APPLIED:
-        overridden = list(data.get("nodes") or ())
-        state.overrides.append({"actor": event.actor, "reason": event.reason, "nodes": overridden})
-        # The verdict is overridden: those gates no longer fail the run (`overrides` keeps it).
-        state.gate_failures = [g for g in state.gate_failures if g not in overridden]
-    elif etype == EventType.GATE_FAILED:
-        if event.node_id is not None and event.node_id not in state.gate_failures:
-            state.gate_failures.append(event.node_id)
-    elif etype == EventType.BREAKER_STATE_CHANGED:
-        key = str(data.get("key", ""))
-        state.breakers[key] = {
-            "state": data.get("to"),
-            "failures": data.get("failures", 0),
-            "at": event.timestamp_utc,
-            "node_id": event.node_id,
-            "recovery_timeout": data.get("recovery_timeout"),
-        }
-    elif etype == EventType.ARTIFACT_EMITTED:
-        state.artifacts.append({"node_id": event.node_id, **dict(data)})
+        if node.history and node.history[-1].ended_at is None:
+            node.history[-1].ended_at = event.timestamp_utc
+            node.history[-1].outcome = "interrupted"
+    state.gate_failures = [g for g in state.gate_failures if g not in (data.get("reset") or ())]
+
+
+def _run_override_applied(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    overridden = list(data.get("nodes") or ())
+    state.overrides.append({"actor": event.actor, "reason": event.reason, "nodes": overridden})
+    # The verdict is overridden: those gates no longer fail the run (`overrides` keeps it).
+    state.gate_failures = [g for g in state.gate_failures if g not in overridden]
+
+
+def _gate_failed(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    if event.node_id is not None and event.node_id not in state.gate_failures:
+        state.gate_failures.append(event.node_id)
+
+
+def _breaker_state_changed(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    key = str(data.get("key", ""))
+    state.breakers[key] = {
+        "state": data.get("to"),
+        "failures": data.get("failures", 0),
+        "at": event.timestamp_utc,
+        "node_id": event.node_id,
+        "recovery_timeout": data.get("recovery_timeout"),
+    }
+
+
+def _artifact_emitted(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    state.artifacts.append({"node_id": event.node_id, **dict(data)})
+
+
+_APPLY_BY_TYPE: dict[EventType, _Apply] = {
+    EventType.NODE_LOG: _node_log,
+    EventType.NODE_STARTED: _node_started,
+    EventType.NODE_SUCCEEDED: _node_succeeded,
+    EventType.NODE_FAILED: _node_failed,
+    EventType.NODE_TIMED_OUT: _node_finished(_TIMED_OUT),
+    EventType.NODE_CANCELLED: _node_finished(_CANCELLED),
+    EventType.NODE_SKIPPED: _node_finished(_SKIPPED),
+    EventType.NODE_RETRIED: _node_retried,
+    EventType.APPROVAL_REQUESTED: _approval_requested,
+    EventType.APPROVAL_GRANTED: _approval_decided,
+    EventType.APPROVAL_REJECTED: _approval_decided,
+    EventType.RUN_STATE_CHANGED: _run_state_changed,
+    EventType.RUN_CREATED: _run_created,
+    EventType.RUN_COMPLETED: _run_completed,
+    EventType.RUN_RESUMED: _run_resumed,
+    EventType.RUN_OVERRIDE_APPLIED: _run_override_applied,
+    EventType.GATE_FAILED: _gate_failed,
+    EventType.BREAKER_STATE_CHANGED: _breaker_state_changed,
+    EventType.ARTIFACT_EMITTED: _artifact_emitted,
+}
+# Keyed by the plain strings: a table of exact str keys is the fast kind of dict.
+_APPLY: dict[str, _Apply] = {etype.value: change for etype, change in _APPLY_BY_TYPE.items()}
+
+
+def apply(state: RunState, event: Event) -> RunState:
+    """Apply one event to `state` (in place) and return it."""
+    state.last_seq = event.seq
+    state.updated_at = event.timestamp_utc
+    change = _APPLY.get(event.event_type)
+    if change is not None:  # else a type this version does not know: it changes nothing
+        change(state, event, event.data or _NO_DATA)
     return state
 
 
