@@ -139,9 +139,14 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-async def timed(make: Callable[[], Awaitable[Any]]) -> float:
-    """Seconds one call of `make()` takes, after a full collection so that repetitions start
-    alike (the collector stays on while timing: the engine runs with it on)."""
+async def timed(
+    make: Callable[[], Awaitable[Any]], before: Callable[[], None] | None = None
+) -> float:
+    """Seconds one call of `make()` takes, after `before()` (untimed) and a full collection so
+    that repetitions start alike (the collector stays on while timing: the engine runs with it
+    on)."""
+    if before is not None:
+        before()
     gc.collect()
     start = time.perf_counter()
     await make()

@@ -44,6 +44,11 @@ class MemorySink:
     def of(self, run_id: str) -> list[Event]:
         return list(self.by_run.get(run_id, ()))
 
+    def clear(self) -> None:
+        """Forget every event kept so far."""
+        self.events.clear()
+        self.by_run.clear()
+
 
 Subscriber = Callable[[Event], None]
 

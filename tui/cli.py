@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -235,6 +236,10 @@ async def _run_with_manager(
         sinks.append(metrics)
         port = metrics.serve(args.metrics_port)
         _err(f"metrics on http://127.0.0.1:{port}/metrics")
+    # What is alive now (the interpreter, the loaded modules and the pipeline) lives as long as
+    # the process: kept out of the collector's sight, as the console keeps its own (`app.py`),
+    # a full collection during a long run walks only what the run made.
+    gc.freeze()
     try:
         async with _open_store(args) as store, RunManager(store=store, sinks=sinks) as manager:
             handle = await starter(manager)
