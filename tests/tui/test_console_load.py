@@ -113,6 +113,9 @@ async def test_the_dag_draws_only_the_cells_in_view_of_a_wide_layer(make_app: Ma
         dag = app.screen.query_one("#dag", DagView)
         layout = dag.current_layout
         assert layout is not None and layout.width > 4 * dag.size.width
+        # The layout is in; the widget takes its width, and its scrollbar, on its next layout
+        # pass: till then it does not scroll at all, and every scroll below would stay at 0.
+        await wait_until(pilot, lambda: dag.allow_horizontal_scroll and dag.max_scroll_x > 0)
         seen: set[int] = set()
         for x in (0, 1, 17, layout.width // 2, dag.max_scroll_x):
             dag.scroll_to(x=x, animate=False, immediate=True)
