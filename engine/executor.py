@@ -10,8 +10,9 @@ tasks is left.
 
 Shape: deciding is pure, acting is thin. `decide_node` says, for a node whose parents are all
 terminal, whether it starts or is skipped and why. A node's task acts on its own completion as
-it ends (it settles the node and starts what that lets start), so a chain of nodes costs the
-loop one turn per node; the driver (`Executor._drive`) is a short loop that starts the run and
+it ends (it settles the node and starts what that lets start, running the first of them itself
+when it may: `_run_node`), so a chain of quick nodes costs the loop a turn per millisecond, not
+per node; the driver (`Executor._drive`) is a short loop that starts the run and
 then waits on one inbox, fed by stop requests, the force timer, errors and "no node left"; it
 never polls. The executor's view of the run is a `RunState` kept with `engine.state.apply` over
 the events it emits, so the live state is by construction the fold of the log.
