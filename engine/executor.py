@@ -983,13 +983,7 @@ class Executor:
         (parent,) = inputs
         known = self._single_input_hashes.get(parent)
         if known is None:
-            output_hash = self._output_hashes.get(parent)
-            if output_hash is None or self._params_hash is None:
-                known = self._hash_inputs(inputs)
-            else:  # `_hash_inputs` of one input, written out (a chain's every node)
-                text = f"{self._params_hash}\n{parent}:{output_hash}"
-                known = hashlib.sha256(text.encode()).hexdigest()
-            self._single_input_hashes[parent] = known
+            known = self._single_input_hashes[parent] = self._hash_inputs(inputs)
         return known
 
     def _hash_inputs(self, inputs: Mapping[str, Any]) -> str:

@@ -252,7 +252,7 @@ def _node_log(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
 
 
 def _node_started(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
-    node = state.nodes.get(event.node_id) or _node(state, event.node_id)  # type: ignore[arg-type]
+    node = _node(state, event.node_id)
     node.state = _RUNNING
     node.attempts = event.attempt
     node.started_at = node.started_at or event.timestamp_utc
@@ -265,7 +265,7 @@ def _node_started(state: RunState, event: Event, data: Mapping[str, Any]) -> Non
 
 
 def _node_succeeded(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
-    node = state.nodes.get(event.node_id) or _node(state, event.node_id)  # type: ignore[arg-type]
+    node = _node(state, event.node_id)
     _finish_node(node, event, _SUCCEEDED)
     node.output = data.get("output")
     node.simulated = bool(data.get("simulated", False))
