@@ -136,6 +136,35 @@ _canonical = _encoder(sort_keys=True)
 _compact = _encoder(sort_keys=False)
 
 
+class EncodedData(dict[str, Any]):
+    """Event data that carries its compact JSON text, worked out once: `Event.to_json` puts
+    the text in as it is instead of encoding the data again.
+
+    For data the executor makes once and shares between events (a node's `node.started` data,
+    the same for each of its attempts in every run; a pipeline's definition snapshot in
+    `run.created`): the store serialises every event it commits, and at the end of a run that
+    is on the path to the run's last commit. Like all event data it must not be changed; it
+    equals, and encodes as, the plain dict.
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self, data: Mapping[str, Any], json_text: str | None = None) -> None:
+        super().__init__(data)
+        self.json = _compact(self) if json_text is None else json_text
+
+    @classmethod
+    def joined(cls, data: Mapping[str, Any], known: Mapping[str, str]) -> EncodedData:
+        """`EncodedData(data)`, with the texts of some values already known (by key): the
+        text is put together as the encoder would write it, encoding only the other values."""
+        get = known.get
+        parts = [
+            f"{encode_basestring_ascii(key)}:{get(key) or _compact(value)}"
+            for key, value in data.items()
+        ]
+        return cls(data, "{" + ",".join(parts) + "}")
+
+
 def stable_hash(value: Any) -> str:
     """sha256 of the canonical JSON of `value`: the same data always hashes the same."""
     return hashlib.sha256(_canonical(value).encode()).hexdigest()
@@ -214,8 +243,9 @@ class Event:
                 text += f',"outputs_hash":{quote(self.outputs_hash)}'
         except TypeError:  # a field that is not a string
             return _compact(self.to_dict())
-        if self.data is not None:
-            text += f',"data":{_compact(self.data)}'
+        data = self.data
+        if data is not None:
+            text += f',"data":{data.json if type(data) is EncodedData else _compact(data)}'
         return text + "}"
 
     @classmethod

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from engine.breaker import BreakerChange, BreakerRegistry, CircuitBreaker, CircuitOpenError
 from engine.errors import NodeError, NodeTimeoutError, TransientError
 from engine.events import (
+    EncodedData,
     Event,
     EventType,
     new_event,
@@ -177,6 +178,8 @@ class _Step:
     # exactly when every parent succeeded.
     plain: bool
     max_attempts: int  # the retry policy's
+    started: EncodedData  # `node.started` data (shared by every attempt: event data is read-only)
+    started_simulated: EncodedData  # the same in simulate mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +200,7 @@ class _Plan:
     # `run.created`'s definition snapshot, shared by the pipeline's runs: event data is
     # read-only, and dumping a 1,000-node pipeline costs more than running one of its nodes.
     snapshot: dict[str, Any]
+    snapshot_json: str  # its compact JSON, which the store would otherwise encode for each run
 
     @classmethod
     def of(cls, pipeline: Pipeline) -> _Plan:
@@ -235,9 +239,14 @@ class _Plan:
                 max_attempts=retry[node.id].max_attempts,
                 plain=node.trigger == "all_success"
                 and not any(p in conditions or optional[p] for p in parents[node.id]),
+                started=EncodedData({"timeout": pipeline.timeout_for(node)}),
+                started_simulated=EncodedData(
+                    {"timeout": pipeline.timeout_for(node), "simulated": True}
+                ),
             )
             for node in nodes
         }
+        snapshot = pipeline.snapshot()
         return cls(
             specs={node.id: node for node in nodes},
             parents=parents,
@@ -248,7 +257,8 @@ class _Plan:
             breakers=breakers,
             steps=steps,
             secret_names=secret_names(pipeline),
-            snapshot=pipeline.snapshot(),
+            snapshot=snapshot,
+            snapshot_json=EncodedData(snapshot).json,
         )
 
 
@@ -500,7 +510,8 @@ class Executor:
         if self.search_path:
             # Where `call:` modules and relative paths were found: resume and replay need it.
             data["search_path"] = self.search_path
-        return self._emit(EventType.RUN_CREATED, actor=actor, attempt=1, data=data)
+        encoded = EncodedData.joined(data, {"definition": self._plan.snapshot_json})
+        return self._emit(EventType.RUN_CREATED, actor=actor, attempt=1, data=encoded)
 
     def prepare_resume(
         self, *, actor: str = "engine", override_reason: str | None = None
@@ -927,44 +938,55 @@ class Executor:
         task = self._tasks[step.node_id]
         hand_on_until = self._loop.time() + _HAND_ON_FOR
         while True:
+            node_id = step.node_id
             try:
-                await self._attempts(step)
+                # The attempts, written out here for the usual single attempt (a coroutine
+                # less per node); retried attempts go through `_retried`.
+                prior = self.state.nodes[node_id].attempts
+                if step.hard_gate or step.max_attempts - prior <= 1:
+                    attempt = prior + 1
+                    try:
+                        output = await self._attempt(step, attempt)
+                    except NodeError as err:
+                        self._node_failed(step.spec, attempt, err)
+                    else:
+                        self._node_succeeded(step, attempt, output)
+                else:
+                    await self._retried(step, prior)
             except asyncio.CancelledError:
-                self._node_done(step.node_id, cancelled=True)
+                self._node_done(node_id, cancelled=True)
                 raise
             except Exception as exc:
-                self._node_done(step.node_id, error=exc)
+                self._node_done(node_id, error=exc)
                 return
-            following = self._node_done(step.node_id, heir=task, hand_on_until=hand_on_until)
+            following = self._node_done(node_id, heir=task, hand_on_until=hand_on_until)
             if following is None:
                 return
             step = following
 
-    async def _attempts(self, step: _Step) -> None:
-        node_id = step.node_id
-        spec = step.spec
-        policy = step.retry
-        prior = self.state.nodes[node_id].attempts
+    async def _retried(self, step: _Step, prior: int) -> None:
+        """The attempts of a node that may retry, under its retry policy, and their outcome."""
+        retrying = make_retrying(
+            step.retry,
+            classify=_error_class,
+            prior_attempts=prior,
+            sleep=self._sleep,
+            before_sleep=self._before_sleep(step.spec, prior),
+            rng=self._rng,
+        )
         attempt = prior + 1
         try:
-            if step.hard_gate or step.max_attempts - prior <= 1:
-                output = await self._attempt(step, attempt)
-            else:
-                retrying = make_retrying(
-                    policy,
-                    classify=_error_class,
-                    prior_attempts=prior,
-                    sleep=self._sleep,
-                    before_sleep=self._before_sleep(spec, prior),
-                    rng=self._rng,
-                )
-                async for try_ in retrying:
-                    with try_:
-                        attempt = prior + try_.retry_state.attempt_number
-                        output = await self._attempt(step, attempt)
+            async for try_ in retrying:
+                with try_:
+                    attempt = prior + try_.retry_state.attempt_number
+                    output = await self._attempt(step, attempt)
         except NodeError as err:
-            self._node_failed(spec, attempt, err)
-            return
+            self._node_failed(step.spec, attempt, err)
+        else:
+            self._node_succeeded(step, attempt, output)
+
+    def _node_succeeded(self, step: _Step, attempt: int, output: dict[str, Any]) -> None:
+        node_id = step.node_id
         data: dict[str, Any] = {"output": output}
         if self.simulate and step.does_work:
             data["simulated"] = True
@@ -1080,7 +1102,7 @@ class Executor:
             EventType.NODE_STARTED,
             node_id,
             attempt,
-            {"timeout": timeout, "simulated": True} if simulated else {"timeout": timeout},
+            step.started_simulated if simulated else step.started,
             self._inputs_hash(inputs) if inputs else None,
         )
         entry: list[Any] | None = None

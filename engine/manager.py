@@ -38,11 +38,11 @@ from engine.state import NodeStatus, RunState, RunStatus
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 
     from engine.bus import EventSink
     from engine.spec import Pipeline
-    from engine.store import Owner, Store
+    from engine.store import BreakerRecord, Owner, Store
 
 
 ENDED_RUNS_KEPT = 10_000  # ids of ended runs a manager remembers (`ran_here`)
@@ -212,11 +212,11 @@ class RunManager:
             # run.created): one commit before the run starts. If they failed, so did the claim,
             # and flush reports why, as it would have before the claim.
             try:
-                await self.store.claim_run(executor.run_id, self._owner)
+                breakers = await self.store.claim_run(executor.run_id, self._owner)
             except InterlockError:
                 await self.store.flush()
                 raise
-            await self._refresh_breakers()
+            self._refresh_breakers(breakers.values())
         task = asyncio.create_task(self._execute(executor), name=f"interlock-run:{executor.run_id}")
         handle = RunHandle(executor, task)
         self._runs[executor.run_id] = handle
@@ -486,10 +486,9 @@ class RunManager:
                 changed_at=record.updated_at,
             )
 
-    async def _refresh_breakers(self) -> None:
+    def _refresh_breakers(self, records: Iterable[BreakerRecord]) -> None:
         """Take breaker changes other processes stored since we last looked."""
-        store = self._require_store()
-        for record in (await store.load_breakers()).values():
+        for record in records:
             local = self.breakers.peek(record.key)
             if local is None or record.updated_at > local.changed_at:
                 self.breakers.restore(

@@ -421,11 +421,12 @@ class _Claim:
     """A `claim_run` call. It joins the batch being collected and is written in the batch's
     transaction, after its events: a run's `run.created` and its claim commit together (one
     fsync where there were two, before a run can start). It fails, claiming nothing, when an
-    event of its run in the same batch failed."""
+    event of its run in the same batch failed. It resolves to the stored breakers, read in
+    the same transaction."""
 
     run_id: str
     params: tuple[Any, ...]  # SQL_CLAIM_RUN's
-    future: asyncio.Future[None]
+    future: asyncio.Future[dict[str, BreakerRecord]]
 
 
 class _Stop:
@@ -468,6 +469,7 @@ class _Batch:
     units: list[tuple[int, int, int]] = field(default_factory=list)
     failed: dict[int, StoreError] = field(default_factory=dict)
     claimed: dict[int, int] = field(default_factory=dict)
+    breakers: dict[str, BreakerRecord] = field(default_factory=dict)  # read by the claims
 
 
 def _event_row(event: Event) -> tuple[Any, ...]:
@@ -985,7 +987,7 @@ class Store:
                 elif not batch.claimed.get(position):
                     item.future.set_exception(UnknownRunError(item.run_id))
                 else:
-                    item.future.set_result(None)
+                    item.future.set_result(batch.breakers)
                 continue
             if isinstance(item, _Marker):
                 if item.future.done():
@@ -1082,6 +1084,8 @@ class Store:
                 batch.failed[position] = failure
             else:
                 batch.claimed[position] = db.execute(SQL_CLAIM_RUN, item.params).rowcount
+        if batch.claimed:
+            batch.breakers = {row[0]: BreakerRecord(*row) for row in db.execute(SQL_BREAKERS)}
 
     def _unit_error(self, events: Sequence[Event], exc: Exception) -> StoreError:
         first = events[0]
@@ -1286,20 +1290,24 @@ class Store:
 
     # -- ownership ---------------------------------------------------------------------------------
 
-    async def claim_run(self, run_id: str, owner: Owner) -> None:
-        """Record `owner` as the process running `run_id`, with a fresh heartbeat.
+    async def claim_run(self, run_id: str, owner: Owner) -> dict[str, BreakerRecord]:
+        """Record `owner` as the process running `run_id`, with a fresh heartbeat; returns the
+        stored breakers, by key, as of the claim (what other processes have saved: a run
+        starts from them).
 
         The claim commits with whatever was published before it: in the same transaction as
         the run's `run.created` when that is not committed yet. If an event of the run in that
         transaction failed, so does the claim, with the event's error (which the next `flush`
-        reports as well).
+        reports as well). The breakers are read in the same transaction, so a run costs a
+        single hand-over to the connection's thread before it starts, not two.
         """
         if self._closing or self._conn is None or self.readonly:
             raise self._not_writable()
         params = (owner.host, owner.pid, owner.started_at, time.time(), run_id)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, BreakerRecord]] = loop.create_future()
         self._enqueue(_Claim(run_id, params, future))
-        await asyncio.shield(future)
+        return await asyncio.shield(future)
 
     async def heartbeat(self, run_ids: Sequence[str], owner: Owner) -> None:
         """Refresh the heartbeat of those of `run_ids` that `owner` holds (one UPDATE)."""

@@ -3,6 +3,7 @@ its constructor, and an event's JSON line is its contract dict encoded, whatever
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.events import Event, EventType, new_event
+from engine.events import EncodedData, Event, EventType, new_event
 
 TEXT = st.text(max_size=12)  # any characters: quotes, escapes, non-ASCII, surrogates
 JSON_DATA = st.recursive(
@@ -73,3 +74,21 @@ def test_an_event_the_executor_builds_is_the_event_its_constructor_builds(event:
         assert hash(built) == hash(event)
     with pytest.raises(dataclasses.FrozenInstanceError):
         built.seq = 2  # type: ignore[misc]  # the point: it is frozen
+
+
+DATA = st.dictionaries(TEXT, JSON_DATA, max_size=4)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(DATA, st.data())
+def test_data_encoded_beforehand_is_written_exactly_as_the_plain_data(
+    data: dict[str, Any], draw: st.DataObject
+) -> None:
+    known = {key: encoded(data[key]) for key in draw.draw(st.sets(st.sampled_from(list(data))))
+             } if data else {}
+    for ready in (EncodedData(data), EncodedData.joined(data, known)):
+        assert ready == data
+        assert ready.json == encoded(data)
+        plain = Event("e1", 1, EventType.NODE_STARTED, "r1", "t", data=data)
+        assert dataclasses.replace(plain, data=ready).to_json() == plain.to_json()
+        assert copy.deepcopy(ready) == data

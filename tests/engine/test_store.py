@@ -743,6 +743,47 @@ async def test_a_claim_commits_with_the_run_created_published_before_it(store: S
     assert row.owner == Owner.current()
 
 
+async def test_a_claim_returns_the_stored_breakers_with_the_same_commit(
+    store: Store, db: Path
+) -> None:
+    opened = BreakerRecord("etl/load", "open", 5, T0, 30.0, T0)
+    async with Store(db) as elsewhere:
+        await elsewhere.save_breaker(opened)
+    run = RunWriter()
+    before = store.batches_committed
+    store.publish(run.created())
+
+    breakers = await store.claim_run(run.run_id, Owner.current())
+
+    assert breakers == {"etl/load": opened}
+    assert store.batches_committed - before == 1
+
+
+async def test_a_long_lived_manager_honours_a_breaker_another_process_opened_since_it_opened(
+    store: Store, db: Path, make_pipeline: MakePipeline, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran.txt"
+    pipeline = make_pipeline(
+        {
+            "id": "etl",
+            "nodes": [
+                {"id": "load", "type": "shell", "command": ["touch", str(marker)]},
+            ],
+        }
+    )
+    async with RunManager(store=store) as manager:  # loads the breakers once, here: none
+        async with Store(db) as elsewhere:  # another process opens the node's breaker
+            await elsewhere.save_breaker(
+                BreakerRecord("etl/load", "open", 5, time.time(), 300.0, time.time())
+            )
+
+        handle = await manager.start(pipeline)
+        state = await handle.wait(10)
+
+    assert state.nodes["load"].error_class == "circuit_open"
+    assert not marker.exists(), "the work ran behind an open breaker"
+
+
 async def test_a_claim_fails_with_its_run_when_the_runs_events_fail_to_commit(
     store: Store,
 ) -> None:
