@@ -51,6 +51,7 @@ import contextlib
 import functools
 import gc
 import importlib.resources
+import itertools
 import json
 import logging
 import operator
@@ -499,7 +500,7 @@ def _insert_rows(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> Non
         while size > total - start:
             size //= 2
         chunk = rows[start : start + size]
-        db.execute(_sql_insert_events(size), [value for row in chunk for value in row])
+        db.execute(_sql_insert_events(size), list(itertools.chain.from_iterable(chunk)))
         start += size
 
 
@@ -947,22 +948,26 @@ class Store:
     def _prepare(self, items: list[_Item]) -> _Batch:
         """Serialize the batch's events; an event that cannot be serialized fails its unit."""
         batch = _Batch(items)
+        rows, events, units = batch.rows, batch.events, batch.units
         for position, item in enumerate(items):
-            if type(item) is Event:
-                unit: Sequence[Event] = (item,)
+            if type(item) is Event:  # nearly every item: one published event, its own unit
+                try:
+                    row = _event_row(item)
+                except (TypeError, ValueError) as exc:
+                    batch.failed[position] = self._unit_error((item,), exc)
+                    continue
+                units.append((len(rows), len(rows) + 1, position))
+                rows.append(row)
+                events.append(item)
             elif isinstance(item, _Group):
-                unit = item.events
-            else:
-                continue
-            try:
-                rows = [_event_row(event) for event in unit]
-            except (TypeError, ValueError) as exc:
-                batch.failed[position] = self._unit_error(unit, exc)
-                continue
-            start = len(batch.rows)
-            batch.rows.extend(rows)
-            batch.events.extend(unit)
-            batch.units.append((start, len(batch.rows), position))
+                try:
+                    group = [_event_row(event) for event in item.events]
+                except (TypeError, ValueError) as exc:
+                    batch.failed[position] = self._unit_error(item.events, exc)
+                    continue
+                units.append((len(rows), len(rows) + len(group), position))
+                rows.extend(group)
+                events.extend(item.events)
         return batch
 
     async def _write_batch(self, batch: _Batch) -> None:
@@ -978,6 +983,8 @@ class Store:
                 failed.update((position, error) for _, _, position in batch.units)
                 failed.update((position, error) for position in claims)
         for position, item in enumerate(batch.items):
+            if type(item) is Event and not failed:  # a published event: nobody waits on it
+                continue
             if isinstance(item, _Claim):
                 if item.future.done():
                     continue
