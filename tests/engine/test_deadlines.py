@@ -1,0 +1,71 @@
+"""The attempts' deadlines (`engine.executor._Deadlines`): one loop timer for all of a run's
+attempts. It wakes the loop a little ahead of a far deadline (a loop that slept for seconds
+wakes up late), and must still cancel nothing before its deadline, and everything at it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from engine.executor import _PREWAKE, _Deadlines
+
+
+class TimerLog:
+    """Records the loop times the deadlines' timer was set for."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.times: list[float] = []
+        self._call_at = loop.call_at
+
+    def __call__(self, when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(callback, "__name__", "") == "_fire":
+            self.times.append(when)
+        return self._call_at(when, callback, *args, **kwargs)
+
+
+async def test_a_far_deadline_wakes_the_loop_early_but_cancels_only_at_the_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    timers = TimerLog(loop)
+    loop.call_at = timers  # type: ignore[assignment, method-assign]  # this loop only, undone below
+    fires: list[tuple[float, bool]] = []  # (loop time, task cancelled by then) at each timer
+
+    class Watched(_Deadlines):
+        def _fire(self) -> None:
+            super()._fire()
+            fires.append((loop.time(), task.cancelling() > 0))
+
+    deadlines = Watched(loop)
+    try:
+        task = asyncio.create_task(asyncio.sleep(10))
+        deadline = loop.time() + 0.2
+        deadlines.arm(deadline, task)
+        assert timers.times == [deadline - _PREWAKE]  # the early wake, not the deadline
+
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # However late this loop ran, no timer cancelled the task before its deadline, and
+        # the one that did was at or after it.
+        assert all(not cancelled for at, cancelled in fires if at < deadline)
+        assert [cancelled for _, cancelled in fires][-1] is True
+        assert fires[-1][0] >= deadline
+    finally:
+        del loop.call_at  # the instance attribute: the class method is back
+        deadlines.close()
+
+
+async def test_a_near_deadline_is_set_once_and_a_disarmed_one_cancels_nothing() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = _Deadlines(loop)
+    near = asyncio.create_task(asyncio.sleep(10))
+    kept = asyncio.create_task(asyncio.sleep(10))
+    deadlines.arm(loop.time() + _PREWAKE, near)
+    entry = deadlines.arm(loop.time() + 0.1, kept)
+
+    await asyncio.sleep(_PREWAKE * 1.5)
+    assert near.cancelled()
+    assert deadlines.disarm(entry) is False  # disarmed in time: its task is left alone
+    await asyncio.sleep(0.15)
+    assert not kept.done()
+    kept.cancel()
+    deadlines.close()
