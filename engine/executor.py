@@ -296,6 +296,9 @@ _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 _FIRED: Any = object()  # an entry's task slot once its deadline cancelled the task
 _NOT_FIRED = 1 << 62  # `Executor._disarm` when the deadline cancelled nothing
 _HAND_ON_FOR = 0.001  # seconds a node task may go on running the nodes that follow it
+# Retry jitter's generator when none is given: one per process, not one per run (seeding a
+# `random.Random` from the OS costs 10 us, a tenth of a one-node run).
+_JITTER = random.Random()
 # A deadline further off than twice this is first woken up for this long before it: see
 # `_Deadlines.arm`.
 _PREWAKE = 0.02
@@ -420,7 +423,7 @@ class Executor:
         self._breakers = breakers if breakers is not None else BreakerRegistry()
         self._sleep = sleep
         self._now = now
-        self._rng = rng or random.Random()
+        self._rng = rng or _JITTER
         self.state = state if state is not None else RunState(self.run_id)
         self._seq = self.state.last_seq
         plan = _plan_for(pipeline)
