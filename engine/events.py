@@ -148,26 +148,43 @@ class EncodedData(dict[str, Any]):
     """
 
     __slots__ = ("json",)
+    # Made as a dict is (no __init__ of its own: the executor makes one per node), then `json`
+    # set; `encode` and `joined` do both.
+    json: str
 
-    def __init__(self, data: Mapping[str, Any], json_text: str | None = None) -> None:
-        super().__init__(data)
-        self.json = _compact(self) if json_text is None else json_text
+    @classmethod
+    def encode(cls, data: Mapping[str, Any]) -> EncodedData:
+        """`data`, with its text."""
+        made = cls(data)
+        made.json = _compact(made)
+        return made
 
     @classmethod
     def joined(cls, data: Mapping[str, Any], known: Mapping[str, str]) -> EncodedData:
-        """`EncodedData(data)`, with the texts of some values already known (by key): the
-        text is put together as the encoder would write it, encoding only the other values."""
+        """`encode(data)`, with the texts of some values already known (by key): the text is
+        put together as the encoder would write it, encoding only the other values."""
         get = known.get
         parts = [
             f"{encode_basestring_ascii(key)}:{get(key) or _compact(value)}"
             for key, value in data.items()
         ]
-        return cls(data, "{" + ",".join(parts) + "}")
+        made = cls(data)
+        made.json = "{" + ",".join(parts) + "}"
+        return made
 
 
 def stable_hash(value: Any) -> str:
     """sha256 of the canonical JSON of `value`: the same data always hashes the same."""
     return hashlib.sha256(_canonical(value).encode()).hexdigest()
+
+
+# `value` as an event's body holds it: compact JSON, keys in their order (`to_json`'s).
+compact_json = _compact
+
+
+def json_hash(text: str) -> str:
+    """sha256 of a JSON text, as 64 hex digits."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ from engine.events import (
     EncodedData,
     Event,
     EventType,
+    compact_json,
+    json_hash,
     new_event,
     new_event_id,
     new_id,
@@ -239,8 +241,8 @@ class _Plan:
                 max_attempts=retry[node.id].max_attempts,
                 plain=node.trigger == "all_success"
                 and not any(p in conditions or optional[p] for p in parents[node.id]),
-                started=EncodedData({"timeout": pipeline.timeout_for(node)}),
-                started_simulated=EncodedData(
+                started=EncodedData.encode({"timeout": pipeline.timeout_for(node)}),
+                started_simulated=EncodedData.encode(
                     {"timeout": pipeline.timeout_for(node), "simulated": True}
                 ),
             )
@@ -258,7 +260,7 @@ class _Plan:
             steps=steps,
             secret_names=secret_names(pipeline),
             snapshot=snapshot,
-            snapshot_json=EncodedData(snapshot).json,
+            snapshot_json=EncodedData.encode(snapshot).json,
         )
 
 
@@ -449,7 +451,7 @@ class Executor:
         self._watched: set[asyncio.Task[None]] = set()  # cancelled by the driver
         self._busy = 0  # tasks in `_tasks` that hold a concurrency slot (approvals hold none)
         self._params_hash: str | None = None
-        self._output_hashes: dict[str, str] = {}  # node id -> stable_hash of its output
+        self._output_hashes: dict[str, str] = {}  # node id -> its outputs_hash
         self._single_input_hashes: dict[str, str] = {}  # input node id -> inputs hash
         self._approvals: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._stop: _Stop | None = None
@@ -1003,11 +1005,19 @@ class Executor:
             self._node_succeeded(step, attempt, output)
 
     def _node_succeeded(self, step: _Step, attempt: int, output: dict[str, Any]) -> None:
+        """Emit `node.succeeded`. Its `outputs_hash` is the hash of the output's JSON text as
+        the event holds it, and the event carries that text (`EncodedData`): the output is
+        encoded once, not once for the hash and again when the store writes the event."""
         node_id = step.node_id
-        data: dict[str, Any] = {"output": output}
+        text = compact_json(output)
         if self.simulate and step.does_work:
-            data["simulated"] = True
-        outputs_hash = stable_hash(output) if output else None
+            data = EncodedData(output=output, simulated=True)
+            data.json = f'{{"output":{text},"simulated":true}}'
+        else:
+            data = EncodedData(output=output)
+            data.json = f'{{"output":{text}}}'
+
+        outputs_hash = json_hash(text) if output else None
         self._output_hashes[node_id] = outputs_hash or _EMPTY_HASH
         self._emit_node(EventType.NODE_SUCCEEDED, node_id, attempt, data, None, outputs_hash)
 
@@ -1034,7 +1044,7 @@ class Executor:
             known = hashes.get(parent)
             if known is None:  # succeeded before a resume: its hash is worked out here
                 output = inputs[parent]
-                known = hashes[parent] = stable_hash(output) if output else _EMPTY_HASH
+                known = hashes[parent] = json_hash(compact_json(output)) if output else _EMPTY_HASH
             parts.append(f"{parent}:{known}")
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 

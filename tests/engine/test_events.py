@@ -86,7 +86,7 @@ def test_data_encoded_beforehand_is_written_exactly_as_the_plain_data(
 ) -> None:
     known = {key: encoded(data[key]) for key in draw.draw(st.sets(st.sampled_from(list(data))))
              } if data else {}
-    for ready in (EncodedData(data), EncodedData.joined(data, known)):
+    for ready in (EncodedData.encode(data), EncodedData.joined(data, known)):
         assert ready == data
         assert ready.json == encoded(data)
         plain = Event("e1", 1, EventType.NODE_STARTED, "r1", "t", data=data)

@@ -25,12 +25,12 @@ from engine.api import callable_ref
 from engine.bus import MemorySink
 from engine.errors import TransientError
 from engine.events import EventType, parse_timestamp
-from engine.executor import decide_node, node_ids
+from engine.executor import Executor, decide_node, node_ids
 from engine.loader import load_file
 from engine.manager import RunManager
 from engine.nodes import MAX_LOG_LINES, NodeContext, abandoned_threads
 from engine.spec import ParallelNode
-from engine.state import NodeState, NodeStatus, RunState, RunStatus
+from engine.state import NodeState, NodeStatus, RunState, RunStatus, fold
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -1037,7 +1037,9 @@ async def test_a_small_run_emits_exactly_this_event_sequence(run_pipeline: RunPi
     assert (running.data or {})["to"] == "running"
     assert "deadline_at" in (running.data or {})
     assert a_done.data == {"output": {"rows": 3, "who": "a"}}
-    assert a_done.outputs_hash is not None
+    # outputs_hash: sha256 of the output's JSON text, as the event line holds it.
+    output_text = json.dumps(json.loads(a_done.to_json())["data"]["output"], separators=(",", ":"))
+    assert a_done.outputs_hash == hashlib.sha256(output_text.encode()).hexdigest()
     assert b_started.inputs_hash is not None
     assert b_done.data == {"output": {"rows": 6}}
     assert completed.data is not None
@@ -1454,3 +1456,37 @@ def test_a_condition_parent_selects_its_branch() -> None:
     assert decide("all_success", {"c": OK}, results={"c": False}) == "branch_not_taken"
     assert decide("all_success", {"c": OK}, when={"c": False}, results={"c": False}) is None
     assert decide("none_failed", {"c": OK}, results={"c": False}) == "branch_not_taken"
+
+
+async def keys_out_of_order(payload: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    return {"who": "a", "rows": 3}  # not in sorted order: its text is not the canonical one
+
+
+async def test_a_resumed_node_hashes_its_inputs_as_it_would_have_without_the_resume(
+    make_pipeline: MakePipeline,
+) -> None:
+    """A parent that succeeded before the resume has its output hash worked out again from the
+    log: the child's inputs_hash must not tell the two apart."""
+    pipeline = make_pipeline(
+        {
+            "nodes": [
+                {"id": "a", "type": "python", "call": ref(keys_out_of_order)},
+                {"id": "b", "type": "python", "call": ref(double_rows), "needs": ["a"]},
+            ],
+        }
+    )
+    whole = MemorySink()
+    first = Executor(pipeline, sinks=[whole])
+    first.create()
+    await first.execute()
+    b_started = next(e for e in whole.events if e.event_type == "node.started" and e.node_id == "b")
+
+    # The same run as the log held it once `a` had succeeded (and `b` never started), resumed.
+    upto = next(i for i, e in enumerate(whole.events) if e.event_type == "node.succeeded") + 1
+    resumed = MemorySink()
+    executor = Executor(pipeline, sinks=[resumed], state=fold(whole.events[:upto]))
+    executor.prepare_resume()
+    await executor.execute()
+    again = next(e for e in resumed.events if e.event_type == "node.started" and e.node_id == "b")
+
+    assert again.inputs_hash == b_started.inputs_hash
