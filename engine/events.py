@@ -262,7 +262,14 @@ class Event:
             return _compact(self.to_dict())
         data = self.data
         if data is not None:
-            text += f',"data":{data.json if type(data) is EncodedData else _compact(data)}'
+            if type(data) is EncodedData:
+                try:
+                    encoded = data.json
+                except AttributeError:  # made as a plain dict is, its text never set
+                    encoded = _compact(data)
+            else:
+                encoded = _compact(data)
+            text += f',"data":{encoded}'
         return text + "}"
 
     @classmethod

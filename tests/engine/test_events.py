@@ -92,3 +92,6 @@ def test_data_encoded_beforehand_is_written_exactly_as_the_plain_data(
         plain = Event("e1", 1, EventType.NODE_STARTED, "r1", "t", data=data)
         assert dataclasses.replace(plain, data=ready).to_json() == plain.to_json()
         assert copy.deepcopy(ready) == data
+    without_text = EncodedData(data)  # made as a dict is: encoded like one
+    plain = Event("e1", 1, EventType.NODE_STARTED, "r1", "t", data=data)
+    assert dataclasses.replace(plain, data=without_text).to_json() == plain.to_json()
