@@ -221,6 +221,7 @@ class _Plan:
                 assert policy.key is not None
                 breakers[node.id] = (policy.key, policy.failure_threshold, policy.recovery_timeout)
         retry = {n.id: pipeline.retry_for(n) for n in nodes}
+        timeouts = {n.id: pipeline.timeout_for(n) for n in nodes}
         conditions = frozenset(n.id for n in nodes if n.type == "condition")
         optional = {node.id: node.optional for node in nodes}
         steps = {
@@ -229,7 +230,7 @@ class _Plan:
                 node_id=node.id,
                 kind=node.type,
                 parents=parents[node.id],
-                timeout=pipeline.timeout_for(node),
+                timeout=timeouts[node.id],
                 retry=retry[node.id],
                 breaker=breakers[node.id],
                 holds_slot=node.type != "approval",
@@ -241,9 +242,9 @@ class _Plan:
                 max_attempts=retry[node.id].max_attempts,
                 plain=node.trigger == "all_success"
                 and not any(p in conditions or optional[p] for p in parents[node.id]),
-                started=EncodedData.encode({"timeout": pipeline.timeout_for(node)}),
+                started=EncodedData.encode({"timeout": timeouts[node.id]}),
                 started_simulated=EncodedData.encode(
-                    {"timeout": pipeline.timeout_for(node), "simulated": True}
+                    {"timeout": timeouts[node.id], "simulated": True}
                 ),
             )
             for node in nodes
@@ -1016,7 +1017,6 @@ class Executor:
         else:
             data = EncodedData(output=output)
             data.json = f'{{"output":{text}}}'
-
         outputs_hash = json_hash(text) if output else None
         self._output_hashes[node_id] = outputs_hash or _EMPTY_HASH
         self._emit_node(EventType.NODE_SUCCEEDED, node_id, attempt, data, None, outputs_hash)
