@@ -951,23 +951,21 @@ class Store:
         rows, events, units = batch.rows, batch.events, batch.units
         for position, item in enumerate(items):
             if type(item) is Event:  # nearly every item: one published event, its own unit
-                try:
-                    row = _event_row(item)
-                except (TypeError, ValueError) as exc:
-                    batch.failed[position] = self._unit_error((item,), exc)
-                    continue
-                units.append((len(rows), len(rows) + 1, position))
-                rows.append(row)
-                events.append(item)
+                unit: Sequence[Event] = (item,)
             elif isinstance(item, _Group):
-                try:
-                    group = [_event_row(event) for event in item.events]
-                except (TypeError, ValueError) as exc:
-                    batch.failed[position] = self._unit_error(item.events, exc)
-                    continue
-                units.append((len(rows), len(rows) + len(group), position))
-                rows.extend(group)
-                events.extend(item.events)
+                unit = item.events
+            else:
+                continue
+            start = len(rows)
+            try:
+                for event in unit:  # a loop, not a comprehension: no function call per item
+                    rows.append(_event_row(event))
+            except (TypeError, ValueError) as exc:
+                del rows[start:]
+                batch.failed[position] = self._unit_error(unit, exc)
+                continue
+            units.append((start, len(rows), position))
+            events += unit
         return batch
 
     async def _write_batch(self, batch: _Batch) -> None:

@@ -293,11 +293,12 @@ async def test_an_event_that_cannot_be_serialized_fails_only_its_append(store: S
     created = run.created()
     loop: dict[str, Any] = {}
     loop["self"] = loop
+    fine = run.state("running")
     broken = run.event(EventType.NODE_LOG, node_id="a", data=loop)
     store.publish(created)
 
     with pytest.raises(StoreError, match="cannot be written as JSON"):
-        await store.append([broken])
+        await store.append([fine, broken])  # all of an append, or none of it
     assert await store.events(run.run_id) == [created]
 
 
