@@ -140,11 +140,12 @@ class EncodedData(dict[str, Any]):
     """Event data that carries its compact JSON text, worked out once: `Event.to_json` puts
     the text in as it is instead of encoding the data again.
 
-    For data the executor makes once and shares between events (a node's `node.started` data,
-    the same for each of its attempts in every run; a pipeline's definition snapshot in
-    `run.created`): the store serialises every event it commits, and at the end of a run that
-    is on the path to the run's last commit. Like all event data it must not be changed; it
-    equals, and encodes as, the plain dict.
+    The executor's: a node's `node.started` data (one object for each of its attempts in every
+    run), a pipeline's definition snapshot in `run.created` (one per pipeline), and each
+    `node.succeeded`'s (whose output was encoded for its hash anyway). The store serialises
+    every event it commits, and at the end of a run that is on the path to the run's last
+    commit. Like all event data it must not be changed; it equals, and encodes as, the plain
+    dict.
     """
 
     __slots__ = ("json",)
@@ -173,18 +174,18 @@ class EncodedData(dict[str, Any]):
         return made
 
 
+def json_hash(text: str) -> str:
+    """sha256 of a JSON text, as 64 hex digits."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def stable_hash(value: Any) -> str:
     """sha256 of the canonical JSON of `value`: the same data always hashes the same."""
-    return hashlib.sha256(_canonical(value).encode()).hexdigest()
+    return json_hash(_canonical(value))
 
 
 # `value` as an event's body holds it: compact JSON, keys in their order (`to_json`'s).
 compact_json = _compact
-
-
-def json_hash(text: str) -> str:
-    """sha256 of a JSON text, as 64 hex digits."""
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
