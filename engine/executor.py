@@ -1010,7 +1010,7 @@ class Executor:
         the event holds it, and the event carries that text (`EncodedData`): the output is
         encoded once, not once for the hash and again when the store writes the event."""
         node_id = step.node_id
-        text = compact_json(output)
+        text = compact_json(output) if output else "{}"
         if self.simulate and step.does_work:
             data = EncodedData(output=output, simulated=True)
             data.json = f'{{"output":{text},"simulated":true}}'
