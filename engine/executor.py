@@ -308,7 +308,7 @@ _PREWAKE = 0.02
 
 
 class _Deadlines:
-    """The attempts' timeouts of one run, on one loop timer.
+    """The attempts' timeouts of one run, and the run's own deadline, on one loop timer.
 
     `asyncio.timeout` costs a context manager and a timer handle per attempt, the handle
     cancelled again (and left in the loop's heap) when nearly every attempt ends in time. Here
@@ -317,8 +317,10 @@ class _Deadlines:
     attempt (see `Executor._attempt`) turns that cancellation, and only that one, into a
     timeout, with the same `uncancel` bookkeeping.
 
-    An entry is `[deadline, order, task]`; `disarm` clears its task, and cleared entries leave
-    the heap when they reach its top (or when they are more than half of it).
+    An entry is `[deadline, order, target]`, the target an attempt's task (cancelled when the
+    deadline is reached) or, for the run's deadline, a function (called); `disarm` clears the
+    target, and cleared entries leave the heap when they reach its top (or when they are more
+    than half of it).
 
     The timer for a deadline more than `2 * _PREWAKE` away first goes off `_PREWAKE` early,
     finds nothing due and is set again for the deadline itself. A process whose loop has slept
@@ -338,10 +340,11 @@ class _Deadlines:
         self._count = 0
         self._stale = 0
 
-    def arm(self, deadline: float, task: asyncio.Task[Any]) -> list[Any]:
-        """Cancel `task` at `deadline` (loop time) unless disarmed before."""
+    def arm(self, deadline: float, target: asyncio.Task[Any] | Callable[[], None]) -> list[Any]:
+        """Cancel `target` (a task), or call it, at `deadline` (loop time) unless disarmed
+        before."""
         self._count += 1
-        entry = [deadline, self._count, task]
+        entry = [deadline, self._count, target]
         heapq.heappush(self._heap, entry)
         if deadline < self._at:
             self._set_timer(deadline)
@@ -382,12 +385,15 @@ class _Deadlines:
         reached = self._loop.time() + _CLOCK_RESOLUTION
         while heap and (heap[0][2] is None or heap[0][0] < reached):
             entry = heapq.heappop(heap)
-            task = entry[2]
-            if task is None:
+            target = entry[2]
+            if target is None:
                 self._stale -= 1
                 continue
             entry[2] = _FIRED
-            task.cancel()
+            if isinstance(target, asyncio.Task):
+                target.cancel()
+            else:
+                target()
         if heap:
             self._set_timer(heap[0][0])
 
@@ -637,11 +643,11 @@ class Executor:
         self._inbox = deque()
         if self._deadlines is None:  # kept if `execute` runs again: attempts may hold entries
             self._deadlines = _Deadlines(loop)
-        deadline_handle: asyncio.TimerHandle | None = None
+        run_deadline: list[Any] | None = None  # its entry in `_deadlines`
         if self._stop is None:
             timeout = self.pipeline.timeout
             self._run_deadline = loop.time() + timeout
-            deadline_handle = loop.call_at(self._run_deadline, self._deadline_passed)
+            run_deadline = self._deadlines.arm(self._run_deadline, self._deadline_passed)
             # The deadline is on the clock of the event that announces it: a test (or a
             # screenshot) that injects `now` fixes the deadline with it.
             timestamp = self._now()
@@ -662,8 +668,8 @@ class Executor:
             await self._shield_finish()
             raise
         finally:
-            if deadline_handle is not None:
-                deadline_handle.cancel()
+            if run_deadline is not None:
+                self._deadlines.disarm(run_deadline)
         await self._finish()
         return self.state
 

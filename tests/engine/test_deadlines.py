@@ -8,7 +8,11 @@ import asyncio
 import contextlib
 from typing import Any
 
+from engine.api import PipelineBuilder
+from engine.bus import MemorySink
 from engine.executor import _PREWAKE, _Deadlines
+from engine.manager import RunManager
+from engine.state import RunStatus
 
 
 class TimerLog:
@@ -69,3 +73,30 @@ async def test_a_near_deadline_is_set_once_and_a_disarmed_one_cancels_nothing() 
     assert not kept.done()
     kept.cancel()
     deadlines.close()
+
+
+async def hangs(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    await asyncio.sleep(30)
+    return {}
+
+
+async def test_the_runs_own_deadline_wakes_the_loop_early_too_and_ends_the_run_at_it() -> None:
+    flow = PipelineBuilder("run-deadline", timeout=0.2)
+    flow.python("stuck", hangs, timeout=30)
+    pipeline = flow.build()
+    loop = asyncio.get_running_loop()
+    timers = TimerLog(loop)
+    loop.call_at = timers  # type: ignore[assignment, method-assign]  # this loop only, undone below
+    try:
+        async with RunManager(sinks=[MemorySink()]) as manager:
+            started = loop.time()
+            state = await (await manager.start(pipeline))
+            ended = loop.time()
+    finally:
+        del loop.call_at  # the instance attribute: the class method is back
+
+    assert state.state is RunStatus.TIMEOUT
+    assert ended - started >= 0.2
+    # The run's deadline, ~0.2 s on, was first woken up for `_PREWAKE` ahead of it.
+    early = [at - started for at in timers.times if 0.1 < at - started < 0.2]
+    assert early and all(abs(at - (0.2 - _PREWAKE)) < 0.05 for at in early)
