@@ -17,11 +17,20 @@ from engine.state import RunStatus
 
 
 class TimerLog:
-    """Records the loop times the deadlines' timer was set for."""
+    """Records the loop times the deadlines' timer was set for, while in its `with` block (on
+    this loop instance only)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.times: list[float] = []
+        self._loop = loop
         self._call_at = loop.call_at
+
+    def __enter__(self) -> TimerLog:
+        self._loop.call_at = self  # type: ignore[assignment, method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self._loop.call_at  # the instance attribute: the class method is back
 
     def __call__(self, when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
         if getattr(callback, "__name__", "") == "_fire":
@@ -31,8 +40,6 @@ class TimerLog:
 
 async def test_a_far_deadline_wakes_the_loop_early_but_cancels_only_at_the_deadline() -> None:
     loop = asyncio.get_running_loop()
-    timers = TimerLog(loop)
-    loop.call_at = timers  # type: ignore[assignment, method-assign]  # this loop only, undone below
     fires: list[tuple[float, bool]] = []  # (loop time, task cancelled by then) at each timer
 
     class Watched(_Deadlines):
@@ -41,7 +48,7 @@ async def test_a_far_deadline_wakes_the_loop_early_but_cancels_only_at_the_deadl
             fires.append((loop.time(), task.cancelling() > 0))
 
     deadlines = Watched(loop)
-    try:
+    with TimerLog(loop) as timers:
         task = asyncio.create_task(asyncio.sleep(10))
         deadline = loop.time() + 0.2
         deadlines.arm(deadline, task)
@@ -54,9 +61,7 @@ async def test_a_far_deadline_wakes_the_loop_early_but_cancels_only_at_the_deadl
         assert all(not cancelled for at, cancelled in fires if at < deadline)
         assert [cancelled for _, cancelled in fires][-1] is True
         assert fires[-1][0] >= deadline
-    finally:
-        del loop.call_at  # the instance attribute: the class method is back
-        deadlines.close()
+    deadlines.close()
 
 
 async def test_a_near_deadline_is_set_once_and_a_disarmed_one_cancels_nothing() -> None:
@@ -86,15 +91,11 @@ async def test_the_runs_own_deadline_wakes_the_loop_early_too_and_ends_the_run_a
     flow.python("stuck", hangs, timeout=30)
     pipeline = flow.build()
     loop = asyncio.get_running_loop()
-    timers = TimerLog(loop)
-    loop.call_at = timers  # type: ignore[assignment, method-assign]  # this loop only, undone below
-    try:
+    with TimerLog(loop) as timers:
         async with RunManager(sinks=[MemorySink()]) as manager:
             started = loop.time()
             state = await (await manager.start(pipeline))
             ended = loop.time()
-    finally:
-        del loop.call_at  # the instance attribute: the class method is back
 
     assert state.state is RunStatus.TIMEOUT
     assert ended - started >= 0.2
