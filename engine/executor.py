@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import hashlib
 import heapq
 import math
 import random
@@ -1042,17 +1041,19 @@ class Executor:
         return known
 
     def _hash_inputs(self, inputs: Mapping[str, Any]) -> str:
-        if self._params_hash is None:
-            self._params_hash = stable_hash(self.params)
-        parts = [self._params_hash]
+        text = self._params_hash
+        if text is None:
+            text = self._params_hash = stable_hash(self.params)
         hashes = self._output_hashes
-        for parent in sorted(inputs):
+        # The lines "parent:hash" after the params' hash, in parent order (a single input, the
+        # usual case, needs no sorting); `+=` on a string nobody else holds appends in place.
+        for parent in inputs if len(inputs) == 1 else sorted(inputs):
             known = hashes.get(parent)
             if known is None:  # succeeded before a resume: its hash is worked out here
                 output = inputs[parent]
                 known = hashes[parent] = json_hash(compact_json(output)) if output else _EMPTY_HASH
-            parts.append(f"{parent}:{known}")
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+            text += f"\n{parent}:{known}"
+        return json_hash(text)
 
     def _before_sleep(self, spec: NodeBase, prior: int) -> Callable[[RetryCallState], None]:
         def before_sleep(retry_state: RetryCallState) -> None:

@@ -1,18 +1,21 @@
 """Events as values: the executor's cheap way of building one gives the same frozen `Event` as
-its constructor, and an event's JSON line is its contract dict encoded, whatever it holds."""
+its constructor, and an event's JSON line is its contract dict encoded, whatever it holds; its
+timestamp and id read the clock they say they do."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.events import EncodedData, Event, EventType, new_event
+from engine import events
+from engine.events import EncodedData, Event, EventType, new_event, new_event_id, utc_now_iso
 
 TEXT = st.text(max_size=12)  # any characters: quotes, escapes, non-ASCII, surrogates
 JSON_DATA = st.recursive(
@@ -94,3 +97,34 @@ def test_data_encoded_beforehand_is_written_exactly_as_the_plain_data(
         assert copy.deepcopy(ready) == data
     assert EncodedData.encode(data).json == encoded(data)
     assert EncodedData.joined(data, known).json == encoded(data)
+
+
+@pytest.mark.parametrize(
+    "ns",
+    [
+        1_700_000_000_000_042_999,  # 42 us into a second: zero-padded
+        1_700_000_000_999_999_999,  # the last microsecond of it
+        1_700_000_001_000_000_000,  # the next second: its text is written anew
+        1_700_000_000_500_000_000,  # and a clock set back to the second before
+        1_783_000_000_123_456_000,
+    ],
+)
+def test_a_timestamp_is_the_clocks_time_to_the_microsecond(
+    ns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One after another in a process, as the per-second text is kept between calls.
+    monkeypatch.setattr(events.time, "time_ns", lambda: ns)
+    expected = datetime.fromtimestamp(ns // 1000 / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert utc_now_iso() == expected
+
+
+def test_an_event_id_starts_with_its_millisecond_in_hex(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = []
+    for ms in (1_700_000_000_000, 1_700_000_000_000, 1_700_000_000_001, 1_699_999_999_999):
+        monkeypatch.setattr(events.time, "time_ns", lambda ms=ms: ms * 1_000_000 + 999_999)
+        ids.append(new_event_id())
+    assert [int(i[:12], 16) for i in ids] == [
+        1_700_000_000_000, 1_700_000_000_000, 1_700_000_000_001, 1_699_999_999_999
+    ]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == 4  # the same millisecond, different ids
