@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks import report
-from benchmarks.common import Row, Settings
+from benchmarks.common import BenchmarkError, Row, Settings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -63,7 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def measure(chosen: list[str], settings: Settings) -> list[Row]:
+async def measure(chosen: list[str], settings: Settings, failed: list[str]) -> list[Row]:
+    """The rows of the `chosen` workloads; those that cannot be measured go in `failed`."""
     found = workloads()
     # As `interlock run` and the console do once they are loaded: what lives as long as the
     # process (the interpreter, the modules) is kept out of the collector's sight.
@@ -72,7 +73,12 @@ async def measure(chosen: list[str], settings: Settings) -> list[Row]:
     for name in chosen:
         started = time.perf_counter()
         print(f"{name} ...", file=sys.stderr, flush=True)
-        rows += await found[name](settings)
+        try:
+            rows += await found[name](settings)
+        except BenchmarkError as exc:
+            failed.append(f"{name} not measured: {exc}")
+            print(failed[-1], file=sys.stderr, flush=True)
+            continue
         print(f"{name} done in {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
     if settings.peers:
         from benchmarks import peers
@@ -85,13 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings(quick=args.quick, peers=args.peers)
     started = time.perf_counter()
-    rows = asyncio.run(measure(args.chosen, settings))
+    failed: list[str] = []
+    rows = asyncio.run(measure(args.chosen, settings, failed))
     elapsed = time.perf_counter() - started
     command = "python -m benchmarks" + (" " + " ".join(argv if argv is not None else sys.argv[1:])
                                         if (argv if argv is not None else sys.argv[1:]) else "")
     print(report.text_table(rows))
     print()
     print("\n".join(report.verdicts(rows)))
+    if failed:
+        # A partial table would read as the whole: the results files are left as they were.
+        print("\n" + "\n".join(failed), file=sys.stderr)
+        print("results not written: some workloads could not be measured", file=sys.stderr)
+        return 1
     if str(args.out) != "-":
         text = report.results_markdown(rows, command=command, elapsed=elapsed)
         report.write_results(args.out, text)

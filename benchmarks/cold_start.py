@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.common import FLOOR, Row, Target
+from benchmarks.common import FLOOR, BenchmarkError, Row, Target
 from benchmarks.store_bench import interlock_command
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ def wall(argv: Sequence[str], reps: int) -> list[float]:
         done = subprocess.run(argv, cwd=ROOT, capture_output=True, check=False, timeout=60)
         out.append((time.perf_counter() - start) * 1e3)
         if done.returncode not in (0,):
-            raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-300:]!r}")
+            tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            raise BenchmarkError(f"{' '.join(argv)} exited {done.returncode}: {' / '.join(tail)}")
     return out
 
 

@@ -17,6 +17,11 @@ FLOOR = "floor"
 TIMEOUT_FLOOR = "timeout_floor"
 
 
+class BenchmarkError(RuntimeError):
+    """A workload could not be measured, for a reason the message tells (e.g. the `interlock`
+    command does not start): reported as such, not as a traceback."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """How hard to measure: `quick` is a smoke run (fewer, smaller repetitions)."""

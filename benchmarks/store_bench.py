@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.common import FLOOR, Row, Target, percentile, repeat
+from benchmarks.common import FLOOR, BenchmarkError, Row, Target, percentile, repeat
 from engine.api import PipelineBuilder
 from engine.events import Event, EventType, new_id, utc_now_iso
 from engine.manager import RunManager
@@ -156,9 +156,10 @@ async def _follow_latencies(path: Path, count: int) -> list[float]:
     rng = random.Random(7)
     async with Store(path, synchronous="FULL") as store:
         await store.append(run_start(run_id))
+        command = [*interlock_command(), "events", run_id, "--follow", "--db", str(path)]
+        # Its stderr is read only if it fails (it writes nothing there otherwise).
         proc = await asyncio.create_subprocess_exec(
-            *interlock_command(), "events", run_id, "--follow", "--db", str(path),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
         assert proc.stdout is not None
         stdout = proc.stdout
@@ -175,8 +176,13 @@ async def _follow_latencies(path: Path, count: int) -> list[float]:
 
         reader = asyncio.create_task(read())
         try:
-            async with asyncio.timeout(30):
-                await ready.wait()  # the follower is up and has printed what was there
+            # The follower is up once it has printed what was there; if it ends first, or
+            # takes 30 s, it is not going to.
+            up = asyncio.create_task(ready.wait())
+            await asyncio.wait([up, reader], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            up.cancel()
+            if not ready.is_set():
+                await _follower_failed(command, proc)
             seq = 2
             for _ in range(count):
                 seq += 1
@@ -200,6 +206,22 @@ async def _follow_latencies(path: Path, count: int) -> list[float]:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
     return [seen[s] - published[s] for s in published if s in seen]
+
+
+async def _follower_failed(command: list[str], proc: asyncio.subprocess.Process) -> None:
+    # Its output may have ended a moment before its exit is known.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), 1.0)
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+        what = "did not print the run's events within 30 s"
+    else:
+        what = f"exited {proc.returncode}"
+    assert proc.stderr is not None
+    tail = (await proc.stderr.read()).decode(errors="replace").strip().splitlines()[-3:]
+    said = f": {' / '.join(tail)}" if tail else ""
+    raise BenchmarkError(f"the follower ({' '.join(command)}) {what}{said}")
 
 
 async def w5(settings: Settings) -> list[Row]:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from benchmarks import __main__ as bench_main
+from benchmarks import store_bench
+from benchmarks.common import BenchmarkError, Row, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,3 +55,29 @@ def test_an_unknown_workload_is_refused() -> None:
     )
     assert done.returncode == 2
     assert "unknown workload W9" in done.stderr
+
+
+def test_a_follower_that_cannot_start_is_reported_with_what_it_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As when the installed `interlock` script points at a checkout that is gone.
+    says = "import sys; sys.stderr.write('No module named tui\\n'); sys.exit(3)"
+    broken = [sys.executable, "-c", says]
+    monkeypatch.setattr(store_bench, "interlock_command", lambda: broken)
+    with pytest.raises(BenchmarkError, match=r"follower \(.*\) exited 3: No module named tui"):
+        asyncio.run(store_bench._follow_latencies(tmp_path / "follow.db", 1))
+
+
+def test_a_workload_that_cannot_be_measured_is_named_and_no_results_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def unmeasurable(settings: Settings) -> list[Row]:
+        raise BenchmarkError("the follower exited 3")
+
+    monkeypatch.setattr(bench_main, "workloads", lambda: {"W5": unmeasurable})
+    results = tmp_path / "RESULTS.md"
+    assert bench_main.main(["--only", "W5", "--out", str(results)]) == 1
+    err = capsys.readouterr().err
+    assert "W5 not measured: the follower exited 3" in err
+    assert "results not written" in err
+    assert not results.exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import events
 from engine.events import EncodedData, Event, EventType, new_event, new_event_id, utc_now_iso
 
 TEXT = st.text(max_size=12)  # any characters: quotes, escapes, non-ASCII, surrogates
@@ -113,7 +113,7 @@ def test_a_timestamp_is_the_clocks_time_to_the_microsecond(
     ns: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One after another in a process, as the per-second text is kept between calls.
-    monkeypatch.setattr(events.time, "time_ns", lambda: ns)
+    monkeypatch.setattr(time, "time_ns", lambda: ns)
     expected = datetime.fromtimestamp(ns // 1000 / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert utc_now_iso() == expected
 
@@ -121,7 +121,7 @@ def test_a_timestamp_is_the_clocks_time_to_the_microsecond(
 def test_an_event_id_starts_with_its_millisecond_in_hex(monkeypatch: pytest.MonkeyPatch) -> None:
     ids = []
     for ms in (1_700_000_000_000, 1_700_000_000_000, 1_700_000_000_001, 1_699_999_999_999):
-        monkeypatch.setattr(events.time, "time_ns", lambda ms=ms: ms * 1_000_000 + 999_999)
+        monkeypatch.setattr(time, "time_ns", lambda ms=ms: ms * 1_000_000 + 999_999)
         ids.append(new_event_id())
     assert [int(i[:12], 16) for i in ids] == [
         1_700_000_000_000, 1_700_000_000_000, 1_700_000_000_001, 1_699_999_999_999
