@@ -21,6 +21,7 @@ from tui.keys import COMMANDS
 from tui.screens.breakers import BreakersScreen
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
+from tui.screens.launch import LaunchScreen
 from tui.screens.playback import PlaybackScreen
 from tui.screens.run import RunScreen
 
@@ -259,3 +260,34 @@ async def test_quitting_with_a_run_active_asks_and_cancels_it(
     async with Store(db, readonly=True) as store:
         state = await store.fold_run(run_id)
     assert state.state is RunStatus.CANCELLED
+
+
+async def test_on_a_first_start_the_arrows_pick_the_pipeline_to_launch(
+    make_app: MakeApp,
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        home = app.screen
+        assert isinstance(home, HomeScreen)
+        await wait_until(pilot, lambda: home._listed, what="the first list of runs")
+        assert home.pipelines.has_focus  # no runs yet: the pipelines keep the focus
+        assert home.highlighted_pipeline == "approval"
+        await pilot.press("down")
+        assert home.highlighted_pipeline == "branching"
+        await pilot.press("l")
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the dialog")
+        assert "branching: " in screen_text(app)
+
+
+async def test_with_runs_stored_the_runs_table_keeps_the_focus(
+    make_app: MakeApp, db: Path, pipelines: Path
+) -> None:
+    run_id = await interrupted_run(db, pipelines / "hello.yaml", "b" * 32)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        home = app.screen
+        assert isinstance(home, HomeScreen)
+        await wait_until(pilot, lambda: run_id in home.runs_table.rows, what="the stored run")
+        assert home.runs_table.has_focus  # the first list had runs: the focus went to them
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen), what="the run view")

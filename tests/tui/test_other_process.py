@@ -7,11 +7,9 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from console_helpers import SIZE, screen_text, wait_for_text, wait_until
+from console_helpers import SIZE, open_home_run, screen_text, wait_for_text, wait_until
 
 from engine.state import RunStatus
-from tui.screens.home import HomeScreen
-from tui.screens.run import RunScreen
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,11 +42,7 @@ async def test_a_run_of_another_process_appears_updates_live_and_can_be_cancelle
         try:
             await wait_for_text(pilot, run_id[:8])
             await wait_for_text(pilot, f"pid {proc.pid}")
-            home = app.screen
-            assert isinstance(home, HomeScreen)
-            home.runs_table.move_cursor(row=home.runs_table.get_row_index(run_id))
-            await pilot.press("enter")
-            await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
+            await open_home_run(pilot, run_id)
             await wait_for_text(pilot, "followed from the store")
             await wait_for_text(pilot, "▶ nap")  # it got there while we watched
             assert "updated" in screen_text(app)

@@ -89,6 +89,7 @@ class Bridge(Polling, Commands):
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listed: list[RunSummary] = []
+        self._listed_once = False  # the runs were looked up at least once
         self._breakers: dict[str, BreakerView] = {}
         self._reconciled: dict[str, float] = {}  # run id -> monotonic time of the last look
         self._locks: dict[str, asyncio.Lock] = {}

@@ -34,6 +34,7 @@ class Polling:
 
     poll_interval: float
     _listed: list[RunSummary]
+    _listed_once: bool
     _breakers: dict[str, BreakerView]
     _watched: dict[str, int]
     _reconciled: dict[str, float]
@@ -80,7 +81,9 @@ class Polling:
         if await self._reconcile_orphans(listed):
             rows = await reader.list_runs(limit=500)
             listed = [run_views.summary(row, own=self.is_own(row.run_id)) for row in rows]
-        if listed != self._listed:
+        if listed != self._listed or not self._listed_once:
+            # The first look is told even when it finds nothing: "no runs" is news too.
+            self._listed_once = True
             self._listed = listed
             self._post(lambda: RunsListed(list(listed)))
         for run_id in list(self._watched):

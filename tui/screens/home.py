@@ -48,6 +48,7 @@ class HomeScreen(RunActionsScreen):
         super().__init__(ctx)
         self._runs: list[RunSummary] = []
         self._sort = run_views.SORT_KEYS[0]
+        self._listed = False  # the first list of runs has come
 
     @property
     def pipelines(self) -> PipelineTable:
@@ -78,7 +79,9 @@ class HomeScreen(RunActionsScreen):
         self.pipelines.show(self.ctx.entries)
         self._show_runs()
         self.set_interval(1.0, self._tick)
-        self.runs_table.focus()
+        # The pipelines until the runs are known: on a first start (no runs) that is where the
+        # work is, and keys typed before the database answers go there either way.
+        self.pipelines.focus()
 
     def target_run(self) -> str | None:
         return self.runs_table.selected_run
@@ -88,6 +91,12 @@ class HomeScreen(RunActionsScreen):
     def on_runs_listed(self, message: RunsListed) -> None:
         self._runs = message.runs
         self._show_runs()
+        first, self._listed = not self._listed, True
+        pipelines = self.pipelines
+        if first and message.runs and pipelines.has_focus and pipelines.cursor_row == 0:
+            # There are runs, and nobody has moved over the pipelines yet: the runs table is
+            # what an operator comes back to (a first start keeps the pipelines).
+            self.runs_table.focus()
 
     def on_pipelines_scanned(self, message: PipelinesScanned) -> None:
         self.pipelines.show(message.entries)
