@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import math
 import statistics
@@ -104,7 +105,9 @@ class Row:
             "unit": self.unit,
             "samples": self.samples,
             "role": self.role,
+            "target": dataclasses.asdict(self.target) if self.target is not None else None,
             "note": self.note,
+            "extra": self.extra,
         }
 
     @classmethod
@@ -117,7 +120,9 @@ class Row:
             unit=raw["unit"],
             samples=[float(s) for s in raw["samples"]],
             role=raw.get("role", ""),
+            target=Target(**raw["target"]) if raw.get("target") else None,
             note=raw.get("note", ""),
+            extra=raw.get("extra") or {},
         )
 
 

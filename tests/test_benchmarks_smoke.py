@@ -39,6 +39,9 @@ def test_a_quick_benchmark_run_prints_its_table_and_writes_the_results(tmp_path:
     ):
         assert expected in table
     assert "per node" in table and "x floor" in table
+    # Measured in worker processes: the targets came back with the rows, and are judged.
+    assert "<= 25.0 us" in table
+    assert "W1 engine, in-memory sink, per node:" in table
     text = results.read_text(encoding="utf-8")
     assert text.startswith("# Interlock benchmark results")
     assert "| cpu |" in text and "| sqlite |" in text
@@ -74,10 +77,27 @@ def test_a_workload_that_cannot_be_measured_is_named_and_no_results_are_written(
     async def unmeasurable(settings: Settings) -> list[Row]:
         raise BenchmarkError("the follower exited 3")
 
+    async def here(name: str, settings: Settings) -> list[Row]:  # the worker, in this process
+        result = await bench_main.worker(name, settings)
+        assert set(result) == {"error"}
+        raise BenchmarkError(result["error"])
+
     monkeypatch.setattr(bench_main, "workloads", lambda: {"W5": unmeasurable})
+    monkeypatch.setattr(bench_main, "run_workload", here)
     results = tmp_path / "RESULTS.md"
     assert bench_main.main(["--only", "W5", "--out", str(results)]) == 1
     err = capsys.readouterr().err
     assert "W5 not measured: the follower exited 3" in err
     assert "results not written" in err
     assert not results.exists()
+
+
+def test_a_worker_that_dies_without_results_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As when the worker cannot even load the benchmarks: outside the checkout, `benchmarks`
+    # (which is not installed) is not there to import.
+    monkeypatch.setenv("PYTHONPATH", "")
+    monkeypatch.chdir("/")
+    with pytest.raises(BenchmarkError, match=r"its process exited 1 without results"):
+        asyncio.run(bench_main.in_worker("W1", Settings(quick=True)))
