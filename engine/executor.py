@@ -36,7 +36,6 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from engine.breaker import BreakerChange, BreakerRegistry, CircuitBreaker, CircuitOpenError
@@ -1122,13 +1121,13 @@ class Executor:
         timeout = step.timeout
         inputs = self._inputs(step.parents)
         secrets = self._plan.secret_names
+        hooks = _AttemptHooks(self, spec, attempt)
         # Positional: the dataclass's field order (half the cost of naming sixteen arguments).
         ctx = NodeContext(
             self.run_id, node_id, attempt, self.params, inputs,
             _SucceededOutputs(self.state.nodes) if step.sees_all_outputs else inputs,
             timeout, self.pipeline.cleanup_grace, self.pipeline, self.simulate, self.search_path,
-            partial(self._log, node_id, attempt), partial(self._emit_artifact, node_id, attempt),
-            partial(self._wait_for_decision, spec, attempt), self._sleep,
+            hooks.log, hooks.emit_artifact, hooks.wait_for_decision, self._sleep,
             secret_forms(secrets) if secrets else [],
         )
         simulated = self.simulate and step.does_work
@@ -1240,6 +1239,26 @@ class Executor:
             self._emit(EventType.RUN_STATE_CHANGED, data={"from": "running", "to": "waiting"})
         elif not self._approvals and current is RunStatus.WAITING:
             self._emit(EventType.RUN_STATE_CHANGED, data={"from": "waiting", "to": "running"})
+
+
+class _AttemptHooks:
+    """What an attempt's handler reports through (`NodeContext.log`, `.emit_artifact`,
+    `.wait_for_decision`): the bound methods of one small object per attempt. Three
+    `functools.partial`s cost more: 1.4% of a no-op chain node's instructions (callgrind)."""
+
+    __slots__ = ("_attempt", "_executor", "_spec")
+
+    def __init__(self, executor: Executor, spec: NodeBase, attempt: int) -> None:
+        self._executor, self._spec, self._attempt = executor, spec, attempt
+
+    def log(self, stream: str, line: str) -> None:
+        self._executor._log(self._spec.id, self._attempt, stream, line)
+
+    def emit_artifact(self, data: dict[str, Any]) -> None:
+        self._executor._emit_artifact(self._spec.id, self._attempt, data)
+
+    def wait_for_decision(self) -> Awaitable[dict[str, Any]]:
+        return self._executor._wait_for_decision(self._spec, self._attempt)
 
 
 class _SucceededOutputs(Mapping[str, Any]):
