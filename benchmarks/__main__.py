@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks import report
-from benchmarks.common import BenchmarkError, Row, Settings
+from benchmarks.common import BenchmarkError, Row, Settings, read_result, write_result
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -102,10 +101,8 @@ async def in_worker(name: str, settings: Settings) -> list[Row]:
     # The worker's progress and any traceback go straight to this process's stderr.
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
-    lines = out.decode(errors="replace").strip().splitlines()
-    try:
-        result = json.loads(lines[-1]) if lines else {}
-    except json.JSONDecodeError:
+    result = read_result(out)
+    if not isinstance(result, dict):
         result = {}
     if "error" in result:
         raise BenchmarkError(result["error"])
@@ -134,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings(quick=args.quick, peers=args.peers)
     if args.worker is not None:
-        result = asyncio.run(worker(args.worker, settings))
-        # The result is the last line: whatever a workload printed comes before it.
-        sys.stdout.write("\n" + json.dumps(result) + "\n")
-        sys.stdout.flush()
+        write_result(asyncio.run(worker(args.worker, settings)))
         return 0
     started = time.perf_counter()
     failed: list[str] = []

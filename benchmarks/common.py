@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import json
 import math
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -180,3 +182,19 @@ async def wait_until(check: Callable[[], bool], limit: float, every: float = 0.0
     async with asyncio.timeout(limit):
         while not check():  # noqa: ASYNC110  (another component's state, which has no event)
             await asyncio.sleep(every)
+
+
+def write_result(value: Any) -> None:
+    """What a benchmark subprocess hands back (the workers, the peers): JSON, as the last line
+    of its stdout, so that whatever it or a framework printed before does not matter."""
+    sys.stdout.write("\n" + json.dumps(value) + "\n")
+    sys.stdout.flush()
+
+
+def read_result(out: bytes) -> Any:
+    """`write_result`'s value from a subprocess's stdout; None if it wrote none."""
+    lines = out.decode(errors="replace").strip().splitlines()
+    try:
+        return json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        return None

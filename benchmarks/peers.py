@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import json
 import os
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import time
 import types
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.common import Row, Settings, per_item, percentile
+from benchmarks.common import Row, Settings, per_item, percentile, read_result, write_result
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -351,8 +350,11 @@ async def measure(chosen: list[str], settings: Settings) -> list[Row]:
                 tail = err.decode(errors="replace").strip().splitlines()[-5:]
                 print(f"peers: {PEERS[peer]} failed:\n  " + "\n  ".join(tail), file=sys.stderr)
                 continue
-            last = out.decode().strip().splitlines()[-1]
-            rows += [Row.from_dict(raw) for raw in json.loads(last)]
+            result = read_result(out)
+            if not isinstance(result, list):
+                print(f"peers: {PEERS[peer]} printed no results", file=sys.stderr)
+                continue
+            rows += [Row.from_dict(raw) for raw in result]
     if "W7" in chosen:
         rows += cold_imports(peers, settings)
     return rows
@@ -366,9 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings(quick=args.quick)
     rows = RUNNERS[args.peer](args.workloads.split(","), settings)
-    # The rows are the last line: the frameworks may print their own lines before it.
-    sys.stdout.write("\n" + json.dumps([row.to_dict() for row in rows]) + "\n")
-    sys.stdout.flush()
+    # The frameworks may print their own lines before the rows.
+    write_result([row.to_dict() for row in rows])
     return 0
 
 

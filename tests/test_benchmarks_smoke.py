@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import __main__ as bench_main
 from benchmarks import store_bench
-from benchmarks.common import BenchmarkError, Row, Settings
+from benchmarks.common import BenchmarkError, Row, Settings, read_result
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,3 +101,9 @@ def test_a_worker_that_dies_without_results_is_reported(
     monkeypatch.chdir("/")
     with pytest.raises(BenchmarkError, match=r"its process exited 1 without results"):
         asyncio.run(bench_main.in_worker("W1", Settings(quick=True)))
+
+
+def test_a_subprocess_result_is_its_last_line_whatever_came_before() -> None:
+    assert read_result(b'a framework says hello\n{"rows": []}\n') == {"rows": []}
+    assert read_result(b"Traceback (most recent call last):\n  ...\n") is None
+    assert read_result(b"") is None
