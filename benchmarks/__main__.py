@@ -2,7 +2,7 @@
 
     python -m benchmarks                  # every workload, in about five minutes
     python -m benchmarks --quick          # a smoke run: fewer and smaller repetitions
-    python -m benchmarks --only W1,W3     # some workloads
+    python -m benchmarks --only W1,W3     # some workloads (RESULTS.md only with --out)
     python -m benchmarks --peers          # also Prefect, Dagster and Apache Hamilton (if installed)
 """
 
@@ -49,9 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peers", action="store_true",
                         help="also run W1-W4 and the cold import on Prefect, Dagster and Apache "
                         "Hamilton, whichever is installed (pip install -e '.[bench-peers]')")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="where to write the Markdown results (default benchmarks/RESULTS.md;"
-                        " '-' for nowhere)")
+    parser.add_argument("--out", type=Path,
+                        help="where to write the Markdown results ('-' for nowhere; default "
+                        "benchmarks/RESULTS.md for a whole run, nowhere for --quick or --only)")
     parser.add_argument("--readme", type=Path, metavar="README.md",
                         help="also replace the table between the benchmark markers of this file")
     # One workload in this process, its rows as JSON on stdout: what `measure` runs each
@@ -127,6 +127,16 @@ async def worker(name: str, settings: Settings) -> dict[str, Any]:
     return {"rows": [row.to_dict() for row in rows]}
 
 
+def results_path(args: argparse.Namespace) -> Path | None:
+    """Where the results go: `--out`, else RESULTS.md for a whole run. A smoke run or some of
+    the workloads would otherwise replace the committed table with a rough or partial one."""
+    if args.out is not None:
+        return Path(args.out)
+    if args.quick or set(args.chosen) != set(ALL):
+        return None
+    return DEFAULT_OUT
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings(quick=args.quick, peers=args.peers)
@@ -147,10 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + "\n".join(failed), file=sys.stderr)
         print("results not written: some workloads could not be measured", file=sys.stderr)
         return 1
-    if str(args.out) != "-":
+    out = results_path(args)
+    if out is None:
+        print(f"\n{DEFAULT_OUT.name} not written: a --quick or --only run is not the whole "
+              "table (--out FILE writes it)", file=sys.stderr)
+    elif str(out) != "-":
         text = report.results_markdown(rows, command=command, elapsed=elapsed)
-        report.write_results(args.out, text)
-        print(f"\nwrote {args.out}", file=sys.stderr)
+        report.write_results(out, text)
+        print(f"\nwrote {out}", file=sys.stderr)
     if args.readme is not None and not report.update_readme(args.readme, rows, command):
         print(f"{args.readme} has no benchmark markers; left alone", file=sys.stderr)
     return 0

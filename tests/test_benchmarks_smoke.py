@@ -92,6 +92,32 @@ def test_a_workload_that_cannot_be_measured_is_named_and_no_results_are_written(
     assert not results.exists()
 
 
+def test_only_a_whole_run_replaces_the_results_file_unasked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def measured(name: str, settings: Settings) -> list[Row]:
+        return [Row(name, "a workload", "engine", "per node", "us", [1.0, 2.0, 3.0])]
+
+    default = tmp_path / "RESULTS.md"
+    monkeypatch.setattr(bench_main, "DEFAULT_OUT", default)
+    monkeypatch.setattr(bench_main, "ALL", ("W1", "W2"))
+    monkeypatch.setattr(bench_main, "run_workload", measured)
+
+    # Some of the workloads, or a smoke run: printed, but the committed table stays.
+    assert bench_main.main(["--only", "W2"]) == 0
+    assert bench_main.main(["--quick"]) == 0
+    assert "RESULTS.md not written: a --quick or --only run" in capsys.readouterr().err
+    assert not default.exists()
+    # Asked for by name, it is written.
+    asked = tmp_path / "W2.md"
+    assert bench_main.main(["--only", "W2", "--out", str(asked)]) == 0
+    assert "W2" in asked.read_text(encoding="utf-8")
+    # Every workload: the default file.
+    assert bench_main.main([]) == 0
+    text = default.read_text(encoding="utf-8")
+    assert "W1" in text and "W2" in text
+
+
 def test_a_worker_that_dies_without_results_is_reported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
