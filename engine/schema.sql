@@ -66,3 +66,14 @@ CREATE TABLE breakers (
     recovery_timeout REAL    NOT NULL,
     updated_at       REAL    NOT NULL
 );
+
+-- migration 2
+
+-- Leases with fencing (DESIGN section 4, "Ownership"). A run's owner holds a lease: its id (one
+-- per process), host and pid, a fencing number that grows by one at every take-over, and an
+-- expiry its heartbeats push forward. Every batch of events checks the fencing number of the
+-- writer in its own transaction (`UPDATE runs ... WHERE fence = ?`); a take-over is a
+-- compare-and-set on it. Plain SQL, so the PostgreSQL store uses the same statements.
+ALTER TABLE runs ADD COLUMN owner_id TEXT;
+ALTER TABLE runs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN lease_expires_at REAL;   -- epoch seconds

@@ -75,7 +75,7 @@ from engine.events import Event, EventType, trusted_event
 from engine.state import RunState, RunStatus, fold
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
     from types import TracebackType
 
 __all__ = [
@@ -125,6 +125,9 @@ class RunRow:
     owner_pid: int | None
     owner_started_at: float | None
     heartbeat_at: float | None
+    owner_id: str | None = None
+    fence: int = 0
+    lease_expires_at: float | None = None
 
     @property
     def owner(self) -> Owner | None:
@@ -132,6 +135,17 @@ class RunRow:
         if self.owner_host is None or self.owner_pid is None:
             return None
         return Owner(self.owner_host, self.owner_pid, self.owner_started_at or 0.0)
+
+    def shown_state(self, now: float | None = None) -> str:
+        """The state to show: `interrupted` when the lease says so (`engine.lease`), else the
+        stored one. Pure apart from the same-host pid check: reading never writes."""
+        from engine.lease import is_interrupted
+
+        if self.state in ("pending", "running", "waiting") and is_interrupted(
+            self, time.time() if now is None else now
+        ):
+            return "interrupted"
+        return self.state
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,11 @@ class Owner:
     def current(cls) -> Owner:
         process = psutil.Process()
         return cls(socket.gethostname(), process.pid, process.create_time())
+
+    @property
+    def id(self) -> str:
+        """The owner's id in leases: host, pid and create time, so one per process ever."""
+        return f"{self.host}/{self.pid}/{self.started_at:.3f}"
 
     def is_alive(self, *, heartbeat_at: float | None = None, stale_after: float = 15.0) -> bool:
         """On this host: the pid exists and is the same process. Elsewhere: a fresh heartbeat."""
@@ -241,7 +260,7 @@ SCHEMA_VERSION: Final = len(migrations())
 _EVENT_COLUMNS = "event_id, run_id, seq, event_type, node_id, timestamp_utc, body"
 _RUN_COLUMNS = (
     "run_id, pipeline_id, state, created_at, started_at, ended_at, last_seq, replay_of, "
-    "owner_host, owner_pid, owner_started_at, heartbeat_at"
+    "owner_host, owner_pid, owner_started_at, heartbeat_at, owner_id, fence, lease_expires_at"
 )
 _COMMAND_COLUMNS = "id, run_id, kind, node_id, reason, actor, created_at, acked_at, result"
 _BREAKER_COLUMNS = "key, state, failures, opened_at, recovery_timeout, updated_at"
@@ -266,19 +285,26 @@ SQL_INSERT_RUN = (
 # ?1 new state or NULL, ?2 a start time (kept only if none yet), ?3 whether to set ended_at,
 # ?4 the new ended_at (NULL after a resume), ?5 the batch's highest seq, ?6 the run, ?7 whether
 # the run completed: a completed run has no owner, from the very commit that completes it (its
-# owner then has no `release_run` left to do).
+# owner then has no `release_run` left to do). ?8 the writer's fencing number: the lease check
+# of every batch, in its transaction. A run whose run.completed is committed (`ended_at` set)
+# takes no more events: that is how the store, not only the executor, keeps the end the end
+# (an override resume reopens the run in its take-over first). No row updated: the batch's
+# events of that run are refused (unless the run has no row at all: see `_refused_runs`).
 SQL_UPDATE_RUN = """
 UPDATE runs SET
     state = coalesce(?1, state),
     started_at = coalesce(started_at, ?2),
     ended_at = CASE WHEN ?3 THEN ?4 ELSE ended_at END,
     last_seq = max(last_seq, ?5),
+    owner_id = CASE WHEN ?7 THEN NULL ELSE owner_id END,
     owner_host = CASE WHEN ?7 THEN NULL ELSE owner_host END,
     owner_pid = CASE WHEN ?7 THEN NULL ELSE owner_pid END,
     owner_started_at = CASE WHEN ?7 THEN NULL ELSE owner_started_at END,
-    heartbeat_at = CASE WHEN ?7 THEN NULL ELSE heartbeat_at END
-WHERE run_id = ?6
+    heartbeat_at = CASE WHEN ?7 THEN NULL ELSE heartbeat_at END,
+    lease_expires_at = CASE WHEN ?7 THEN NULL ELSE lease_expires_at END
+WHERE run_id = ?6 AND fence = ?8 AND ended_at IS NULL
 """
+SQL_LEASE = "SELECT fence, ended_at, owner_host, owner_pid FROM runs WHERE run_id = ?"
 
 SQL_EVENTS = "SELECT body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 SQL_EVENTS_OF_TYPE = (
@@ -325,17 +351,34 @@ SQL_RUNS_BY_PREFIX = (
     f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT 3"
 )
 
-SQL_CLAIM_RUN = (
-    "UPDATE runs SET owner_host = ?, owner_pid = ?, owner_started_at = ?, heartbeat_at = ? "
-    "WHERE run_id = ?"
-)
+# A claim by the process that created the run (fence 0 -> 1) or that took it over (its fence
+# stays): either way only with the fencing number it holds, on a run not completed.
+SQL_CLAIM_RUN = """
+UPDATE runs SET owner_id = ?1, owner_host = ?2, owner_pid = ?3, owner_started_at = ?4,
+    heartbeat_at = ?5, lease_expires_at = ?6, fence = CASE WHEN fence = 0 THEN 1 ELSE fence END
+WHERE run_id = ?7 AND fence = ?8 AND ended_at IS NULL
+"""
+# The take-over (resume; cancel of an interrupted run): a compare-and-set on the fencing number
+# the taker read, allowed only while the run is still without a live owner as the taker judged
+# it: no owner, an expired lease (?5 is now), or the very owner (?9 host, ?10 pid) the taker
+# found dead on its own host. Of any number of racing takers exactly one updates the row. ?11:
+# reopen a completed run (an override of a failed hard gate).
+SQL_TAKE_OVER = """
+UPDATE runs SET owner_id = ?1, owner_host = ?2, owner_pid = ?3, owner_started_at = ?4,
+    heartbeat_at = ?5, lease_expires_at = ?6, fence = fence + 1,
+    ended_at = CASE WHEN ?11 THEN NULL ELSE ended_at END
+WHERE run_id = ?7 AND fence = ?8 AND (ended_at IS NULL OR ?11)
+    AND (owner_id IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?5
+         OR (owner_host = ?9 AND owner_pid = ?10))
+"""
 SQL_HEARTBEAT = (
-    "UPDATE runs SET heartbeat_at = ? WHERE run_id IN (SELECT value FROM json_each(?)) "
-    "AND owner_host = ? AND owner_pid = ?"
+    "UPDATE runs SET heartbeat_at = ?, lease_expires_at = ? "
+    "WHERE run_id = ? AND owner_id = ? AND fence = ?"
 )
 SQL_RELEASE_RUN = (
-    "UPDATE runs SET owner_host = NULL, owner_pid = NULL, owner_started_at = NULL, "
-    "heartbeat_at = NULL WHERE run_id = ?"
+    "UPDATE runs SET owner_id = NULL, owner_host = NULL, owner_pid = NULL, "
+    "owner_started_at = NULL, heartbeat_at = NULL, lease_expires_at = NULL "
+    "WHERE run_id = ? AND fence = ?"
 )
 
 SQL_POST_COMMAND = (
@@ -360,6 +403,38 @@ ON CONFLICT (key) DO UPDATE SET
     updated_at = excluded.updated_at
 """
 SQL_DELETE_BREAKER = "DELETE FROM breakers WHERE key = ?"
+# An attempt's outcome, counted in the store with one statement (so attempts in any number of
+# processes count exactly, where saving each process's own count would lose some): a failure
+# adds one and opens the breaker at the threshold (?2), or re-opens it after a half-open trial;
+# a success closes it and clears the count. ?1 key, ?3 recovery timeout, ?4 now.
+SQL_BREAKER_FAILED = """
+INSERT INTO breakers (key, state, failures, opened_at, recovery_timeout, updated_at)
+VALUES (?1, CASE WHEN ?2 <= 1 THEN 'open' ELSE 'closed' END, 1,
+        CASE WHEN ?2 <= 1 THEN ?4 END, ?3, ?4)
+ON CONFLICT (key) DO UPDATE SET
+    state = CASE WHEN breakers.state = 'closed' AND breakers.failures + 1 < ?2
+                 THEN 'closed' ELSE 'open' END,
+    opened_at = CASE WHEN breakers.state = 'closed' AND breakers.failures + 1 < ?2
+                     THEN breakers.opened_at
+                     WHEN breakers.state = 'open' THEN breakers.opened_at ELSE ?4 END,
+    failures = breakers.failures + 1,
+    recovery_timeout = ?3,
+    updated_at = ?4
+"""
+SQL_BREAKER_SUCCEEDED = """
+INSERT INTO breakers (key, state, failures, opened_at, recovery_timeout, updated_at)
+VALUES (?1, 'closed', 0, NULL, ?2, ?3)
+ON CONFLICT (key) DO UPDATE SET
+    state = 'closed', failures = 0, opened_at = NULL, recovery_timeout = ?2, updated_at = ?3
+"""
+# The cool-down is over and a trial goes: only an open breaker becomes half-open.
+SQL_BREAKER_HALF_OPEN = (
+    "UPDATE breakers SET state = 'half_open', updated_at = ?2 WHERE key = ?1 AND state = 'open'"
+)
+SQL_RESET_BREAKER = (
+    "UPDATE breakers SET state = 'closed', failures = 0, opened_at = NULL, updated_at = ?2 "
+    "WHERE key = ?1"
+)
 
 SQL_USER_VERSION = "PRAGMA user_version"
 SQL_APPLICATION_ID = "PRAGMA application_id"
@@ -370,7 +445,10 @@ SQL_ROLLBACK = "ROLLBACK"
 SQL_SAVEPOINT = "SAVEPOINT unit"
 SQL_ROLLBACK_TO = "ROLLBACK TO unit"
 SQL_RELEASE = "RELEASE unit"
-_BUSY_TIMEOUT_MS: Final = 5000
+# How long a write waits for another process's lock before the store gives up (fail-closed):
+# over 10 s, so that a lock held for up to 10 s only delays a run (DESIGN section 4).
+_BUSY_TIMEOUT_MS: Final = 12_000
+BUSY_TIMEOUT_SECONDS: Final = _BUSY_TIMEOUT_MS / 1000
 
 
 def _connection_pragmas(synchronous: str, readonly: bool) -> list[str]:
@@ -404,9 +482,11 @@ class _Group:
 
 @dataclass(slots=True)
 class _Marker:
-    """A `flush` call: resolved once everything queued before it is committed."""
+    """A `flush` call: resolved once everything queued before it is committed. A quiet marker
+    (`caught_up`) reports no failure: it only waits."""
 
     future: asyncio.Future[None]
+    quiet: bool = False
 
 
 @dataclass(slots=True)
@@ -426,15 +506,24 @@ class _Claim:
     the same transaction."""
 
     run_id: str
-    params: tuple[Any, ...]  # SQL_CLAIM_RUN's
+    params: tuple[Any, ...]  # SQL_CLAIM_RUN's, but for its last, the fence (read when written)
     future: asyncio.Future[dict[str, BreakerRecord]]
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """An attempt's outcome for a breaker (`record_breaker_outcome`): written in the batch's
+    transaction, after its events, with one counting statement. Nobody waits on it."""
+
+    sql: str
+    params: tuple[Any, ...]
 
 
 class _Stop:
     """Queued by `close`: the writer ends once everything before it is written."""
 
 
-_Item = Event | _Group | _Marker | _Claim | _Job | _Stop
+_Item = Event | _Group | _Marker | _Claim | _Outcome | _Job | _Stop
 
 
 async def _writer_loop(ref: weakref.ref[Store], queue: deque[_Item], wakeup: asyncio.Event) -> None:
@@ -471,6 +560,10 @@ class _Batch:
     failed: dict[int, StoreError] = field(default_factory=dict)
     claimed: dict[int, int] = field(default_factory=dict)
     breakers: dict[str, BreakerRecord] = field(default_factory=dict)  # read by the claims
+    # Runs whose events this batch must not write: refused by the lease check (the writer's
+    # fencing number is not the run's any more, or the run has completed), with the error.
+    refused: dict[str, StoreError] = field(default_factory=dict)
+    fences: dict[str, int] = field(default_factory=dict)  # the fences the claims took
 
 
 def _event_row(event: Event) -> tuple[Any, ...]:
@@ -505,18 +598,25 @@ def _insert_rows(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> Non
 
 
 def _run_index_updates(
-    events: Iterable[Event],
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """What `events` (in commit order) change in the `runs` index: rows to insert, updates."""
+    events: Iterable[Event], fences: Mapping[str, int]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], set[str]]:
+    """What `events` (in commit order) change in the `runs` index: rows to insert, updates
+    (`SQL_UPDATE_RUN`'s parameters, with the writer's fence of each run from `fences`), and the
+    runs with an event after their run.completed in these very events (refused)."""
     created: list[tuple[Any, ...]] = []
     # run_id -> [state, started_at, set ended_at?, ended_at, highest seq, completed?]
     updates: dict[str, list[Any]] = {}
+    ended: set[str] = set()
+    after_end: set[str] = set()
     for event in events:
         update = updates.get(event.run_id)
         if update is None:
             update = updates[event.run_id] = [None, None, 0, None, event.seq, 0]
-        elif event.seq > update[4]:
-            update[4] = event.seq
+        else:
+            if event.seq > update[4]:
+                update[4] = event.seq
+            if ended and event.run_id in ended:
+                after_end.add(event.run_id)
         etype = event.event_type
         if not etype.startswith("run."):
             continue
@@ -540,10 +640,14 @@ def _run_index_updates(
             if data.get("state") is not None:
                 update[0] = str(data["state"])
             update[2], update[3], update[5] = 1, event.timestamp_utc, 1
+            ended.add(event.run_id)
         elif etype == EventType.RUN_RESUMED:
             update[2], update[3], update[5] = 1, None, 0
-    rows = [(*update[:5], run_id, update[5]) for run_id, update in updates.items()]
-    return created, rows
+    rows = [
+        (*update[:5], run_id, update[5], fences.get(run_id, 0))
+        for run_id, update in updates.items()
+    ]
+    return created, rows, after_end
 
 
 _BY_SEQ = operator.attrgetter("seq")
@@ -591,6 +695,15 @@ def _gc_paused() -> Iterator[None]:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, sqlite3.Error):
         text = str(exc)
+        if "disk is full" in text or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
+            return "the disk is full"
+        if "database is locked" in text or "database table is locked" in text:
+            return (
+                "another process held the database's write lock for more than "
+                f"{BUSY_TIMEOUT_SECONDS:g} s"
+            )
+        if "disk I/O error" in text:
+            return "a disk I/O error"
         if "not a database" in text:
             return "the file is not a SQLite database (or is encrypted or corrupt)"
         if "malformed" in text:
@@ -666,6 +779,18 @@ class Store:
         self._closed = False
         self.batches_committed = 0
         self.events_committed = 0
+        # Leases: the fencing number this store writes each run's events with (a run absent
+        # writes with 0: it was never claimed), and the runs this store may not write any more
+        # (fail-closed: a failed batch, or a lease lost), with why.
+        self._fences: dict[str, int] = {}
+        self._poisoned: dict[str, StoreError] = {}
+        # Told when a run becomes unwritable here (the run id and why), and of the events of
+        # every commit, in order (what is printed as done must be what is stored).
+        self.write_failure_listeners: list[Callable[[str, StoreError], None]] = []
+        self.commit_listeners: list[Callable[[Sequence[Event]], None]] = []
+        # Monotonic time since when something published is unacknowledged (None: nothing is):
+        # `lagging` lets the executor hold back new nodes while the record is behind.
+        self._unacked_since: float | None = None
 
     @property
     def path(self) -> Path:
@@ -823,6 +948,10 @@ class Store:
         """Queue `event` for the writer; returns at once (durable after the next `flush`)."""
         if self._closing or self._conn is None or self.readonly:
             raise self._not_writable()
+        if self._poisoned and event.run_id in self._poisoned:
+            return  # fail-closed: nothing more of this run is written (no seq gap)
+        if self._unacked_since is None:
+            self._unacked_since = time.monotonic()
         queue = self._queue
         queue.append(event)
         # The writer is woken when idle, or when a batch it is collecting is full; an event
@@ -853,6 +982,8 @@ class Store:
             return
         if self._closing or self._conn is None or self.readonly:
             raise self._not_writable()
+        if self._poisoned and group[0].run_id in self._poisoned:
+            raise self._poisoned[group[0].run_id]
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._enqueue(_Group(group, future))
         await asyncio.shield(future)
@@ -902,10 +1033,15 @@ class Store:
                 except Exception as exc:
                     # Whatever went wrong, the writer lives on and nobody waits forever: the
                     # batch's waiters get the error, and published events report it at flush.
-                    self._fail_items(items, StoreError(f"could not write to {self._path}: {exc}"))
+                    error = StoreError(f"could not write to {self._path}: {exc}")
+                    self._poison_items(items, error)
+                    self._fail_items(items, error)
             return False
         finally:
             self._busy = False
+            # What is still queued was published while this batch was written: its age is
+            # counted from now (an underestimate by at most one batch's write).
+            self._unacked_since = time.monotonic() if self._queue else None
 
     async def _collect_batch(self) -> list[_Item]:
         """Take events, appends and flush markers off the queue until the batch closes."""
@@ -923,7 +1059,7 @@ class Store:
                     waited_on = True
                 elif isinstance(item, _Marker | _Claim):
                     waited_on = True
-                else:
+                elif not isinstance(item, _Outcome):
                     return items  # a job or the stop marker goes after this batch
                 items.append(queue.popleft())
             if count >= self.batch_size:
@@ -946,15 +1082,21 @@ class Store:
                     await self._wakeup.wait()
 
     def _prepare(self, items: list[_Item]) -> _Batch:
-        """Serialize the batch's events; an event that cannot be serialized fails its unit."""
+        """Serialize the batch's events; an event that cannot be serialized fails its unit.
+        The events of runs this store may no longer write (fail-closed) are dropped."""
         batch = _Batch(items)
         rows, events, units = batch.rows, batch.events, batch.units
+        poisoned = self._poisoned
         for position, item in enumerate(items):
             if type(item) is Event:  # nearly every item: one published event, its own unit
                 unit: Sequence[Event] = (item,)
             elif isinstance(item, _Group):
                 unit = item.events
             else:
+                continue
+            if poisoned and unit and unit[0].run_id in poisoned:
+                if isinstance(item, _Group):
+                    batch.failed[position] = poisoned[unit[0].run_id]
                 continue
             start = len(rows)
             try:
@@ -972,14 +1114,20 @@ class Store:
         """Write one batch and tell its callers (never raises: the writer must go on)."""
         failed = batch.failed
         claims = [position for position, item in enumerate(batch.items) if type(item) is _Claim]
-        if batch.units or claims:
+        committed: list[Event] = []
+        outcomes = any(type(item) is _Outcome for item in batch.items)
+        if batch.units or claims or outcomes:
             try:
                 async with self._lock:
-                    await self._insert(batch)
+                    committed = await self._insert(batch)
             except Exception as exc:  # the whole batch failed (I/O error, lock timeout...)
                 error = self._batch_error(batch, exc)
                 failed.update((position, error) for _, _, position in batch.units)
                 failed.update((position, error) for position in claims)
+                self._poison_items(batch.items, error)
+        for run_id, error in batch.refused.items():
+            self._poison(run_id, error)
+        self._fences.update(batch.fences)
         for position, item in enumerate(batch.items):
             if type(item) is Event and not failed:  # a published event: nobody waits on it
                 continue
@@ -997,7 +1145,7 @@ class Store:
             if isinstance(item, _Marker):
                 if item.future.done():
                     continue
-                if self._unreported:
+                if self._unreported and not item.quiet:
                     try:
                         self._report_failures()
                     except StoreError as report:
@@ -1016,8 +1164,12 @@ class Store:
             elif failure is not None and failure not in self._unreported:
                 _log.warning("%s", failure)
                 self._unreported.append(failure)
+        if committed and self.commit_listeners:
+            for listener in list(self.commit_listeners):
+                with contextlib.suppress(Exception):  # a listener never breaks the writer
+                    listener(committed)
 
-    async def _insert(self, batch: _Batch) -> None:
+    async def _insert(self, batch: _Batch) -> list[Event]:
         """Insert the batch's units and update the runs index, in one transaction.
 
         A unit that breaks a constraint is recorded in `batch.failed`; the others commit.
@@ -1034,48 +1186,114 @@ class Store:
         committed = await run_on_thread(self._insert_on_thread, conn._conn, batch)
         self.batches_committed += 1
         self.events_committed += len(committed)
+        return committed
 
     def _insert_on_thread(self, db: sqlite3.Connection, batch: _Batch) -> list[Event]:
-        """`_insert`'s transaction, on the connection's thread; returns the events committed."""
-        committed = batch.events
-        db.execute(SQL_BEGIN)
-        try:
+        """`_insert`'s transaction, on the connection's thread; returns the events committed.
+
+        The lease check rides on it: the runs index update of each run in the batch carries the
+        writer's fencing number (`SQL_UPDATE_RUN`). A run whose update is refused has all its
+        events in the batch refused: the transaction is rolled back and written again without
+        them (rare: only a writer that lost its run, or wrote after the end, pays for it)."""
+        while True:
+            db.execute(SQL_BEGIN)
             try:
-                _insert_rows(db, batch.rows)
-            except sqlite3.IntegrityError:
-                # Some unit breaks a constraint: undo, then insert unit by unit so that only the
-                # offending units fail (still one transaction, one fsync).
-                db.execute(SQL_ROLLBACK)
-                db.execute(SQL_BEGIN)
-                committed = []
-                for start, end, position in batch.units:
-                    db.execute(SQL_SAVEPOINT)
-                    try:
-                        _insert_rows(db, batch.rows[start:end])
-                    except sqlite3.IntegrityError as exc:
-                        db.execute(SQL_ROLLBACK_TO)
-                        batch.failed[position] = self._unit_error(batch.events[start:end], exc)
-                    else:
-                        committed.extend(batch.events[start:end])
-                    db.execute(SQL_RELEASE)
-            created, updates = _run_index_updates(committed)
-            if created:
-                db.executemany(SQL_INSERT_RUN, created)
-            if updates:
-                db.executemany(SQL_UPDATE_RUN, updates)
-            self._claim_on_thread(db, batch)
-            db.execute(SQL_COMMIT)
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
+                committed = self._write_units(db, batch)
+                refused = self._refused_runs(db, batch, committed)
+                if refused:
                     db.execute(SQL_ROLLBACK)
-            raise
+                    batch.refused.update(refused)
+                    self._refuse_units(batch, refused)
+                    continue
+                self._claim_on_thread(db, batch)
+                for item in batch.items:
+                    if type(item) is _Outcome:
+                        db.execute(item.sql, item.params)
+                db.execute(SQL_COMMIT)
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute(SQL_ROLLBACK)
+                raise
+            return committed
+
+    def _write_units(self, db: sqlite3.Connection, batch: _Batch) -> list[Event]:
+        committed = batch.events
+        try:
+            _insert_rows(db, batch.rows)
+        except sqlite3.IntegrityError:
+            # Some unit breaks a constraint: undo, then insert unit by unit so that only the
+            # offending units fail (still one transaction, one fsync).
+            db.execute(SQL_ROLLBACK)
+            db.execute(SQL_BEGIN)
+            committed = []
+            for start, end, position in batch.units:
+                db.execute(SQL_SAVEPOINT)
+                try:
+                    _insert_rows(db, batch.rows[start:end])
+                except sqlite3.IntegrityError as exc:
+                    db.execute(SQL_ROLLBACK_TO)
+                    batch.failed[position] = self._unit_error(batch.events[start:end], exc)
+                else:
+                    committed.extend(batch.events[start:end])
+                db.execute(SQL_RELEASE)
         return committed
+
+    def _refused_runs(
+        self, db: sqlite3.Connection, batch: _Batch, committed: list[Event]
+    ) -> dict[str, StoreError]:
+        """Update the runs index for `committed` under the lease check; the runs refused."""
+        created, updates, after_end = _run_index_updates(committed, self._fences)
+        if created:
+            db.executemany(SQL_INSERT_RUN, created)
+        refused: dict[str, StoreError] = {}
+        for run_id in after_end:
+            refused[run_id] = self._lease_error(run_id, None)
+        for params in updates:
+            run_id = params[5]
+            if run_id in refused or db.execute(SQL_UPDATE_RUN, params).rowcount:
+                continue
+            row = db.execute(SQL_LEASE, (run_id,)).fetchone()
+            if row is not None:  # no row: events of a run never created are stored as they are
+                refused[run_id] = self._lease_error(run_id, row)
+        return refused
+
+    def _lease_error(self, run_id: str, row: tuple[Any, ...] | None) -> StoreError:
+        from engine.lease import LeaseLostError
+
+        if row is None or row[1] is not None:
+            text = f"run {run_id} has already completed; the store takes no events after its end"
+        else:
+            owner = f"pid {row[3]} on {row[2]}" if row[3] is not None else "another process"
+            text = (
+                f"run {run_id} was taken over by another process ({owner}); this process "
+                "stopped its nodes and wrote nothing more"
+            )
+        error = StoreError(text)
+        error.__cause__ = LeaseLostError(run_id, text)
+        return error
+
+    @staticmethod
+    def _refuse_units(batch: _Batch, refused: Mapping[str, StoreError]) -> None:
+        """Take the refused runs' units out of the batch, failing them."""
+        rows: list[tuple[Any, ...]] = []
+        events: list[Event] = []
+        units: list[tuple[int, int, int]] = []
+        for start, end, position in batch.units:
+            run_id = batch.events[start].run_id
+            if run_id in refused:
+                batch.failed[position] = refused[run_id]
+                continue
+            begin = len(rows)
+            rows += batch.rows[start:end]
+            events += batch.events[start:end]
+            units.append((begin, len(rows), position))
+        batch.rows, batch.events, batch.units = rows, events, units
 
     def _claim_on_thread(self, db: sqlite3.Connection, batch: _Batch) -> None:
         """Write the batch's claims (in its transaction), except those of runs whose events in
         the batch failed: they fail with the same error."""
-        failed_runs: dict[str, StoreError] = {}
+        failed_runs: dict[str, StoreError] = dict(batch.refused)
         for position, error in batch.failed.items():
             item = batch.items[position]
             events = (item,) if type(item) is Event else getattr(item, "events", ())
@@ -1087,8 +1305,15 @@ class Store:
             failure = failed_runs.get(item.run_id)
             if failure is not None:
                 batch.failed[position] = failure
-            else:
-                batch.claimed[position] = db.execute(SQL_CLAIM_RUN, item.params).rowcount
+                continue
+            held = self._fences.get(item.run_id, 0)
+            if db.execute(SQL_CLAIM_RUN, (*item.params, held)).rowcount:
+                batch.claimed[position] = 1
+                batch.fences[item.run_id] = max(held, 1)
+                continue
+            row = db.execute(SQL_LEASE, (item.run_id,)).fetchone()
+            if row is not None:
+                batch.failed[position] = self._lease_error(item.run_id, row)
         if batch.claimed:
             batch.breakers = {row[0]: BreakerRecord(*row) for row in db.execute(SQL_BREAKERS)}
 
@@ -1137,6 +1362,51 @@ class Store:
         else:
             if not job.future.done():
                 job.future.set_result(result)
+
+    def _poison_items(self, items: Sequence[_Item], error: StoreError) -> None:
+        """A batch failed as a whole: none of the runs whose published events it held is
+        written any more (fail-closed: a later batch of such a run would leave a seq gap where
+        this one failed). An `append` is all-or-nothing and its caller is told: its run is not
+        poisoned by it."""
+        runs: dict[str, None] = {}
+        for item in items:
+            if type(item) is Event:
+                runs[item.run_id] = None
+        for run_id in runs:
+            self._poison(run_id, error)
+
+    def _poison(self, run_id: str, error: StoreError) -> None:
+        if run_id in self._poisoned:
+            return
+        self._poisoned[run_id] = error
+        for listener in list(self.write_failure_listeners):
+            with contextlib.suppress(Exception):  # a listener never breaks the writer
+                listener(run_id, error)
+
+    def write_failure(self, run_id: str) -> StoreError | None:
+        """Why this store writes nothing more of `run_id` (None: it still writes it)."""
+        return self._poisoned.get(run_id)
+
+    def fence_off(self, run_id: str, error: StoreError) -> None:
+        """Write nothing more of `run_id` from here (its lease was found lost)."""
+        self._poison(run_id, error)
+
+    def lagging(self, threshold: float = 1.0) -> bool:
+        """Whether something published more than `threshold` seconds ago is unacknowledged."""
+        since = self._unacked_since
+        return since is not None and time.monotonic() - since > threshold
+
+    async def caught_up(self) -> None:
+        """Return once everything published before the call is committed or has failed
+        (failures are left for `flush` to report)."""
+        if self._conn is None or self.readonly or self._closing:
+            return
+        if not self._queue and not self._busy:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Marker(future, quiet=True))
+        with contextlib.suppress(StoreError):
+            await asyncio.shield(future)
 
     def _fail_items(self, items: Sequence[_Item], error: StoreError) -> None:
         published = False
@@ -1296,40 +1566,103 @@ class Store:
     # -- ownership ---------------------------------------------------------------------------------
 
     async def claim_run(self, run_id: str, owner: Owner) -> dict[str, BreakerRecord]:
-        """Record `owner` as the process running `run_id`, with a fresh heartbeat; returns the
-        stored breakers, by key, as of the claim (what other processes have saved: a run
-        starts from them).
+        """Take the lease of a run this process created (fence 0 -> 1) or took over (its fence
+        stays), with a fresh expiry; returns the stored breakers, by key, as of the claim (what
+        other processes have saved: a run starts from them).
 
         The claim commits with whatever was published before it: in the same transaction as
         the run's `run.created` when that is not committed yet. If an event of the run in that
         transaction failed, so does the claim, with the event's error (which the next `flush`
         reports as well). The breakers are read in the same transaction, so a run costs a
-        single hand-over to the connection's thread before it starts, not two.
+        single hand-over to the connection's thread before it starts, not two. A run another
+        process holds now fails the claim with a StoreError caused by `LeaseLostError`.
         """
+        from engine.lease import lease_seconds
+
         if self._closing or self._conn is None or self.readonly:
             raise self._not_writable()
-        params = (owner.host, owner.pid, owner.started_at, time.time(), run_id)
+        if run_id in self._poisoned:
+            raise self._poisoned[run_id]
+        now = time.time()
+        params = (
+            owner.id, owner.host, owner.pid, owner.started_at, now, now + lease_seconds(), run_id
+        )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, BreakerRecord]] = loop.create_future()
         self._enqueue(_Claim(run_id, params, future))
         return await asyncio.shield(future)
 
-    async def heartbeat(self, run_ids: Sequence[str], owner: Owner) -> None:
-        """Refresh the heartbeat of those of `run_ids` that `owner` holds (one UPDATE)."""
+    async def take_over(
+        self,
+        row: RunRow,
+        owner: Owner,
+        *,
+        dead_owner: Owner | None = None,
+        reopen: bool = False,
+    ) -> RunRow | None:
+        """Take the lease of a run that `row` (as read) shows without a live owner: a
+        compare-and-set on its fencing number, in a transaction of its own. Returns the run's
+        row with this process as owner; None if another process won (or the owner came back),
+        and then nothing was written. `dead_owner`: the owner found dead on this host (the
+        shortcut past an unexpired lease). `reopen`: the run has completed and is reopened (an
+        override of a failed hard gate)."""
+        from engine.lease import lease_seconds
+
+        now = time.time()
+        params = (
+            owner.id, owner.host, owner.pid, owner.started_at, now, now + lease_seconds(),
+            row.run_id, row.fence,
+            dead_owner.host if dead_owner else None, dead_owner.pid if dead_owner else None,
+            int(reopen),
+        )
+
+        async def take(conn: aiosqlite.Connection) -> list[tuple[Any, ...]]:
+            cursor = await conn.execute(SQL_TAKE_OVER, params)
+            if cursor.rowcount != 1:
+                return []
+            return [tuple(r) for r in await conn.execute_fetchall(SQL_RUN, (row.run_id,))]
+
+        rows = await self._submit(take)
+        if not rows:
+            return None
+        taken = RunRow(*rows[0])
+        self._fences[row.run_id] = taken.fence
+        self._poisoned.pop(row.run_id, None)
+        return taken
+
+    async def heartbeat(self, run_ids: Sequence[str], owner: Owner) -> list[str]:
+        """Renew the leases of those of `run_ids` this process holds (with its fencing number);
+        returns the runs whose lease it found lost (taken over by another process)."""
+        from engine.lease import lease_seconds
+
         if not run_ids:
-            return
-        params = (time.time(), json.dumps(list(run_ids)), owner.host, owner.pid)
+            return []
+        now = time.time()
+        targets = [(run_id, self._fences.get(run_id, 0)) for run_id in run_ids]
 
-        async def beat(conn: aiosqlite.Connection) -> None:
-            await conn.execute(SQL_HEARTBEAT, params)
+        async def beat(conn: aiosqlite.Connection) -> list[str]:
+            lost: list[str] = []
+            for run_id, fence in targets:
+                params = (now, now + lease_seconds(), run_id, owner.id, fence)
+                if (await conn.execute(SQL_HEARTBEAT, params)).rowcount:
+                    continue
+                found = list(await conn.execute_fetchall(SQL_LEASE, (run_id,)))
+                if found and found[0][1] is None and found[0][0] != fence:
+                    lost.append(run_id)
+            return lost
 
-        await self._submit(beat)
+        lost = await self._submit(beat)
+        for run_id in lost:
+            rows = await self._fetch(SQL_LEASE, (run_id,))
+            self._poison(run_id, self._lease_error(run_id, rows[0] if rows else None))
+        return lost
 
     async def release_run(self, run_id: str) -> None:
-        """Clear the run's owner."""
+        """Give up the run's lease (only if this process still holds it)."""
+        fence = self._fences.get(run_id, 0)
 
         async def release(conn: aiosqlite.Connection) -> None:
-            await conn.execute(SQL_RELEASE_RUN, (run_id,))
+            await conn.execute(SQL_RELEASE_RUN, (run_id, fence))
 
         await self._submit(release)
 
@@ -1410,6 +1743,47 @@ class Store:
             return (await conn.execute(SQL_DELETE_BREAKER, (key,))).rowcount > 0
 
         return await self._submit(delete)
+
+    async def reset_breaker(self, key: str) -> bool:
+        """Close the breaker and clear its count (it stays listed); True if it was stored."""
+        params = (key, time.time())
+
+        async def reset(conn: aiosqlite.Connection) -> bool:
+            return (await conn.execute(SQL_RESET_BREAKER, params)).rowcount > 0
+
+        return await self._submit(reset)
+
+    def record_breaker_outcome(
+        self,
+        key: str,
+        *,
+        failed: bool,
+        failure_threshold: int,
+        recovery_timeout: float,
+        now: float | None = None,
+    ) -> None:
+        """Count an attempt's outcome in the stored breaker, atomically (`SQL_BREAKER_FAILED`,
+        `SQL_BREAKER_SUCCEEDED`), in the transaction of the batch being collected: the events
+        published with it commit with it. Returns at once."""
+        if self._closing or self._conn is None or self.readonly:
+            return
+        at = time.time() if now is None else now
+        if failed:
+            item = _Outcome(SQL_BREAKER_FAILED, (key, failure_threshold, recovery_timeout, at))
+        else:
+            item = _Outcome(SQL_BREAKER_SUCCEEDED, (key, recovery_timeout, at))
+        self._queue.append(item)
+        if not self._busy and not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def record_breaker_half_open(self, key: str, now: float | None = None) -> None:
+        """The breaker's cool-down is over and a trial goes (an open breaker turns half-open)."""
+        if self._closing or self._conn is None or self.readonly:
+            return
+        at = time.time() if now is None else now
+        self._queue.append(_Outcome(SQL_BREAKER_HALF_OPEN, (key, at)))
+        if not self._busy and not self._wakeup.is_set():
+            self._wakeup.set()
 
 
 async def _scalar(conn: aiosqlite.Connection, sql: str) -> int:

@@ -513,18 +513,32 @@ async def test_the_runs_row_matches_the_fold_in_one_batch(store: Store) -> None:
     )
 
 
-async def test_a_resumed_run_is_running_again_with_no_end(store: Store) -> None:
+async def test_nothing_is_stored_after_a_runs_end_unless_an_override_reopens_it(
+    store: Store,
+) -> None:
     run = RunWriter()
-    await store.append([run.created(), run.state("running"), run.completed("cancelled")])
-    await store.append([run.state("interrupted")])
+    await store.append([run.created(), run.state("running"), run.completed("failed")])
+    late = run.state("interrupted")
+    with pytest.raises(StoreError, match="already completed"):
+        await store.append([late])
+    assert [e.event_type for e in await store.events(run.run_id)][-1] == "run.completed"
+
     row = await store.run_row(run.run_id)
     assert row is not None
-    assert row.state == "interrupted"
-
+    taken = await store.take_over(row, Owner.current(), reopen=True)
+    assert taken is not None and taken.fence == row.fence + 1
+    run.seq -= 1  # the refused event took no seq
     await store.append([run.event(EventType.RUN_RESUMED, attempt=2), run.state("running")])
     row = await store.run_row(run.run_id)
     assert row is not None
     assert (row.state, row.ended_at) == ("running", None)
+
+
+async def test_an_event_after_run_completed_in_the_same_batch_is_refused(store: Store) -> None:
+    run = RunWriter()
+    with pytest.raises(StoreError, match="already completed"):
+        await store.append([run.created(), run.completed(), run.state("running")])
+    assert await store.events(run.run_id) == []
 
 
 async def test_events_of_a_run_never_created_are_still_stored(store: Store) -> None:
@@ -588,9 +602,10 @@ async def test_a_read_only_store_sees_what_the_writer_committed(db: Path) -> Non
         await writer.append(run.whole_run())
         assert await reader.events(run.run_id) == await writer.events(run.run_id)
 
-        more = run.logs(3)
+        second = RunWriter()
+        more = [second.created(), *second.logs(3)]
         await writer.append(more)
-        assert await reader.events(run.run_id, after_seq=10) == more
+        assert await reader.events(second.run_id, after_seq=1) == more[1:]
 
         with pytest.raises(StoreError, match="read-only"):
             reader.publish(run.logs(1)[0])

@@ -1,0 +1,139 @@
+"""Run leases: who may write a run's events, and when a run counts as `interrupted`.
+
+Contract (DESIGN section 4, "Ownership"):
+- A run's owner holds a lease stored in the run's row: owner id, host, pid, process create time,
+  a fencing number (`fence`, +1 at every take-over) and an expiry (`lease_expires_at`, epoch
+  seconds) that the owner's heartbeats push `lease_seconds()` ahead every
+  `heartbeat_seconds()`.
+- `is_interrupted(row, now)` is the one definition of `interrupted`, a pure function of the row,
+  the time and (for an owner on this host) whether its pid still runs: a non-terminal run is
+  interrupted when it has no owner, when its lease has expired (whatever the pid shows: a
+  SIGSTOPped owner loses its run), or when its owner ran on this host and that process is gone
+  (the shortcut that spares a crashed run the wait). Reading a run never writes to it.
+- Lease length: 20 s by default, heartbeat every 4 s (a fifth of the lease). A heartbeat waits
+  behind the store's busy timeout (12 s) at worst, so a write lock held by another process for
+  up to 10 s never costs a live owner its lease. `INTERLOCK_LEASE_SECONDS` shortens (or
+  lengthens) it, e.g. for tests; the heartbeat follows at a fifth of it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Protocol
+
+from engine.errors import InterlockError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "LeaseHolder",
+    "LeaseLostError",
+    "TakeOverRefusedError",
+    "heartbeat_seconds",
+    "is_interrupted",
+    "lease_seconds",
+    "owner_text",
+]
+
+DEFAULT_LEASE_SECONDS: Final = 20.0
+_MIN_LEASE: Final = 0.5
+LEASE_ENV: Final = "INTERLOCK_LEASE_SECONDS"
+UNSETTLED: Final = frozenset({"pending", "running", "waiting"})
+
+
+def lease_seconds() -> float:
+    """The lease length: `INTERLOCK_LEASE_SECONDS` if set to a number, else 20 s."""
+    raw = os.environ.get(LEASE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        return DEFAULT_LEASE_SECONDS
+    if value != value or value in (float("inf"), float("-inf")):  # NaN or infinite
+        return DEFAULT_LEASE_SECONDS
+    return max(value, _MIN_LEASE)
+
+
+def heartbeat_seconds() -> float:
+    """How often an owner renews its leases: a fifth of the lease."""
+    return lease_seconds() / 5.0
+
+
+class LeaseHolder(Protocol):
+    """What `is_interrupted` reads of a run's row (the store's `RunRow`)."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def owner_id(self) -> str | None: ...
+    @property
+    def owner_host(self) -> str | None: ...
+    @property
+    def owner_pid(self) -> int | None: ...
+    @property
+    def owner_started_at(self) -> float | None: ...
+    @property
+    def lease_expires_at(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why a run is, or is not, interrupted."""
+
+    interrupted: bool
+    reason: str
+
+
+def judge(
+    row: LeaseHolder,
+    now: float,
+    *,
+    pid_alive: Callable[[str, int, float], bool] | None = None,
+) -> Verdict:
+    """`is_interrupted` with its reason (recorded by the resume or cancel that acts on it)."""
+    if row.state not in UNSETTLED:
+        return Verdict(False, f"the run is {row.state}")
+    if row.owner_id is None or row.owner_pid is None or row.owner_host is None:
+        return Verdict(True, "no process owns the run")
+    if row.lease_expires_at is None or row.lease_expires_at < now:
+        return Verdict(True, f"the lease of {owner_text(row)} expired")
+    alive = pid_alive or _pid_alive
+    if row.owner_host == socket.gethostname() and not alive(
+        row.owner_host, int(row.owner_pid), float(row.owner_started_at or 0.0)
+    ):
+        return Verdict(True, f"the owner process ({owner_text(row)}) is gone")
+    return Verdict(False, f"owned by {owner_text(row)}")
+
+
+def is_interrupted(row: LeaseHolder, now: float) -> bool:
+    """Whether a non-terminal run has lost its owner (see the module's contract)."""
+    return judge(row, now).interrupted
+
+
+def owner_text(row: LeaseHolder) -> str:
+    """'pid 123 on host-a': the owner, as messages name it."""
+    return f"pid {row.owner_pid} on {row.owner_host}"
+
+
+def _pid_alive(host: str, pid: int, started_at: float) -> bool:
+    from engine.store import Owner
+
+    return Owner(host, pid, started_at).is_alive()
+
+
+class LeaseLostError(InterlockError):
+    """This process's writes to a run were refused: another process holds the run's lease now
+    (or the run has completed). The run is not this process's to write any more."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        self.run_id = run_id
+        super().__init__(message)
+
+
+class TakeOverRefusedError(InterlockError):
+    """A resume or cancel lost the race for a run's lease (or found the run owned)."""
