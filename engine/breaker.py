@@ -78,6 +78,7 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[CircuitBreaker, BreakerChange], None] | None = None,
+        on_outcome: Callable[[CircuitBreaker, bool], None] | None = None,
     ) -> None:
         self.key = key
         self.failure_threshold = failure_threshold
@@ -88,6 +89,7 @@ class CircuitBreaker:
         self._trial_in_flight = False
         self._clock = clock
         self._on_change = on_change
+        self._on_outcome = on_outcome  # (breaker, failed): every counted outcome (the store)
         self.changed_at = 0.0  # wall time of the last transition (0: never changed here)
 
     @property
@@ -159,6 +161,8 @@ class CircuitBreaker:
         self._trial_in_flight = False
         self.failures = 0
         self.opened_at = None
+        if self._on_outcome is not None:
+            self._on_outcome(self, False)
         self._move(BreakerState.CLOSED, [listener] if listener else None)
 
     def record_failure(self, listener: Listener | None = None) -> None:
@@ -166,6 +170,8 @@ class CircuitBreaker:
         was_trial = self.state is BreakerState.HALF_OPEN
         self._trial_in_flight = False
         self.failures += 1
+        if self._on_outcome is not None:
+            self._on_outcome(self, True)
         if was_trial or (
             self.state is BreakerState.CLOSED and self.failures >= self.failure_threshold
         ):
@@ -191,10 +197,18 @@ class BreakerRegistry:
         *,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[CircuitBreaker, BreakerChange], None] | None = None,
+        on_outcome: Callable[[CircuitBreaker, bool], None] | None = None,
     ) -> None:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._clock = clock
         self.on_change = on_change
+        # Every counted attempt outcome, `(breaker, failed)`: the store counts them atomically
+        # so that breakers trip across processes (DESIGN section 4).
+        self.on_outcome = on_outcome
+
+    def _notify_outcome(self, breaker: CircuitBreaker, failed: bool) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(breaker, failed)
 
     def _notify(self, breaker: CircuitBreaker, change: BreakerChange) -> None:
         if self.on_change is not None:
@@ -204,7 +218,12 @@ class BreakerRegistry:
         breaker = self._breakers.get(key)
         if breaker is None:
             breaker = CircuitBreaker(
-                key, failure_threshold, recovery_timeout, clock=self._clock, on_change=self._notify
+                key,
+                failure_threshold,
+                recovery_timeout,
+                clock=self._clock,
+                on_change=self._notify,
+                on_outcome=self._notify_outcome,
             )
             self._breakers[key] = breaker
         else:

@@ -36,7 +36,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.breaker import BreakerChange, BreakerRegistry, CircuitBreaker, CircuitOpenError
 from engine.errors import NodeError, NodeTimeoutError, TransientError
@@ -71,6 +71,15 @@ if TYPE_CHECKING:
     from engine.spec import NodeBase, Pipeline, RetryPolicy
 
 Sleep = Callable[[float], Awaitable[None]]
+RECORD_LAG = 1.0  # seconds: see `WriteGate`
+
+
+class WriteGate(Protocol):
+    """The durable store as the executor sees it when deciding to start a node."""
+
+    def lagging(self, threshold: float = RECORD_LAG) -> bool: ...
+
+    async def caught_up(self) -> None: ...
 
 _FAILED = (NodeStatus.FAILED, NodeStatus.TIMED_OUT, NodeStatus.CANCELLED)
 # Bound once: reading an enum member off its class costs several times a global (per node).
@@ -420,6 +429,7 @@ class Executor:
         now: Callable[[], str] = utc_now_iso,
         rng: random.Random | None = None,
         state: RunState | None = None,
+        write_gate: WriteGate | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.run_id = run_id or (state.run_id if state else new_id())
@@ -463,6 +473,11 @@ class Executor:
         self._stop_requested = asyncio.Event()
         self._gate_blocked: dict[str, str] = {}
         self._done = False
+        # Work never runs far ahead of the record: while the store has events published over
+        # `RECORD_LAG` seconds ago unacknowledged, no node starts (`_start_ready`); a task waits
+        # for the store to catch up, then the driver starts what is ready.
+        self._write_gate = write_gate
+        self._record_wait: asyncio.Task[None] | None = None
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -536,6 +551,17 @@ class Executor:
             data["search_path"] = self.search_path
         encoded = EncodedData.joined(data, {"definition": self._plan.snapshot_json})
         return self._emit(EventType.RUN_CREATED, actor=actor, attempt=1, data=encoded)
+
+    def record_interrupted(self, reason: str, data: Mapping[str, Any]) -> None:
+        """Record the interruption a take-over acts on (`run.state_changed` to
+        `interrupted`): readers only ever work it out from the lease, never write it."""
+        if self.state.is_terminal or self.state.state is RunStatus.INTERRUPTED:
+            return
+        self._emit(
+            EventType.RUN_STATE_CHANGED,
+            reason=reason,
+            data={"from": self.state.state.value, "to": RunStatus.INTERRUPTED.value, **data},
+        )
 
     def prepare_resume(
         self, *, actor: str = "engine", override_reason: str | None = None
@@ -734,6 +760,11 @@ class Executor:
                     if kind == "force" and force_handle is not None:
                         self._cancel_tasks()
                         force_handle = loop.call_later(0.5, self._post, ("force", None))
+                    elif kind == "recorded":
+                        self._start_ready()
+                if self._stop is not None and self._record_wait is not None:
+                    self._record_wait.cancel()
+                    self._record_wait = None
                 if self._stop is not None and self._tasks and force_handle is None:
                     self._cancel_tasks()
                     # Forced: a node that ignores its cancellation is cancelled again after the
@@ -741,7 +772,7 @@ class Executor:
                     force_handle = loop.call_later(
                         self.pipeline.cleanup_grace + 0.5, self._post, ("force", None)
                     )
-                if not self._tasks:
+                if not self._tasks and self._record_wait is None:
                     break
                 self._waiter = loop.create_future()
                 try:
@@ -796,6 +827,9 @@ class Executor:
         then runs it."""
         inherited: _Step | None = None
         ready = self._ready
+        if ready and self._write_gate is not None and self._write_gate.lagging():
+            self._wait_for_record()
+            return None
         limit = self.pipeline.max_concurrency
         steps = self._steps
         nodes = self.state.nodes
@@ -838,6 +872,22 @@ class Executor:
             if holds_slot:
                 self._busy += 1
         return inherited
+
+    def _wait_for_record(self) -> None:
+        """The store lags: start nothing until it has caught up (then the driver goes on)."""
+        if self._record_wait is not None or self._stop is not None:
+            return
+        gate = self._write_gate
+        assert gate is not None
+
+        async def wait() -> None:
+            try:
+                await gate.caught_up()
+            finally:
+                self._record_wait = None
+            self._post(("recorded", None))
+
+        self._record_wait = self._loop.create_task(wait(), name="interlock:record-wait")
 
     def _may_hand_on(self, task: asyncio.Task[None], until: float) -> bool:
         return (

@@ -5,13 +5,20 @@ Contract:
   listed) and returns a `RunHandle`; the run executes when one of `max_concurrent_runs` slots is
   free. Awaiting the handle gives the final `RunState`; the run's `run.completed` is committed to
   every sink (the durable store included) before the handle resolves.
-- With a `Store`, every run is durable and controllable from other processes: the manager claims
-  ownership of its runs, heartbeats them, and polls the store (every `control_interval`, at most
-  250 ms) for `cancel`/`approve`/`reject` commands, acting within a second. Breaker state is
-  loaded from and saved to the store, so it survives restarts.
+- With a `Store`, every run is durable and controllable from other processes: the manager holds
+  a lease on each of its runs (`engine.lease`), renews it by heartbeat, and polls the store
+  (every `control_interval`, at most 250 ms) for `cancel`/`approve`/`reject` commands, acting
+  within a second. Breaker state is loaded from the store, and every attempt's outcome is
+  counted there atomically, so breakers trip across processes and survive restarts.
+- Fail-closed: when the store cannot record a run's events any more (its lease was taken over,
+  the disk is full, the database stayed locked past the busy timeout, an I/O error), the run is
+  stopped at once (no node starts, running nodes are cancelled with their grace) and its handle
+  carries the cause (`RunHandle.write_error`); nothing of it is written after the failure.
 - The manager holds a run's handle (its executor and live state) only while the run is not
   finished: whoever wants a finished run's state keeps the handle, or folds it from the store.
-- `resume` continues an interrupted run from its folded events (guards: terminal runs are
+- `resume` takes over an interrupted run (a compare-and-set on its lease: of racing processes
+  exactly one wins, the others get `TakeOverRefusedError` naming the winner and write nothing),
+  records the interruption, and continues from its folded events (guards: terminal runs are
   refused, gate-failed runs only with an override and a reason); `replay` starts a new run from
   a stored run's definition snapshot and params, linked to it.
 """
@@ -20,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from engine.breaker import BreakerChange, BreakerRegistry, CircuitBreaker
+from engine.breaker import BreakerChange, BreakerRegistry, BreakerState, CircuitBreaker
 from engine.errors import (
     InterlockError,
     PipelineTimeoutError,
@@ -32,7 +40,7 @@ from engine.errors import (
     RunFailedError,
     UnknownRunError,
 )
-from engine.events import Event, EventType, new_id, utc_now_iso
+from engine.events import new_id, utc_now_iso
 from engine.executor import Executor
 from engine.state import NodeStatus, RunState, RunStatus
 
@@ -42,7 +50,7 @@ if TYPE_CHECKING:
 
     from engine.bus import EventSink
     from engine.spec import Pipeline
-    from engine.store import BreakerRecord, Owner, Store
+    from engine.store import BreakerRecord, Owner, RunRow, Store, StoreError
 
 
 ENDED_RUNS_KEPT = 10_000  # ids of ended runs a manager remembers (`ran_here`)
@@ -55,6 +63,9 @@ class RunHandle:
         self.executor = executor
         self.run_id = executor.run_id
         self._task = task
+        # Set when the store stopped accepting the run's events (fail-closed): the cause. The
+        # final state is then only this process's view: the stored log ends before it.
+        self.write_error: StoreError | None = None
 
     @property
     def state(self) -> RunState:
@@ -103,7 +114,7 @@ class RunManager:
         now: Callable[[], str] = utc_now_iso,
         rng: random.Random | None = None,
         control_interval: float = 0.1,
-        heartbeat_interval: float = 2.0,
+        heartbeat_interval: float | None = None,
         owner: Owner | None = None,
     ) -> None:
         self.store = store
@@ -112,10 +123,15 @@ class RunManager:
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self.breakers = breakers if breakers is not None else BreakerRegistry()
         self.breakers.on_change = self._breaker_changed
+        self.breakers.on_outcome = self._breaker_outcome
         self._sleep = sleep
         self._now = now
         self._rng = rng
         self._control_interval = min(control_interval, 0.25)
+        if heartbeat_interval is None:
+            from engine.lease import heartbeat_seconds
+
+            heartbeat_interval = heartbeat_seconds()
         self._heartbeat_interval = heartbeat_interval
         self._owner = owner
         self._runs: dict[str, RunHandle] = {}  # the runs not finished yet
@@ -140,6 +156,7 @@ class RunManager:
             from engine.store import Owner
 
             self._owner = self._owner or Owner.current()
+            self.store.write_failure_listeners.append(self._write_failed)
             await self._load_breakers()
         return self
 
@@ -156,6 +173,20 @@ class RunManager:
             self._control_task = None
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self.store is not None:
+            with contextlib.suppress(ValueError):
+                self.store.write_failure_listeners.remove(self._write_failed)
+
+    def _write_failed(self, run_id: str, error: StoreError) -> None:
+        """The store writes nothing more of `run_id`: stop the run now (fail-closed)."""
+        handle = self._runs.get(run_id)
+        if handle is None or handle.done():
+            return
+        if handle.write_error is None:
+            handle.write_error = error
+        handle.executor.request_stop(
+            RunStatus.CANCELLED, f"the store cannot record the run: {error}", "cancelled"
+        )
 
     # -- starting ---------------------------------------------------------------------------------
 
@@ -177,6 +208,7 @@ class RunManager:
             sleep=self._sleep,
             now=self._now,
             rng=self._rng,
+            write_gate=self.store,
             **kwargs,
         )
 
@@ -226,16 +258,33 @@ class RunManager:
     async def _execute(self, executor: Executor) -> RunState:
         released = False
         try:
-            if await self._take_slot(executor):
-                try:
+            try:
+                if await self._take_slot(executor):
+                    try:
+                        state = await executor.execute()
+                    finally:
+                        self._slots.release()
+                else:
+                    # Stopped while queued: it ends at once (nothing starts), so needs no slot.
                     state = await executor.execute()
-                finally:
-                    self._slots.release()
-            else:
-                # Stopped while queued: it ends at once (nothing starts), so it needs no slot.
-                state = await executor.execute()
+            except InterlockError:
+                # The store refused the run's end (fail-closed): the run is stopped, and what
+                # this process saw is all there is to return; its handle says why.
+                failure = self.store.write_failure(executor.run_id) if self.store else None
+                if failure is None:
+                    raise
+                handle = self._runs.get(executor.run_id)
+                if handle is not None and handle.write_error is None:
+                    handle.write_error = failure
+                released = True  # nothing more is written for it from here
+                return executor.state
             # Its run.completed is committed, and the same commit let go of the run.
-            released = True
+            released = self.store is None or self.store.write_failure(executor.run_id) is None
+            if not released and self.store is not None:
+                handle = self._runs.get(executor.run_id)
+                if handle is not None and handle.write_error is None:
+                    handle.write_error = self.store.write_failure(executor.run_id)
+                released = True  # nothing more is written for it from here
         except asyncio.CancelledError:
             if not executor.state.is_terminal:
                 executor.cancel("the owning process stopped the run")
@@ -352,18 +401,19 @@ class RunManager:
         actor: str = "engine",
         search_path: str | None = None,
     ) -> RunHandle:
-        """Continue an interrupted (or, with an override, a gate-failed) run in this process."""
+        """Continue an interrupted (or, with an override, a gate-failed) run in this process.
+
+        The run's lease is taken with a compare-and-set first; a process that loses the race
+        gets `TakeOverRefusedError` naming the winner, having written nothing."""
         store = self._require_store()
         if self.is_running(run_id):
             raise ResumeRefusedError(f"run {run_id} is running in this process")
-        await reconcile(store, run_id)
+        assert self._owner is not None
         state = await store.fold_run(run_id)
         row = await store.run_row(run_id)
-        if row is not None and not state.is_terminal and _owner_alive(row):
-            raise ResumeRefusedError(
-                f"run {run_id} is owned by a live process (pid {row.owner_pid} on "
-                f"{row.owner_host}); cancel it there or wait for it"
-            )
+        if row is None:
+            raise UnknownRunError(run_id)
+        reopen = False
         if state.gate_failures and state.state is RunStatus.FAILED:
             if not override:
                 raise ResumeRefusedError(
@@ -372,13 +422,21 @@ class RunManager:
                 )
             if not reason:
                 raise ResumeRefusedError("an override needs a reason (--reason TEXT)")
+            reopen = True
         elif state.is_terminal:
             raise ResumeRefusedError(
                 f"run {run_id} is {state.state.value}; terminal runs cannot be resumed "
                 "(replay it instead)"
             )
+        taken, why = await take_over(store, row, self._owner, reopen=reopen)
+        # Folded after the take-over: the former owner is fenced off, so nothing it still
+        # sends can be stored after what this fold sees.
+        state = await store.fold_run(run_id)
+        if state.is_terminal and not reopen:
+            raise ResumeRefusedError(
+                f"run {run_id} ended ({state.state.value}) just before it could be resumed"
+            )
         pipeline = pipeline_from_state(state)
-        folded_seq = state.last_seq  # the executor goes on from here, in this very state
         executor = self._executor(
             pipeline,
             state=state,
@@ -386,18 +444,10 @@ class RunManager:
             simulate=state.simulate,
             search_path=search_path or await _stored_search_path(store, run_id),
         )
+        if not reopen:
+            executor.record_interrupted(why, _lease_data(row, taken))
         executor.prepare_resume(actor=actor, override_reason=reason if override else None)
-        try:
-            return await self._launch(executor)
-        except InterlockError:
-            if await store.last_seq(run_id) > folded_seq:
-                # Our run.resumed lost the race for its seq: another process wrote first.
-                raise ResumeRefusedError(
-                    f"run {run_id} changed while it was being resumed here (another process, "
-                    "a second resume or a cancel, wrote to it at the same moment); see "
-                    f"`interlock status {run_id}`"
-                ) from None
-            raise
+        return await self._launch(executor)
 
     async def replay(
         self, run_id: str, *, actor: str = "engine", search_path: str | None = None
@@ -439,6 +489,8 @@ class RunManager:
                 since_heartbeat += self._control_interval
                 if since_heartbeat >= self._heartbeat_interval:
                     since_heartbeat = 0.0
+                    # A run found taken over is fenced off in the store, which stops it here
+                    # (`_write_failed`).
                     await store.heartbeat(active, self._owner)
             except asyncio.CancelledError:
                 raise
@@ -458,21 +510,19 @@ class RunManager:
     # -- breakers -------------------------------------------------------------------------------
 
     def _breaker_changed(self, breaker: CircuitBreaker, change: BreakerChange) -> None:
-        if self.store is None:
-            return
-        from engine.store import BreakerRecord
+        """Opening and closing are stored with the outcome that causes them
+        (`_breaker_outcome`); only the turn to half-open (time passing) is stored here."""
+        if self.store is not None and change.to_state is BreakerState.HALF_OPEN:
+            self.store.record_breaker_half_open(breaker.key, breaker.changed_at)
 
-        record = BreakerRecord(
-            key=breaker.key,
-            state=change.to_state.value,
-            failures=breaker.failures,
-            opened_at=breaker.opened_at,
-            recovery_timeout=breaker.recovery_timeout,
-            updated_at=breaker.changed_at,
-        )
-        task = asyncio.ensure_future(self.store.save_breaker(record))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _breaker_outcome(self, breaker: CircuitBreaker, failed: bool) -> None:
+        if self.store is not None:
+            self.store.record_breaker_outcome(
+                breaker.key,
+                failed=failed,
+                failure_threshold=breaker.failure_threshold,
+                recovery_timeout=breaker.recovery_timeout,
+            )
 
     async def _load_breakers(self) -> None:
         store = self._require_store()
@@ -502,9 +552,10 @@ class RunManager:
                 )
 
     async def reset_breaker(self, key: str) -> bool:
+        """Close the breaker and clear its count, here and in the store (it stays listed)."""
         found = self.breakers.reset(key)
         if self.store is not None:
-            found = await self.store.delete_breaker(key) or found
+            found = await self.store.reset_breaker(key) or found
         return found
 
 
@@ -541,56 +592,73 @@ async def _stored_search_path(store: Store, run_id: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _owner_alive(row: Any) -> bool:
-    from engine.store import Owner
+def _lease_data(before: RunRow, taken: RunRow) -> dict[str, Any]:
+    """What an interruption record says about the lease it acts on."""
+    return {
+        "owner_pid": before.owner_pid,
+        "owner_host": before.owner_host,
+        "fence": taken.fence,
+        "taken_by": f"pid {taken.owner_pid} on {taken.owner_host}",
+    }
 
-    if row.owner_pid is None or row.owner_host is None:
-        return False
-    owner = Owner(row.owner_host, int(row.owner_pid), float(row.owner_started_at or 0.0))
-    return owner.is_alive(heartbeat_at=row.heartbeat_at)
+
+async def take_over(
+    store: Store, row: RunRow, owner: Owner, *, reopen: bool = False
+) -> tuple[RunRow, str]:
+    """Take the lease of the run `row` shows without a live owner (compare-and-set); returns
+    the run's row as taken and why it was interrupted. `TakeOverRefusedError`, naming the
+    owner or the winner, if the run has a live owner or another process took it first."""
+    from engine.lease import TakeOverRefusedError, judge, owner_text
+    from engine.store import Owner as OwnerOf
+
+    verdict = judge(row, time.time())
+    if not reopen and not verdict.interrupted:
+        if row.state not in ("pending", "running", "waiting"):
+            raise TakeOverRefusedError(f"run {row.run_id} is already {row.state}")
+        raise TakeOverRefusedError(
+            f"run {row.run_id} is owned by a live process ({owner_text(row)}); cancel it "
+            "there or wait for it"
+        )
+    dead: Owner | None = None
+    if row.owner_host is not None and row.owner_pid is not None:
+        candidate = OwnerOf(row.owner_host, int(row.owner_pid), float(row.owner_started_at or 0))
+        lease_over = row.lease_expires_at is None or row.lease_expires_at < time.time()
+        if not lease_over and not candidate.is_alive():
+            dead = candidate
+    taken = await store.take_over(row, owner, dead_owner=dead, reopen=reopen)
+    if taken is None:
+        now = await store.run_row(row.run_id)
+        if now is not None and now.owner_pid is not None:
+            winner = f"another process ({owner_text(now)}) took it first"
+        elif now is not None and now.state not in ("pending", "running", "waiting"):
+            winner = f"another process took it first and it is {now.state} now"
+        else:
+            winner = "another process took it first"
+        raise TakeOverRefusedError(
+            f"run {row.run_id} was not taken over by this process: {winner}; nothing was "
+            "written here"
+        )
+    return taken, verdict.reason
 
 
-async def reconcile(store: Store, run_id: str) -> bool:
-    """Mark a non-terminal run whose owner is gone as `interrupted`. Idempotent.
-
-    Returns True if this call wrote the event. Two processes reconciling at once cannot both
-    write it: the second insert breaks `UNIQUE(run_id, seq)` and is treated as already done.
-    """
-    from engine.store import StoreError
+async def cancel_interrupted(
+    store: Store, run_id: str, reason: str | None, actor: str, owner: Owner | None = None
+) -> RunState:
+    """Cancel a run that no live process owns, directly in the store: take its lease (as a
+    resume would), then record the interruption, the nodes' cancellation and the run's end
+    in ONE transaction: applied entirely or not at all."""
+    from engine.bus import MemorySink
+    from engine.store import Owner as OwnerOf
 
     row = await store.run_row(run_id)
     if row is None:
         raise UnknownRunError(run_id)
-    if row.state in ("interrupted", *[s.value for s in RunStatus if s.is_terminal]):
-        return False
-    if _owner_alive(row):
-        return False
-    last = await store.last_seq(run_id)
-    tail = await store.tail_events(run_id, 1)
-    attempt = tail[-1].attempt if tail and tail[-1].node_id is None else 1
-    event = Event(
-        new_id(),
-        last + 1,
-        EventType.RUN_STATE_CHANGED,
-        run_id,
-        utc_now_iso(),
-        "engine",
-        attempt,
-        reason="owner process is gone",
-        data={"from": row.state, "to": RunStatus.INTERRUPTED.value, "owner_pid": row.owner_pid},
-    )
-    try:
-        await store.append([event])
-    except StoreError:
-        return False
-    return True
-
-
-async def cancel_interrupted(
-    store: Store, run_id: str, reason: str | None, actor: str
-) -> RunState:
-    """Cancel a run that no live process owns, directly in the store."""
+    taken, why = await take_over(store, row, owner or OwnerOf.current())
     state = await store.fold_run(run_id)
-    executor = Executor(pipeline_from_state(state), state=state, sinks=[store])
+    collected = MemorySink()
+    executor = Executor(pipeline_from_state(state), state=state, sinks=[collected])
+    executor.record_interrupted(why, _lease_data(row, taken))
     executor.cancel(reason or "cancelled", actor)
-    return await executor.execute()
+    final = await executor.execute()
+    await store.append(collected.events)
+    return final

@@ -124,14 +124,13 @@ async def _find_run(store: Store, run_id: str) -> RunRow:
 
 
 def _owner_alive(row: RunRow) -> bool:
-    """Whether the process that owns the run still runs.
+    """Whether a live process holds the run's lease (`engine.lease`: reading never writes).
 
     Deliberately without `engine.manager` (and the executor, node and pipeline modules it
     pulls in): `cancel`, `approve` and `events` start measurably faster, and a cancel must
     take effect within a second of the command being typed.
     """
-    owner = row.owner
-    return owner is not None and owner.is_alive(heartbeat_at=row.heartbeat_at)
+    return row.shown_state() != "interrupted"
 
 
 def _status_line(event: Any) -> str | None:
@@ -180,6 +179,10 @@ class _Progress:
             from rich.console import Console
 
             self._console = Console(stderr=True, highlight=False)
+
+    def publish_all(self, events: Sequence[Any]) -> None:
+        for event in events:
+            self.publish(event)
 
     def publish(self, event: Any) -> None:
         line = _status_line(event)
@@ -240,14 +243,24 @@ async def _run_with_manager(
     # the process: kept out of the collector's sight, as the console keeps its own (`app.py`),
     # a full collection during a long run walks only what the run made.
     gc.freeze()
+    progress = _Progress()
+    sinks.pop(0)
     try:
         async with _open_store(args) as store, RunManager(store=store, sinks=sinks) as manager:
+            # Progress is printed as the store commits it: nothing shows as done that is not
+            # recorded (fail-closed).
+            store.commit_listeners.append(progress.publish_all)
             handle = await starter(manager)
             _say(handle.run_id)
             state = await _wait_handle(manager, handle)
     finally:
         if metrics is not None:
             metrics.stop()
+    if handle.write_error is not None:
+        from tui.cli_lease import write_failure_sentence
+
+        _err(f"interlock: {write_failure_sentence(handle.run_id, handle.write_error)}")
+        return EXIT_INVALID
     if getattr(args, "json", False):
         _say(json.dumps(state_to_dict(state), separators=(",", ":"), default=str))
     return EXIT_BY_STATE.get(state.state.value, EXIT_FAILED)
@@ -322,16 +335,10 @@ async def cmd_replay(args: argparse.Namespace) -> int:
 
 
 async def _reconciled_row(store: Store, row: RunRow) -> RunRow:
-    from engine.manager import reconcile
+    """The row with the state to show (`interrupted` from the lease); nothing is written."""
+    import dataclasses
 
-    if row.state in ("pending", "running", "waiting"):
-        try:
-            if await reconcile(store, row.run_id):
-                refreshed = await store.run_row(row.run_id)
-                return refreshed or row
-        except Exception:
-            return row
-    return row
+    return dataclasses.replace(row, state=row.shown_state())
 
 
 def _row_dict(row: RunRow) -> dict[str, Any]:
@@ -365,10 +372,14 @@ async def cmd_runs(args: argparse.Namespace) -> int:
 
 
 async def _folded(args: argparse.Namespace) -> RunState:
+    from engine.state import RunStatus
+
     async with _open_store(args, create=False) as store:
         row = await _find_run(store, args.run)
-        await _reconciled_row(store, row)
-        return await store.fold_run(row.run_id)
+        state = await store.fold_run(row.run_id)
+    if not state.is_terminal and row.shown_state() == "interrupted":
+        state.state = RunStatus.INTERRUPTED  # worked out from the lease, not written
+    return state
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
@@ -465,6 +476,7 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
             state = await cancel_interrupted(store, row.run_id, args.reason, "cli")
             _say(f"run {row.run_id} had no live owner; marked {state.state.value}")
             return EXIT_OK
+
         result = await _post_and_wait(store, row.run_id, "cancel", reason=args.reason)
     if result is None:
         _say(f"cancel requested for {row.run_id}; the owner (pid {row.owner_pid}) has not "
@@ -494,7 +506,6 @@ async def cmd_decide(args: argparse.Namespace) -> int:
         if not _owner_alive(row):
             # Nobody would act on the decision: it would wait in the store and surprise
             # whoever resumes the run later.
-            await _reconciled_row(store, row)
             raise UsageError(
                 f"run {row.run_id} is interrupted (the process that ran it is gone), so nobody "
                 f"can act on the decision; resume it with `interlock resume {row.run_id}`, then "
@@ -520,7 +531,7 @@ async def cmd_breakers(args: argparse.Namespace) -> int:
         if not args.key:
             raise UsageError("breakers reset needs a KEY (see `interlock breakers`)")
         async with _open_store(args) as store:
-            found = await store.delete_breaker(args.key)
+            found = await store.reset_breaker(args.key)
         if not found:
             raise UsageError(f"no breaker with key '{args.key}'")
         _say(f"breaker {args.key} reset (closed)")

@@ -26,10 +26,13 @@ def summary(row: Any, *, own: bool) -> RunSummary:
         owner = f"pid {row.owner_pid}"
     else:
         owner = "-"
+    # Another process's run that lost its lease shows `interrupted` (worked out, not written).
+    shown = getattr(row, "shown_state", None)
+    state = str(row.state) if own or shown is None else str(shown())
     return RunSummary(
         run_id=row.run_id,
         pipeline_id=row.pipeline_id,
-        state=str(row.state),
+        state=state,
         created_at=row.created_at,
         started_at=row.started_at,
         ended_at=row.ended_at,
@@ -44,7 +47,9 @@ def summary(row: Any, *, own: bool) -> RunSummary:
 def merge_breakers(
     records: Mapping[str, Any], snapshots: Iterable[BreakerSnapshot]
 ) -> dict[str, BreakerView]:
-    """Breakers by key: the store's records, overlaid by this process's live breakers."""
+    """Breakers by key: the store's records (every process counts its attempts there, so
+    they are what `interlock breakers` shows too), plus this process's live breakers that
+    are not stored yet."""
     views: dict[str, BreakerView] = {}
     for key, record in records.items():
         views[key] = BreakerView(
@@ -55,6 +60,8 @@ def merge_breakers(
             float(record.recovery_timeout),
         )
     for snap in snapshots:
+        if snap.key in views:
+            continue
         views[snap.key] = BreakerView(
             snap.key, snap.state.value, snap.failures, snap.opened_at, snap.recovery_timeout
         )

@@ -10,8 +10,8 @@ the bridge's commands and receive its messages (`tui.messages`).
 - Events are batched and posted at most every `flush_interval` (10 times a second), and queued
   messages coalesce (`Message.can_replace`), so a burst of events never floods the UI.
 - Commands act through the manager for runs of this process and through store commands for runs
-  owned by other live processes; a run no live process owns is reconciled (`interrupted`) and
-  cancelled in the store.
+  owned by other live processes; a run whose lease is lost shows `interrupted` (nothing is
+  written to show it) and a cancel of it takes its lease and is applied in the store.
 """
 
 from tui.bridge.commands import CommandError, folder_stamp, operator_actor, scan_pipelines

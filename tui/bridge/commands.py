@@ -2,7 +2,8 @@
 
 Runs of this process are controlled through the manager; a run owned by another live process
 gets a store command its owner acts on within a second; a run no live process owns is
-reconciled to `interrupted` first, and a cancel is then applied in the store directly.
+judged `interrupted` from its lease, and a cancel then takes the lease and is applied in the
+store directly (one transaction).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class Commands:
     async def _remote(self, run_id: str, kind: str, node_id: str | None, reason: str | None) -> str:
         """A command for a run this process does not run: its owner acts on it, or, if no
         live process owns it, a cancel is applied in the store."""
-        from engine.manager import cancel_interrupted, reconcile
+        from engine.manager import cancel_interrupted
 
         if self.is_own(run_id):
             raise CommandError(f"run {run_id[:8]} is not running any more")
@@ -108,14 +109,17 @@ class Commands:
             raise CommandError(f"no run {run_id[:8]}")
         if row.state in run_views.TERMINAL:
             raise CommandError(f"run {run_id[:8]} already ended ({row.state})")
-        await reconcile(self.store, run_id)
-        row = await self.store.run_row(run_id)
-        if row is not None and row.state == RunStatus.INTERRUPTED:
+        if row.shown_state() == RunStatus.INTERRUPTED:
             if kind != "cancel":
                 raise CommandError(
                     f"run {run_id[:8]} is interrupted (no live process owns it): resume it first"
                 )
-            await cancel_interrupted(self.store, run_id, reason, self.actor)
+            from engine.errors import InterlockError
+
+            try:
+                await cancel_interrupted(self.store, run_id, reason, self.actor)
+            except InterlockError as exc:
+                raise CommandError(str(exc)) from None
             return "cancelled (no live process owned it)"
         await self.store.post_command(
             run_id, kind, node_id=node_id, reason=reason, actor=self.actor

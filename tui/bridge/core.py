@@ -91,7 +91,6 @@ class Bridge(Polling, Commands):
         self._listed: list[RunSummary] = []
         self._listed_once = False  # the runs were looked up at least once
         self._breakers: dict[str, BreakerView] = {}
-        self._reconciled: dict[str, float] = {}  # run id -> monotonic time of the last look
         self._locks: dict[str, asyncio.Lock] = {}
         self._closed = False
 

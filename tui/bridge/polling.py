@@ -1,15 +1,15 @@
 """The bridge's polling half: what other processes do reaches the console through the store.
 
 Every `poll_interval` it lists the runs, reads the new events of the runs on screen
-(`events(after_seq=last)`), merges the breakers of the store with this process's, and marks runs
-whose owner is gone as `interrupted` (so they can be resumed or cancelled from here).
+(`events(after_seq=last)`), and merges the breakers of the store with this process's. A run
+whose lease is lost shows as `interrupted` (worked out from the lease by `run_views.summary`;
+the console never writes to a run it only reads).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from tui import runs as run_views
@@ -37,7 +37,6 @@ class Polling:
     _listed_once: bool
     _breakers: dict[str, BreakerView]
     _watched: dict[str, int]
-    _reconciled: dict[str, float]
 
     def _read(self) -> Store:
         raise NotImplementedError
@@ -78,9 +77,6 @@ class Polling:
         reader = self._read()
         rows = await reader.list_runs(limit=500)
         listed = [run_views.summary(row, own=self.is_own(row.run_id)) for row in rows]
-        if await self._reconcile_orphans(listed):
-            rows = await reader.list_runs(limit=500)
-            listed = [run_views.summary(row, own=self.is_own(row.run_id)) for row in rows]
         if listed != self._listed or not self._listed_once:
             # The first look is told even when it finds nothing: "no runs" is news too.
             self._listed_once = True
@@ -99,19 +95,3 @@ class Polling:
         if breakers != self._breakers:
             self._breakers = breakers
             self._post(lambda: BreakersChanged(dict(breakers)))
-
-    async def _reconcile_orphans(self, listed: list[RunSummary]) -> bool:
-        """Runs left non-terminal by a process that is gone are marked `interrupted`; True if
-        any was."""
-        from engine.manager import reconcile
-
-        now = time.monotonic()  # not the app's clock: tests stop that one
-        changed = False
-        for row in listed:
-            if row.own or row.state in run_views.SETTLED:
-                continue
-            if now - self._reconciled.get(row.run_id, 0.0) < 3.0:
-                continue
-            self._reconciled[row.run_id] = now
-            changed = await reconcile(self.store, row.run_id) or changed
-        return changed
