@@ -42,7 +42,9 @@ __all__ = [
 DEFAULT_LEASE_SECONDS: Final = 20.0
 _MIN_LEASE: Final = 0.5
 LEASE_ENV: Final = "INTERLOCK_LEASE_SECONDS"
-UNSETTLED: Final = frozenset({"pending", "running", "waiting"})
+# Not terminal: a run in one of these states has, or needs, an owner ("interrupted" is stored by
+# a take-over that then lost its own process before the run went on).
+UNSETTLED: Final = frozenset({"pending", "running", "waiting", "interrupted"})
 
 
 def lease_seconds() -> float:

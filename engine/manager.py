@@ -613,7 +613,7 @@ async def take_over(
 
     verdict = judge(row, time.time())
     if not reopen and not verdict.interrupted:
-        if row.state not in ("pending", "running", "waiting"):
+        if row.state not in ("pending", "running", "waiting", "interrupted"):
             raise TakeOverRefusedError(f"run {row.run_id} is already {row.state}")
         raise TakeOverRefusedError(
             f"run {row.run_id} is owned by a live process ({owner_text(row)}); cancel it "
@@ -630,7 +630,7 @@ async def take_over(
         now = await store.run_row(row.run_id)
         if now is not None and now.owner_pid is not None:
             winner = f"another process ({owner_text(now)}) took it first"
-        elif now is not None and now.state not in ("pending", "running", "waiting"):
+        elif now is not None and now.state not in ("pending", "running", "waiting", "interrupted"):
             winner = f"another process took it first and it is {now.state} now"
         else:
             winner = "another process took it first"

@@ -139,11 +139,9 @@ class RunRow:
     def shown_state(self, now: float | None = None) -> str:
         """The state to show: `interrupted` when the lease says so (`engine.lease`), else the
         stored one. Pure apart from the same-host pid check: reading never writes."""
-        from engine.lease import is_interrupted
+        from engine.lease import UNSETTLED, is_interrupted
 
-        if self.state in ("pending", "running", "waiting") and is_interrupted(
-            self, time.time() if now is None else now
-        ):
+        if self.state in UNSETTLED and is_interrupted(self, time.time() if now is None else now):
             return "interrupted"
         return self.state
 

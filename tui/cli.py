@@ -130,7 +130,11 @@ def _owner_alive(row: RunRow) -> bool:
     pulls in): `cancel`, `approve` and `events` start measurably faster, and a cancel must
     take effect within a second of the command being typed.
     """
-    return row.shown_state() != "interrupted"
+    import time
+
+    from engine.lease import is_interrupted
+
+    return not is_interrupted(row, time.time())
 
 
 def _status_line(event: Any) -> str | None:
