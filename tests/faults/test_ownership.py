@@ -302,6 +302,32 @@ def _fence(db: Path, run_id: str) -> int:
         conn.close()
 
 
+def _race(interlock: Interlock, run_id: str, lag: float) -> list[subprocess.Popen[str]]:
+    """`resume RUN`, `cancel RUN` and `cancel RUN` started at once (the cancels `lag` s later)."""
+    barrier = threading.Barrier(3)
+    procs: list[subprocess.Popen[str]] = []
+    lock = threading.Lock()
+
+    def go(*args: str) -> None:
+        barrier.wait()
+        if args[0] == "cancel":
+            time.sleep(lag)
+        proc = interlock.spawn(*args)
+        with lock:
+            procs.append(proc)
+
+    threads = [
+        threading.Thread(target=go, args=("resume", run_id)),
+        threading.Thread(target=go, args=("cancel", run_id, "--reason", "race")),
+        threading.Thread(target=go, args=("cancel", run_id, "--reason", "race")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return procs
+
+
 def test_racing_resume_and_cancels_have_exactly_one_winner_and_a_valid_log(
     interlock: Interlock, tmp_path: Path
 ) -> None:
@@ -310,33 +336,12 @@ def test_racing_resume_and_cancels_have_exactly_one_winner_and_a_valid_log(
         hold = tmp_path / f"hold-{number}"
         run_id = _crashed_run(interlock, hold)
         fence = _fence(interlock.db, run_id)
-        barrier = threading.Barrier(3)
-        procs: list[subprocess.Popen[str]] = []
-        lock = threading.Lock()
-
         # The cancels start up faster than a resume: in some rounds they are held back a
         # little, so that either side wins some races.
-        lag = (number % 3) * 0.2
-
-        def go(*args: str, barrier: threading.Barrier = barrier, lag: float = lag) -> None:
-            barrier.wait()
-            if args[0] == "cancel":
-                time.sleep(lag)
-            proc = interlock.spawn(*args)
-            with lock:
-                procs.append(proc)
-
-        threads = [
-            threading.Thread(target=go, args=("resume", run_id)),
-            threading.Thread(target=go, args=("cancel", run_id, "--reason", "race")),
-            threading.Thread(target=go, args=("cancel", run_id, "--reason", "race")),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        procs = _race(interlock, run_id, lag=(number % 3) * 0.2)
         deadline = time.monotonic() + 60
-        while any(p.poll() is None for p in procs if p.args[1] == "cancel"):
+        cancels = [p for p in procs if "cancel" in list(p.args)]
+        while any(p.poll() is None for p in cancels):
             assert time.monotonic() < deadline, "a cancel did not end"
             time.sleep(0.05)
         hold.unlink()
