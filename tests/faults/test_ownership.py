@@ -302,10 +302,12 @@ def _fence(db: Path, run_id: str) -> int:
         conn.close()
 
 
-def _race(interlock: Interlock, run_id: str, lag: float) -> list[subprocess.Popen[str]]:
+def _race(
+    interlock: Interlock, run_id: str, lag: float
+) -> list[tuple[str, subprocess.Popen[str]]]:
     """`resume RUN`, `cancel RUN` and `cancel RUN` started at once (the cancels `lag` s later)."""
     barrier = threading.Barrier(3)
-    procs: list[subprocess.Popen[str]] = []
+    procs: list[tuple[str, subprocess.Popen[str]]] = []
     lock = threading.Lock()
 
     def go(*args: str) -> None:
@@ -314,7 +316,7 @@ def _race(interlock: Interlock, run_id: str, lag: float) -> list[subprocess.Pope
             time.sleep(lag)
         proc = interlock.spawn(*args)
         with lock:
-            procs.append(proc)
+            procs.append((args[0], proc))
 
     threads = [
         threading.Thread(target=go, args=("resume", run_id)),
@@ -338,9 +340,10 @@ def test_racing_resume_and_cancels_have_exactly_one_winner_and_a_valid_log(
         fence = _fence(interlock.db, run_id)
         # The cancels start up faster than a resume: in some rounds they are held back a
         # little, so that either side wins some races.
-        procs = _race(interlock, run_id, lag=(number % 3) * 0.2)
+        raced = _race(interlock, run_id, lag=(number % 3) * 0.2)
+        procs = [proc for _, proc in raced]
         deadline = time.monotonic() + 60
-        cancels = [p for p in procs if "cancel" in list(p.args)]
+        cancels = [proc for kind, proc in raced if kind == "cancel"]
         while any(p.poll() is None for p in cancels):
             assert time.monotonic() < deadline, "a cancel did not end"
             time.sleep(0.05)
