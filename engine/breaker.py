@@ -92,6 +92,10 @@ class CircuitBreaker:
         self._on_outcome = on_outcome  # (breaker, failed): every counted outcome (the store)
         self.changed_at = 0.0  # wall time of the last transition (0: never changed here)
 
+    def now(self) -> float:
+        """The breaker's clock (wall time, or the one injected): stored times use it too."""
+        return self._clock()
+
     @property
     def admits_freely(self) -> bool:
         """Closed with nothing counted: `acquire` and `record_success` would change nothing

@@ -522,6 +522,7 @@ class RunManager:
                 failed=failed,
                 failure_threshold=breaker.failure_threshold,
                 recovery_timeout=breaker.recovery_timeout,
+                now=breaker.now(),
             )
 
     async def _load_breakers(self) -> None:

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.state import RunState, apply
+from engine.state import RunState, RunStatus, apply
 from tui.bridge.commands import CommandError, Commands, operator_actor, scan_pipelines
 from tui.bridge.polling import Polling
 from tui.messages import BreakersChanged, RunEventsArrived, RunsListed
@@ -46,6 +46,9 @@ class _Run:
     state: RunState
     own: bool
     recent: deque[Event] = field(default_factory=lambda: deque(maxlen=KEPT))
+    # The folded run state hidden while the run's lease says `interrupted` (shown, never
+    # written: reading a run does not write to it).
+    masked: RunStatus | None = None
 
     @property
     def last_seq(self) -> int:
@@ -220,6 +223,24 @@ class Bridge(Polling, Commands):
             if state.is_terminal and run_id not in self._watched:
                 del self._runs[run_id]  # nobody looks at it: the store has it all
         self._post(lambda: RunEventsArrived(run_id, state, list(fresh), own))
+
+    def _show_lease(self, run_id: str, interrupted: bool) -> None:
+        """Show a followed run of another process as `interrupted` while its lease says so
+        (and as folded again once an owner writes to it)."""
+        run = self._runs.get(run_id)
+        if run is None or run.own:
+            return
+        state = run.state
+        if interrupted and not state.is_terminal and state.state is not RunStatus.INTERRUPTED:
+            run.masked, state.state = state.state, RunStatus.INTERRUPTED
+        elif not interrupted and run.masked is not None:
+            masked, run.masked = run.masked, None
+            if state.state is not RunStatus.INTERRUPTED:
+                return
+            state.state = masked
+        else:
+            return
+        self._post(lambda: RunEventsArrived(run_id, state, [], False))
 
     def _lock(self, run_id: str) -> asyncio.Lock:
         lock = self._locks.get(run_id)

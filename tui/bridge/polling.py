@@ -64,6 +64,9 @@ class Polling:
     async def _take(self, run_id: str, events: list[Event], *, own: bool) -> None:
         raise NotImplementedError
 
+    def _show_lease(self, run_id: str, interrupted: bool) -> None:
+        raise NotImplementedError
+
     async def _poll_loop(self) -> None:
         while True:
             try:
@@ -89,6 +92,9 @@ class Polling:
             events = await reader.events(run_id, after_seq=last)
             if events:
                 await self._take(run_id, events, own=False)
+            shown = next((run for run in listed if run.run_id == run_id), None)
+            if shown is not None:
+                self._show_lease(run_id, shown.state == "interrupted")
         breakers = run_views.merge_breakers(
             await reader.load_breakers(), self.manager.breakers.snapshots()
         )
