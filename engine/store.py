@@ -36,8 +36,22 @@ Contract:
   published event is reported to the `append` that owns it, else to the next `flush()`.
 - The `runs` table is an index over the events, maintained by the store in the same transaction
   as the events it is derived from; events stay the source of truth (`fold_run` folds them).
-  Ownership (`claim_run`, `heartbeat`, `release_run`) is not derived from events, except that
-  the commit of a `run.completed` also releases the run.
+  Ownership (`claim_run`, `take_over`, `heartbeat`, `release_run`) is not derived from events,
+  except that the commit of a `run.completed` also releases the run.
+- Leases with fencing (`engine.lease`): the store writes each run's events with the fencing
+  number it holds for the run (0 for a run it never claimed), checked by the runs-index update
+  of every batch, in the batch's transaction. A run refused there (taken over by another
+  process, or already completed: no event is ever stored after a `run.completed`) has all its
+  events of the batch refused. `take_over` is a compare-and-set on the fence: of racing takers
+  exactly one wins. All of it is plain SQL, for the PostgreSQL store to reuse.
+- Fail-closed: once a batch holding a run's published events fails (lock past the 12 s busy
+  timeout, disk full, I/O error) or is refused by the lease check, the store writes nothing more
+  of that run (so its log has no seq gap) and tells `write_failure_listeners`. `lagging()` says
+  whether something published over a second ago is still unacknowledged (the executor starts no
+  node meanwhile); `commit_listeners` see the events of every commit (what the CLI prints as
+  done is what is stored).
+- Breakers: `record_breaker_outcome` counts an attempt's outcome in the stored breaker with one
+  atomic statement in the batch's transaction, so attempts in every process count.
 - Reading trusts what the store wrote: bodies are parsed with `json.loads` and `trusted_event`,
   without the validation `Event.from_dict` applies to input from outside.
 - `readonly=True` opens the file read-only (`mode=ro`), for followers in other processes; WAL
