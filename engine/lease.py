@@ -18,6 +18,7 @@ Contract (DESIGN section 4, "Ownership"):
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
+    "LeaseConfigError",
     "LeaseHolder",
     "LeaseLostError",
     "TakeOverRefusedError",
@@ -48,17 +50,21 @@ UNSETTLED: Final = frozenset({"pending", "running", "waiting", "interrupted"})
 
 
 def lease_seconds() -> float:
-    """The lease length: `INTERLOCK_LEASE_SECONDS` if set to a number, else 20 s."""
+    """The lease length: `INTERLOCK_LEASE_SECONDS` if set, else 20 s. A value that is not a
+    number of seconds of at least 0.5 is refused (`LeaseConfigError`): a typo must not
+    silently leave runs with a lease nobody meant."""
     raw = os.environ.get(LEASE_ENV, "").strip()
     if not raw:
         return DEFAULT_LEASE_SECONDS
     try:
         value = float(raw)
     except ValueError:
-        return DEFAULT_LEASE_SECONDS
-    if value != value or value in (float("inf"), float("-inf")):  # NaN or infinite
-        return DEFAULT_LEASE_SECONDS
-    return max(value, _MIN_LEASE)
+        value = math.nan
+    if not math.isfinite(value) or value < _MIN_LEASE:
+        raise LeaseConfigError(
+            f"{LEASE_ENV} must be a number of seconds of at least {_MIN_LEASE:g}, not {raw!r}"
+        )
+    return value
 
 
 def heartbeat_seconds() -> float:
@@ -135,6 +141,10 @@ class LeaseLostError(InterlockError):
     def __init__(self, run_id: str, message: str) -> None:
         self.run_id = run_id
         super().__init__(message)
+
+
+class LeaseConfigError(InterlockError):
+    """`INTERLOCK_LEASE_SECONDS` is not a usable lease length."""
 
 
 class TakeOverRefusedError(InterlockError):

@@ -178,3 +178,16 @@ async def test_the_store_lags_while_another_process_holds_the_write_lock(tmp_pat
         await asyncio.wait_for(store.caught_up(), 15)
         assert not store.lagging(0.0)
         assert await store.last_seq(run_id) == 2
+
+
+def test_a_bad_lease_length_in_the_environment_is_refused_with_a_sentence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.lease import LeaseConfigError, heartbeat_seconds, lease_seconds
+
+    monkeypatch.setenv("INTERLOCK_LEASE_SECONDS", "3")
+    assert (lease_seconds(), heartbeat_seconds()) == (3.0, 0.6)
+    for bad in ("abc", "0", "-5", "nan", "inf"):
+        monkeypatch.setenv("INTERLOCK_LEASE_SECONDS", bad)
+        with pytest.raises(LeaseConfigError, match="INTERLOCK_LEASE_SECONDS must be a number"):
+            lease_seconds()
