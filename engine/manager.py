@@ -428,7 +428,11 @@ class RunManager:
                 f"run {run_id} is {state.state.value}; terminal runs cannot be resumed "
                 "(replay it instead)"
             )
-        taken, why = await take_over(store, row, self._owner, reopen=reopen)
+        # A run this very process owned and stopped (fail-closed) is not running here any more:
+        # its lease names a live process, but one that will never write to it again.
+        taken, why = await take_over(
+            store, row, self._owner, reopen=reopen, abandoned=row.owner_id == self._owner.id
+        )
         # Folded after the take-over: the former owner is fenced off, so nothing it still
         # sends can be stored after what this fold sees.
         state = await store.fold_run(run_id)
@@ -604,15 +608,18 @@ def _lease_data(before: RunRow, taken: RunRow) -> dict[str, Any]:
 
 
 async def take_over(
-    store: Store, row: RunRow, owner: Owner, *, reopen: bool = False
+    store: Store, row: RunRow, owner: Owner, *, reopen: bool = False, abandoned: bool = False
 ) -> tuple[RunRow, str]:
     """Take the lease of the run `row` shows without a live owner (compare-and-set); returns
     the run's row as taken and why it was interrupted. `TakeOverRefusedError`, naming the
-    owner or the winner, if the run has a live owner or another process took it first."""
-    from engine.lease import TakeOverRefusedError, judge, owner_text
+    owner or the winner, if the run has a live owner or another process took it first.
+    `abandoned`: the owner is the caller's own process, which no longer runs the run."""
+    from engine.lease import TakeOverRefusedError, Verdict, judge, owner_text
     from engine.store import Owner as OwnerOf
 
     verdict = judge(row, time.time())
+    if abandoned and not verdict.interrupted and row.state in ("pending", "running", "waiting"):
+        verdict = Verdict(True, f"its owner ({owner_text(row)}) stopped it: the store failed")
     if not reopen and not verdict.interrupted:
         if row.state not in ("pending", "running", "waiting", "interrupted"):
             raise TakeOverRefusedError(f"run {row.run_id} is already {row.state}")
@@ -624,7 +631,7 @@ async def take_over(
     if row.owner_host is not None and row.owner_pid is not None:
         candidate = OwnerOf(row.owner_host, int(row.owner_pid), float(row.owner_started_at or 0))
         lease_over = row.lease_expires_at is None or row.lease_expires_at < time.time()
-        if not lease_over and not candidate.is_alive():
+        if not lease_over and (abandoned or not candidate.is_alive()):
             dead = candidate
     taken = await store.take_over(row, owner, dead_owner=dead, reopen=reopen)
     if taken is None:

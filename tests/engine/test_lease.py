@@ -191,3 +191,43 @@ def test_a_bad_lease_length_in_the_environment_is_refused_with_a_sentence(
         monkeypatch.setenv("INTERLOCK_LEASE_SECONDS", bad)
         with pytest.raises(LeaseConfigError, match="INTERLOCK_LEASE_SECONDS must be a number"):
             lease_seconds()
+
+
+async def test_a_run_stopped_by_a_store_failure_stops_and_its_own_process_can_resume_it(
+    tmp_path: Path,
+) -> None:
+    from engine.api import PipelineBuilder
+    from engine.manager import RunManager
+    from engine.state import NodeStatus
+
+    release = asyncio.Event()
+    entered: list[int] = []
+
+    async def work(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        entered.append(ctx.attempt)
+        await release.wait()
+        return {}
+
+    builder = PipelineBuilder("stopped")
+    builder.python("first", work)
+    builder.python("second", work, needs=["first"])
+    pipeline = builder.build()
+    async with Store(tmp_path / "i.db") as store, RunManager(store=store) as manager:
+        handle = await manager.start(pipeline)
+        while not entered:
+            await asyncio.sleep(0.01)
+        store.fence_off(handle.run_id, StoreError("the disk is full (simulated)"))
+        state = await asyncio.wait_for(handle.wait(), 10)
+        assert handle.write_error is not None and "disk is full" in str(handle.write_error)
+        assert state.nodes["first"].state is NodeStatus.CANCELLED
+        stored = await store.events(handle.run_id)
+        assert "run.completed" not in [e.event_type for e in stored]
+        assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
+
+        release.set()
+        resumed = await manager.resume(handle.run_id)  # no need to wait out its own lease
+        final = await asyncio.wait_for(resumed.wait(), 10)
+        assert final.state.value == "succeeded"
+        types = [e.event_type for e in await store.events(handle.run_id)]
+        assert types.count("run.completed") == 1
+        assert "run.resumed" in types
