@@ -614,7 +614,7 @@ async def take_over(
     the run's row as taken and why it was interrupted. `TakeOverRefusedError`, naming the
     owner or the winner, if the run has a live owner or another process took it first.
     `abandoned`: the owner is the caller's own process, which no longer runs the run."""
-    from engine.lease import TakeOverRefusedError, Verdict, judge, owner_text
+    from engine.lease import UNSETTLED, TakeOverRefusedError, Verdict, judge, owner_text
     from engine.store import Owner as OwnerOf
 
     verdict = judge(row, time.time())
@@ -638,10 +638,12 @@ async def take_over(
         now = await store.run_row(row.run_id)
         if now is not None and now.owner_pid is not None:
             winner = f"another process ({owner_text(now)}) took it first"
-        elif now is not None and now.state not in ("pending", "running", "waiting", "interrupted"):
-            winner = f"another process took it first and it is {now.state} now"
         else:
-            winner = "another process took it first"
+            # The winner has finished already (a cancel): its interruption record names it.
+            who = await _taker(store, row.run_id)
+            winner = f"another process{f' ({who})' if who else ''} took it first"
+            if now is not None and now.state not in UNSETTLED:
+                winner += f" and it is {now.state} now"
         raise TakeOverRefusedError(
             f"run {row.run_id} was not taken over by this process: {winner}; nothing was "
             "written here"
@@ -657,6 +659,16 @@ async def reconcile(store: Store, run_id: str) -> bool:
     if row is None:
         raise UnknownRunError(run_id)
     return row.shown_state() == RunStatus.INTERRUPTED.value
+
+
+async def _taker(store: Store, run_id: str) -> str | None:
+    """Who took the run over last, as its latest interruption record says ('pid N on H')."""
+    for event in reversed(await store.tail_events(run_id, 64)):
+        data = event.data or {}
+        if event.event_type == "run.state_changed" and data.get("to") == "interrupted":
+            taker = data.get("taken_by")
+            return taker if isinstance(taker, str) else None
+    return None
 
 
 async def cancel_interrupted(
