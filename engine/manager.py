@@ -424,8 +424,10 @@ class RunManager:
                 raise ResumeRefusedError("an override needs a reason (--reason TEXT)")
             reopen = True
         elif state.is_terminal:
+            taker = await _taker(store, run_id)
+            by = f" (ended by {taker}, which took it over)" if taker else ""
             raise ResumeRefusedError(
-                f"run {run_id} is {state.state.value}; terminal runs cannot be resumed "
+                f"run {run_id} is {state.state.value}{by}; terminal runs cannot be resumed "
                 "(replay it instead)"
             )
         # A run this very process owned and stopped (fail-closed) is not running here any more:
