@@ -620,6 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-port", type=int, metavar="N", default=keep, help="serve Prometheus metrics"
     )
+    p.add_argument("--watch", action="store_true", help="run again when the file changes")
 
     p = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     p.add_argument("--json", action="store_true")
@@ -665,6 +666,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=None, metavar="reset")
     p.add_argument("key", nargs="?", metavar="KEY")
     p.add_argument("--json", action="store_true")
+
+    from tui.commands.parsers import add_parsers
+
+    add_parsers(sub, common)
     return parser
 
 
@@ -688,6 +693,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_tui(args)
     if args.command == "validate":
         return cmd_validate(args)
+    from tui.commands import parsers
+
+    if args.command in parsers.COMMANDS:
+        return parsers.dispatch(args)
+    if args.command == "run" and args.watch:
+        from tui.commands.watch import cmd_watch
+
+        return cmd_watch(args)
     return asyncio.run(_ASYNC[args.command](args))
 
 
