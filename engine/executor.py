@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
     from engine.bus import EventSink
+    from engine.notify import Notifier
     from engine.spec import NodeBase, Pipeline, RetryPolicy
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -463,6 +464,12 @@ class Executor:
         self._stop_requested = asyncio.Event()
         self._gate_blocked: dict[str, str] = {}
         self._done = False
+        # `notify:` targets (none in a simulated run: a rehearsal pages nobody).
+        self._notifier: Notifier | None = None
+        if pipeline.notify and not simulate:
+            from engine.notify import Notifier
+
+            self._notifier = Notifier(pipeline.notify, self._emit_notification, sleep=sleep)
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -500,6 +507,10 @@ class Executor:
         for publish in self._publishers:
             publish(event)
         return event
+
+    def _emit_notification(self, event_type: str, reason: str | None, data: dict[str, Any]) -> None:
+        if not self._done:  # nothing follows run.completed
+            self._emit(event_type, reason=reason, data=data)
 
     def _emit_node(
         self,
@@ -684,6 +695,12 @@ class Executor:
             return
         status, reason, error_class = final_status(self.state, self._optional, self._stop)
         actor = self._stop.actor if self._stop is not None else "engine"
+        if self._notifier is not None:
+            # Delivered and recorded before run.completed (nothing may follow it), each target
+            # within its own `timeout`: that bounds how long the run's end waits for them.
+            await self._notifier.finishing(
+                self.state, status.value, reason, error_class, self._now()
+            )
         self._done = True
         self._emit(
             EventType.RUN_COMPLETED,
@@ -1237,6 +1254,8 @@ class Executor:
         current = self.state.state
         if self._approvals and current is RunStatus.RUNNING:
             self._emit(EventType.RUN_STATE_CHANGED, data={"from": "running", "to": "waiting"})
+            if self._notifier is not None:
+                self._notifier.waiting(self.state, self._now())
         elif not self._approvals and current is RunStatus.WAITING:
             self._emit(EventType.RUN_STATE_CHANGED, data={"from": "waiting", "to": "running"})
 
