@@ -63,7 +63,11 @@ class NodeScreen(RunActionsScreen):
     """Everything about one node; follows the run live. `escape` goes back."""
 
     CSS_PATH = "node.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [*RUN_BINDINGS, Binding("escape", "back", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *RUN_BINDINGS,
+        Binding("t", "test_node", "Test alone"),
+        Binding("escape", "back", "Back"),
+    ]
 
     def __init__(
         self, ctx: Context, run_id: str, node_id: str, infos: dict[str, view.NodeInfo]
@@ -191,3 +195,13 @@ class NodeScreen(RunActionsScreen):
 
     def action_back(self) -> None:
         self.dismiss()
+
+    def action_test_node(self) -> None:
+        from tui.screens.node_test import NodeTestScreen, pipeline_for
+
+        if self.state is None:
+            return
+        pipeline = pipeline_for(self.ctx, self.state)
+        self.app.push_screen(
+            NodeTestScreen(pipeline, self.node_id, self.state, self.bridge.search_path)
+        )
