@@ -264,11 +264,7 @@ def diff_text(diff: RunDiff) -> str:
     lines.extend(f"  - {key} = {value!r}" for key, value in diff.params_removed.items())
     lines.extend(f"  ~ {k}: {old!r} -> {new!r}" for k, (old, new) in diff.params_changed.items())
     if diff.first_divergence is not None:
-        node = diff.nodes[diff.first_divergence]
-        what = ", ".join(d for d in node.differs if d != "duration")
-        lines.append(
-            f"first divergence: {node.node_id} ({what}: {node.state[0]} -> {node.state[1]})"
-        )
+        lines.append(f"first divergence: {divergence_text(diff.nodes[diff.first_divergence])}")
     else:
         lines.append("first divergence: none")
     lines.append("")
@@ -286,6 +282,15 @@ def diff_text(diff: RunDiff) -> str:
         name = node.node_id[:24]
         lines.append(f"{mark} {name:24} {states[:26]:26} {tries:7} {times:19} {output}")
     return "\n".join(lines)
+
+
+def divergence_text(node: NodeDiff) -> str:
+    """`load: succeeded -> failed, output differs`, or `count: output differs (both succeeded)`."""
+    a, b = node.state
+    if a != b:
+        tail = ", output differs" if "output" in node.differs else ""
+        return f"{node.node_id}: {a or 'absent'} -> {b or 'absent'}{tail}"
+    return f"{node.node_id}: output differs (both {a})"
 
 
 def _num(value: int | None) -> str:

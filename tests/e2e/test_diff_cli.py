@@ -30,7 +30,7 @@ def test_diff_of_a_good_and_a_failed_run_names_params_states_and_the_first_diver
     assert diff["first_divergence"]["node_id"] == "load"
     assert diff["nodes"]["load"]["state"] == {"a": "succeeded", "b": "failed"}
     assert diff["nodes"]["extract"]["differs"] in ([], ["duration"])
-    assert "first divergence: load (state, output: succeeded -> failed)" in text
+    assert "first divergence: load: succeeded -> failed, output differs" in text
     assert "~ fail_at: 'none' -> 'load'" in text
 
 

@@ -45,7 +45,7 @@ async def test_d_shows_the_run_against_the_previous_run_of_its_pipeline(
         assert isinstance(screen, DiffScreen)
         assert (screen.diff.run_a, screen.diff.run_b) == (first, second)
         text = screen_text(app)
-        assert "first divergence: load (state, output: succeeded -> failed)" in text
+        assert "first divergence: load: succeeded -> failed, output differs" in text
         assert "fail_at: 'none' -> 'load'" in text
         assert "succeeded -> failed" in text
         await pilot.press("escape")

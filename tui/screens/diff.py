@@ -9,6 +9,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from engine.diff import divergence_text
 from tui import format as fmt
 
 if TYPE_CHECKING:
@@ -62,10 +63,7 @@ def header_text(diff: RunDiff) -> Text:
     if diff.first_divergence is None:
         text.append("none", style="dim")
     else:
-        node = diff.nodes[diff.first_divergence]
-        what = ", ".join(d for d in node.differs if d != "duration")
-        text.append(f"{node.node_id} ({what}: {node.state[0]} -> {node.state[1]})",
-                    style="bold red")
+        text.append(divergence_text(diff.nodes[diff.first_divergence]), style="bold red")
     return text
 
 
