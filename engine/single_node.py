@@ -11,8 +11,9 @@ Contract:
   input as output and `data.reused_from` (the source run, or `"given"`) at attempt 0 (no work
   done), then every other node `node.skipped` with reason `not_under_test`. An executor started
   from `fold(seed)` runs the node under test and nothing else.
-- `under_test(pipeline, node_id)` is the pipeline the executor runs: the node's `when` and
-  `trigger` are cleared (its inputs are given, so no branch or rule can skip it).
+- `under_test(pipeline, node_id)` is the pipeline the executor runs: the node's `when` is
+  cleared and its trigger is `all_done` (its inputs are given, so no branch or rule can skip
+  it), and the `notify:` targets are dropped (a test pages nobody).
 - `run_alone(...)` runs it without a store (nothing is recorded anywhere; breakers are fresh,
   so a stored open breaker does not refuse it), publishing events to the sinks given.
   Recording goes through `RunManager.start_seeded` instead, as a normal run.
@@ -94,13 +95,13 @@ def inputs_for(
 
 
 def under_test(pipeline: Pipeline, node_id: str) -> Pipeline:
-    """The pipeline with the node's `when` and `trigger` cleared: its inputs are given."""
+    """The pipeline as a test runs it: the node under test starts whatever its inputs say (no
+    `when`, trigger `all_done`: a condition input on the other branch does not skip it) and no
+    `notify:` (a test pages nobody, recorded or not)."""
     node = pipeline.node(node_id)
-    if node.when is None and node.trigger == "all_success":
-        return pipeline
-    alone = node.model_copy(update={"when": None, "trigger": "all_success"})
+    alone = node.model_copy(update={"when": None, "trigger": "all_done"})
     nodes = tuple(alone if n.id == node_id else n for n in pipeline.nodes)
-    return pipeline.model_copy(update={"nodes": nodes})
+    return pipeline.model_copy(update={"notify": (), "nodes": nodes})
 
 
 def seed_events(

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from e2e.conftest import DATA, assert_clean_error
+from e2e.conftest import DATA, PIPELINES, assert_clean_error
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from e2e.conftest import Cli
 
 ETL = DATA / "debug_etl.yaml"
@@ -92,3 +94,27 @@ def test_record_stores_a_normal_run_of_the_one_node_linked_to_its_source(cli: Cl
     assert created["data"]["params"] == {"rows": 2, "fail_at": "none"}
     started = cli.events(run_id, "--type", "node.started")
     assert [e["node_id"] for e in started] == ["load"]
+
+
+def test_a_node_on_the_branch_not_taken_still_runs_when_tested(cli: Cli) -> None:
+    not_taken = '{"enough_rows": {"result": false}}'  # a run would skip load
+    result = cli("test", PIPELINES / "branching.yaml", "load", "--input", not_taken)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"loaded": True, "min_rows": 10}
+
+
+def test_a_tested_node_notifies_nobody_even_when_recorded(cli: Cli, tmp_path: Path) -> None:
+    paged = tmp_path / "paged"
+    pipeline = tmp_path / "notifying.yaml"
+    pipeline.write_text(
+        "id: notifying\n"
+        f"notify: [{{on: [succeeded, failed], command: [touch, '{paged}']}}]\n"
+        "nodes: [{id: only, type: shell, command: 'echo hi'}]\n"
+    )
+
+    assert cli("test", pipeline, "only").returncode == 0
+    assert cli("test", pipeline, "only", "--record").returncode == 0
+    assert not paged.exists()
+    assert cli("run", pipeline).returncode == 0
+    assert paged.exists()  # the same file notifies from a real run

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from conftest import Recorder, RunPipeline
+    from conftest import MakePipeline, Recorder, RunPipeline
 
 
 class Hook:
@@ -219,11 +219,9 @@ async def test_a_simulated_run_notifies_nobody(run_pipeline: RunPipeline, hook: 
 
 
 async def test_waiting_for_an_approval_notifies_while_the_run_goes_on(
-    hook: Hook, recorder: Recorder
+    hook: Hook, recorder: Recorder, make_pipeline: MakePipeline
 ) -> None:
-    from conftest import pipeline_from
-
-    pipeline = pipeline_from({
+    pipeline = make_pipeline({
         "notify": [{"on": ["waiting", "succeeded"], "webhook": hook.url}],
         "nodes": [WORKING, {"id": "ok", "type": "approval", "needs": ["a"]}],
     })
@@ -241,3 +239,26 @@ async def test_waiting_for_an_approval_notifies_while_the_run_goes_on(
     kinds = _types(recorder.of(handle.run_id))
     assert kinds.count("notification.sent") == 2
     assert kinds[-1] == "run.completed"
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ({"on": ["failed"]}, "needs exactly one of `webhook: URL` or `command: [...]`"),
+        ({"webhook": "http://x/y", "command": ["true"]}, "needs exactly one of"),
+        ({"command": ["true"], "headers": {"A": "b"}}, "`headers` go with `webhook`"),
+        ({"on": ["exploded"], "command": ["true"]}, "expected 'succeeded', 'failed'"),
+        ({"on": [], "command": ["true"]}, "names at least one of its run states"),
+        ({"webhook": "ftp://x/y"}, "notify.0.webhook"),
+    ],
+)
+def test_a_bad_notify_entry_is_a_validation_error_with_its_reason(
+    entry: dict[str, Any], reason: str
+) -> None:
+    from engine.errors import PipelineValidationError
+    from engine.loader import load_dict
+
+    with pytest.raises(PipelineValidationError) as caught:
+        load_dict({"id": "x", "notify": [entry], "nodes": [WORKING]}, file="x.yaml")
+
+    assert reason in str(caught.value)
