@@ -85,3 +85,28 @@ def test_watch_of_a_pipeline_that_starts_invalid_waits_for_it_to_be_fixed(
     wait_until(lambda: cli.status(run_id)["state"] == "succeeded", timeout=20)
     os.kill(watcher.pid, signal.SIGTERM)
     assert watcher.wait(30) == 0
+
+
+def test_the_watched_files_are_the_modules_and_scripts_the_pipeline_calls(tmp_path: Path) -> None:
+    from engine.loader import load_dict
+    from tui.commands.watch import called_files
+
+    (tmp_path / "pkg").mkdir()
+    for name in ("tasks.py", "pkg/__init__.py", "pkg/agents.py", "script.py", "unused.py"):
+        (tmp_path / name).write_text("")
+    pipeline = load_dict({
+        "id": "w",
+        "agents": {"helper": "pkg.agents:helper"},
+        "nodes": [
+            {"id": "a", "type": "python", "call": "tasks:run"},
+            {"id": "b", "type": "shell", "command": ["python3", "script.py"]},
+            {"id": "c", "type": "python", "call": "json:dumps"},  # not from the folder
+            {"id": "d", "type": "agent", "agent": "helper"},
+        ],
+    })
+
+    found = called_files(pipeline, tmp_path.resolve())
+
+    assert {p.relative_to(tmp_path.resolve()).as_posix() for p in found} == {
+        "tasks.py", "pkg/agents.py", "script.py",
+    }

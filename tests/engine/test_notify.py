@@ -198,6 +198,22 @@ async def test_a_failing_command_is_retried_then_recorded_as_failed_with_its_std
     assert failed.data is not None and failed.data["attempts"] == 2
 
 
+async def test_a_command_still_running_at_its_timeout_is_killed_and_recorded_as_failed(
+    run_pipeline: RunPipeline,
+) -> None:
+    started = time.monotonic()
+    state, events = await run_pipeline({
+        "notify": [{"on": ["succeeded"], "command": ["sleep", "30"], "timeout": "500ms"}],
+        "nodes": [WORKING],
+    })
+
+    assert time.monotonic() - started < 10.0
+    assert state.state is RunStatus.SUCCEEDED
+    [failed] = [e for e in events if e.event_type == "notification.failed"]
+    assert failed.reason == "gave up after 0.5s (1 attempt)"
+    # (the autouse fixture fails the test if the sleep were left running)
+
+
 async def test_states_not_listed_in_on_notify_nobody(
     run_pipeline: RunPipeline, hook: Hook
 ) -> None:
