@@ -165,6 +165,10 @@ def _status_line(event: Any) -> str | None:
     if etype == "breaker.state_changed":
         data = event.data or {}
         return f"{time_part} breaker {data.get('key')}: {data.get('from')} → {data.get('to')}"
+    if etype.startswith("notification."):
+        data = event.data or {}
+        how = "sent" if etype == "notification.sent" else f"failed: {event.reason}"
+        return f"{time_part} notified {data.get('channel')} {data.get('target')}: {how}"
     if etype == "run.completed":
         state = (event.data or {}).get("state")
         return f"{time_part} run {state}" + (f": {event.reason}" if event.reason else "")

@@ -51,3 +51,5 @@ def test_a_failed_cli_run_posts_its_summary_and_stores_the_delivery(
     events = cli.events(run_id)
     assert [e["event_type"] for e in events][-2:] == ["notification.sent", "run.completed"]
     assert events[-2]["data"]["status"] == 204
+    target = f"http://127.0.0.1:{server.server_address[1]}/x"
+    assert f"notified webhook {target}: sent" in result.stderr  # the progress line
