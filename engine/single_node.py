@@ -14,6 +14,8 @@ Contract:
 - `under_test(pipeline, node_id)` is the pipeline the executor runs: the node's `when` is
   cleared and its trigger is `all_done` (its inputs are given, so no branch or rule can skip
   it), and the `notify:` targets are dropped (a test pages nobody).
+- `check_unrecorded(pipeline, node_id)` refuses an approval node (`SingleNodeError`): without
+  a store nobody could decide it.
 - `run_alone(...)` runs it without a store (nothing is recorded anywhere; breakers are fresh,
   so a stored open breaker does not refuse it), publishing events to the sinks given.
   Recording goes through `RunManager.start_seeded` instead, as a normal run.
@@ -52,6 +54,17 @@ def needs_of(pipeline: Pipeline, node_id: str) -> tuple[str, ...]:
             f"pipeline '{pipeline.id}' has no node '{node_id}' (its nodes: {known})"
         ) from None
     return pipeline.needs_of(node)
+
+
+def check_unrecorded(pipeline: Pipeline, node_id: str) -> None:
+    """An approval waits for a decision that only a stored run can receive: refuse it here."""
+    needs_of(pipeline, node_id)
+    if pipeline.node(node_id).type == "approval":
+        raise SingleNodeError(
+            f"node '{node_id}' is an approval: it waits for a decision, which only a stored run "
+            f"can receive; test it with --record and decide it with `interlock approve RUN "
+            f"{node_id}`"
+        )
 
 
 def inputs_for(
@@ -190,6 +203,7 @@ async def run_alone(
     """Run the node alone, recording nothing; the final state (the node's is `nodes[node_id]`).
 
     `on_executor` is handed the executor before it runs (to cancel it on a signal)."""
+    check_unrecorded(pipeline, node_id)
     pipeline = under_test(pipeline, node_id)
     seed = seed_events(
         pipeline, node_id, params=params, inputs=inputs, source_run=source_run,

@@ -118,3 +118,10 @@ def test_a_tested_node_notifies_nobody_even_when_recorded(cli: Cli, tmp_path: Pa
     assert not paged.exists()
     assert cli("run", pipeline).returncode == 0
     assert paged.exists()  # the same file notifies from a real run
+
+
+def test_an_approval_can_only_be_tested_recorded_where_it_can_be_decided(cli: Cli) -> None:
+    approval = PIPELINES / "approval.yaml"
+    result = cli("test", approval, "publish_gate", "--input", '{"build": {}}')
+
+    assert_clean_error(result, expect="node 'publish_gate' is an approval")

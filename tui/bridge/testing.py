@@ -32,9 +32,10 @@ async def run_node_alone(
     search_path: str | None,
     on_executor: Callable[[Executor], None] | None = None,
 ) -> RunState:
-    from engine.single_node import SingleNodeError, inputs_for, run_alone
+    from engine.single_node import SingleNodeError, check_unrecorded, inputs_for, run_alone
 
     try:
+        check_unrecorded(pipeline, node_id)
         inputs = inputs_for(pipeline, node_id, source=source)
     except SingleNodeError as exc:
         raise CommandError(str(exc)) from None

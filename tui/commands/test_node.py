@@ -76,7 +76,7 @@ def _given_inputs(text: str | None) -> dict[str, Any] | None:
 
 async def cmd_test(args: argparse.Namespace) -> int:
     from engine.manager import resolve_params
-    from engine.single_node import SingleNodeError, inputs_for
+    from engine.single_node import SingleNodeError, check_unrecorded, inputs_for
 
     pipeline = _load(args.file)
     given = _given_inputs(args.input)
@@ -91,6 +91,8 @@ async def cmd_test(args: argparse.Namespace) -> int:
                 f"'{pipeline.id}'; its outputs are not this pipeline's inputs"
             )
     try:
+        if not args.record:
+            check_unrecorded(pipeline, args.node)
         inputs = inputs_for(pipeline, args.node, source=source, given=given)
     except SingleNodeError as exc:
         raise UsageError(str(exc)) from None
