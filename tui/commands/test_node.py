@@ -34,9 +34,11 @@ from tui.cli import (
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
 
     from engine.events import Event
     from engine.executor import Executor
+    from engine.spec import Pipeline
     from engine.state import RunState
 
 
@@ -116,7 +118,7 @@ async def cmd_test(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
-def _cancel_on_signals(cancel: Any) -> list[signal.Signals]:
+def _cancel_on_signals(cancel: Callable[[str], object]) -> list[signal.Signals]:
     loop = asyncio.get_running_loop()
     handled = [signal.SIGINT, signal.SIGTERM]
     for sig in handled:
@@ -132,7 +134,7 @@ def _uncancel(handled: list[signal.Signals]) -> None:
 
 async def _alone(
     node_id: str,
-    pipeline: Any,
+    pipeline: Pipeline,
     inputs: dict[str, Any],
     params: dict[str, Any],
     source_run: str | None,
@@ -159,7 +161,7 @@ async def _alone(
 
 async def _recorded(
     args: argparse.Namespace,
-    pipeline: Any,
+    pipeline: Pipeline,
     inputs: dict[str, Any],
     params: dict[str, Any],
     source_run: str | None,
