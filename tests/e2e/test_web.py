@@ -78,17 +78,22 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
         driver.quit()
 
 
+@pytest.mark.parametrize("token", [None, "s3cret-token"], ids=["loopback", "with-token"])
 def test_the_console_renders_in_a_headless_browser_and_answers_a_key(
-    cli: Cli, browser: WebDriver
+    cli: Cli, browser: WebDriver, tmp_path: Path, token: str | None
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    server = cli.spawn("web", "--port", "0", "--pipelines", PIPELINES)
+    args: list[str | Path] = ["web", "--port", "0", "--pipelines", PIPELINES]
+    if token is not None:  # the page's websocket must carry the cookie `?token=` set
+        (tmp_path / "token").write_text(token)
+        args += ["--token-file", tmp_path / "token"]
+    server = cli.spawn(*args)
     url = server.next_line()
     assert url.startswith("http://127.0.0.1:")
 
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CAPTURE})
-    browser.get(url)
+    browser.get(url.split("?")[0] + (f"?token={token}" if token else ""))
     wait_until(
         lambda: "Runs" in _screen_text(browser) and "hello" in _screen_text(browser),
         timeout=60, interval=0.2, what="the home screen in the page's terminal",
