@@ -443,6 +443,12 @@ class Executor:
         self._conditions = plan.conditions
         self._steps = plan.steps
         self._publishers = tuple(sink.publish for sink in self._sinks)
+        # `notify:` targets (none in a simulated run: a rehearsal pages nobody).
+        self._notifier: Notifier | None = None
+        if pipeline.notify and not simulate:
+            from engine.notify import Notifier
+
+            self._notifier = Notifier(pipeline.notify, self._emit_notification, sleep=sleep)
         # The driver's inbox (made by `execute`): stop requests, the force timer and errors.
         self._loop: asyncio.AbstractEventLoop  # the loop `execute` runs on
         self._inbox: deque[tuple[str, Any]] | None = None
@@ -464,12 +470,6 @@ class Executor:
         self._stop_requested = asyncio.Event()
         self._gate_blocked: dict[str, str] = {}
         self._done = False
-        # `notify:` targets (none in a simulated run: a rehearsal pages nobody).
-        self._notifier: Notifier | None = None
-        if pipeline.notify and not simulate:
-            from engine.notify import Notifier
-
-            self._notifier = Notifier(pipeline.notify, self._emit_notification, sleep=sleep)
 
     # -- events ---------------------------------------------------------------------------------
 

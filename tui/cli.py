@@ -139,6 +139,10 @@ def _status_line(event: Any) -> str | None:
     etype = event.event_type
     node = event.node_id
     time_part = event.timestamp_utc[11:19]
+    if etype.startswith("notification."):
+        data = event.data or {}
+        how = "sent" if etype == "notification.sent" else f"failed: {event.reason}"
+        return f"{time_part} notified {data.get('channel')} {data.get('target')}: {how}"
     if etype == "node.started":
         return f"{time_part} ▶ {node} started (attempt {event.attempt})"
     if etype == "node.succeeded":
@@ -165,10 +169,6 @@ def _status_line(event: Any) -> str | None:
     if etype == "breaker.state_changed":
         data = event.data or {}
         return f"{time_part} breaker {data.get('key')}: {data.get('from')} → {data.get('to')}"
-    if etype.startswith("notification."):
-        data = event.data or {}
-        how = "sent" if etype == "notification.sent" else f"failed: {event.reason}"
-        return f"{time_part} notified {data.get('channel')} {data.get('target')}: {how}"
     if etype == "run.completed":
         state = (event.data or {}).get("state")
         return f"{time_part} run {state}" + (f": {event.reason}" if event.reason else "")
@@ -625,6 +625,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, metavar="N", default=keep, help="serve Prometheus metrics"
     )
     p.add_argument("--watch", action="store_true", help="run again when the file changes")
+    from tui.commands.parsers import add_parsers
+
+    add_parsers(sub, common)  # test, diff, web
 
     p = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     p.add_argument("--json", action="store_true")
@@ -670,10 +673,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=None, metavar="reset")
     p.add_argument("key", nargs="?", metavar="KEY")
     p.add_argument("--json", action="store_true")
-
-    from tui.commands.parsers import add_parsers
-
-    add_parsers(sub, common)
     return parser
 
 
@@ -693,10 +692,6 @@ _ASYNC = {
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command in (None, "tui"):
-        return cmd_tui(args)
-    if args.command == "validate":
-        return cmd_validate(args)
     from tui.commands import parsers
 
     if args.command in parsers.COMMANDS:
@@ -705,6 +700,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tui.commands.watch import cmd_watch
 
         return cmd_watch(args)
+    if args.command in (None, "tui"):
+        return cmd_tui(args)
+    if args.command == "validate":
+        return cmd_validate(args)
     return asyncio.run(_ASYNC[args.command](args))
 
 

@@ -185,14 +185,3 @@ def test_the_dag_grid_knows_which_cells_belong_to_which_node() -> None:
     grid = spans(layout)
     box = layout.boxes["b"]
     assert (box.x, box.x + box.width, "b", box.glyph_x) in grid[box.glyph_y]
-
-
-def test_a_notification_line_names_the_channel_target_and_outcome() -> None:
-    failed = Event("e9", 9, EventType.NOTIFICATION_FAILED, "r1", at(9), reason="HTTP 500",
-                   data={"channel": "webhook", "target": "https://hooks.example/x",
-                         "on": "failed", "attempts": 3, "status": 500})
-
-    line = describe(failed)
-
-    assert "notification.failed" in line
-    assert "webhook https://hooks.example/x on failed HTTP 500" in line
