@@ -26,12 +26,12 @@ if TYPE_CHECKING:
 
 RUN_BINDINGS: list[BindingType] = [
     Binding("c", "cancel", "Cancel"),
+    Binding("d", "diff", "Diff"),
     Binding("r", "replay", "Replay"),
     Binding("R", "resume", "Resume"),
     Binding("a", "approve", "Approve"),
     Binding("x", "reject", "Reject"),
     Binding("p", "playback", "Playback"),
-    Binding("d", "diff", "Diff"),
 ]
 
 

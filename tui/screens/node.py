@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Label, RichLog, Static
 from tui import format as fmt
 from tui import view
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
+from tui.screens.node_test import NodeTestKey
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -59,15 +60,11 @@ def node_summary(
     return text
 
 
-class NodeScreen(RunActionsScreen):
+class NodeScreen(NodeTestKey, RunActionsScreen):
     """Everything about one node; follows the run live. `escape` goes back."""
 
     CSS_PATH = "node.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        *RUN_BINDINGS,
-        Binding("t", "test_node", "Test alone"),
-        Binding("escape", "back", "Back"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = [*RUN_BINDINGS, Binding("escape", "back", "Back")]
 
     def __init__(
         self, ctx: Context, run_id: str, node_id: str, infos: dict[str, view.NodeInfo]
@@ -195,13 +192,3 @@ class NodeScreen(RunActionsScreen):
 
     def action_back(self) -> None:
         self.dismiss()
-
-    def action_test_node(self) -> None:
-        from tui.screens.node_test import NodeTestScreen, pipeline_for
-
-        if self.state is None:
-            return
-        pipeline = pipeline_for(self.ctx, self.state)
-        self.app.push_screen(
-            NodeTestScreen(pipeline, self.node_id, self.state, self.bridge.search_path)
-        )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from engine.executor import Executor
     from engine.spec import Pipeline
     from engine.state import RunState
+    from tui.bridge import Bridge
     from tui.context import Context
 
 
@@ -102,6 +103,28 @@ class NodeTestScreen(Screen[None]):
         if self._executor is not None and self.result is None:
             self._executor.cancel("the test was closed", "operator")
         self.dismiss()
+
+
+class NodeTestKey(Screen[None]):
+    """`t` on a node view (mixed into `NodeScreen`): test the node on view alone."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("t", "test_node", "Test alone")]
+
+    ctx: Context
+    node_id: str
+    state: RunState | None
+
+    @property
+    def bridge(self) -> Bridge:
+        return self.ctx.bridge
+
+    def action_test_node(self) -> None:
+        if self.state is None:
+            return
+        pipeline = pipeline_for(self.ctx, self.state)
+        self.app.push_screen(
+            NodeTestScreen(pipeline, self.node_id, self.state, self.bridge.search_path)
+        )
 
 
 def pipeline_for(ctx: Context, state: RunState) -> Pipeline:
