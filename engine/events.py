@@ -44,6 +44,8 @@ class EventType(StrEnum):
     APPROVAL_GRANTED = "approval.granted"
     APPROVAL_REJECTED = "approval.rejected"
     ARTIFACT_EMITTED = "artifact.emitted"
+    NOTIFICATION_SENT = "notification.sent"
+    NOTIFICATION_FAILED = "notification.failed"
 
 
 EVENT_TYPES: frozenset[str] = frozenset(t.value for t in EventType)

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
     from engine.bus import EventSink
+    from engine.notify import Notifier
     from engine.spec import NodeBase, Pipeline, RetryPolicy
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -452,6 +453,12 @@ class Executor:
         self._conditions = plan.conditions
         self._steps = plan.steps
         self._publishers = tuple(sink.publish for sink in self._sinks)
+        # `notify:` targets (none in a simulated run: a rehearsal pages nobody).
+        self._notifier: Notifier | None = None
+        if pipeline.notify and not simulate:
+            from engine.notify import Notifier
+
+            self._notifier = Notifier(pipeline.notify, self._emit_notification, sleep=sleep)
         # The driver's inbox (made by `execute`): stop requests, the force timer and errors.
         self._loop: asyncio.AbstractEventLoop  # the loop `execute` runs on
         self._inbox: deque[tuple[str, Any]] | None = None
@@ -515,6 +522,10 @@ class Executor:
         for publish in self._publishers:
             publish(event)
         return event
+
+    def _emit_notification(self, event_type: str, reason: str | None, data: dict[str, Any]) -> None:
+        if not self._done:  # nothing follows run.completed
+            self._emit(event_type, reason=reason, data=data)
 
     def _emit_node(
         self,
@@ -710,6 +721,12 @@ class Executor:
             return
         status, reason, error_class = final_status(self.state, self._optional, self._stop)
         actor = self._stop.actor if self._stop is not None else "engine"
+        if self._notifier is not None:
+            # Delivered and recorded before run.completed (nothing may follow it), each target
+            # within its own `timeout`: that bounds how long the run's end waits for them.
+            await self._notifier.finishing(
+                self.state, status.value, reason, error_class, self._now()
+            )
         self._done = True
         self._emit(
             EventType.RUN_COMPLETED,
@@ -1287,6 +1304,8 @@ class Executor:
         current = self.state.state
         if self._approvals and current is RunStatus.RUNNING:
             self._emit(EventType.RUN_STATE_CHANGED, data={"from": "running", "to": "waiting"})
+            if self._notifier is not None:
+                self._notifier.waiting(self.state, self._now())
         elif not self._approvals and current is RunStatus.WAITING:
             self._emit(EventType.RUN_STATE_CHANGED, data={"from": "waiting", "to": "running"})
 

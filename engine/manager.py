@@ -237,6 +237,22 @@ class RunManager:
         executor.create(replay_of=replay_of, actor=actor)
         return await self._launch(executor)
 
+    async def start_seeded(
+        self, pipeline: Pipeline, seed: Sequence[Event], *, search_path: str | None = None
+    ) -> RunHandle:
+        """A run whose first events are given (`run.created` and the nodes settled before it
+        runs: `interlock test --record`, see `engine.single_node`); it goes on from them."""
+        from engine.single_node import executor_for
+
+        for sink in self._all_sinks():
+            for event in seed:
+                sink.publish(event)
+        executor = executor_for(
+            pipeline, seed, sinks=self._all_sinks(), search_path=search_path,
+            breakers=self.breakers,
+        )
+        return await self._launch(executor)
+
     async def _launch(self, executor: Executor) -> RunHandle:
         if self.store is not None:
             assert self._owner is not None

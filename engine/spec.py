@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     Tag,
     WithJsonSchema,
+    model_validator,
 )
 
 PIPELINE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -177,6 +178,37 @@ class SecretRef(_Model):
     secret: bool = False
 
 
+NotifyOn = Literal["succeeded", "failed", "timeout", "cancelled", "waiting"]
+
+
+class Notify(_Model):
+    """One notification target (`engine.notify` delivers it): a webhook or a command.
+
+    `timeout` bounds the whole delivery, retries included: the run's `run.completed` waits for
+    it at most that long (the delivery is recorded before it)."""
+
+    on: tuple[NotifyOn, ...] = ("failed", "timeout")
+    webhook: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    headers: dict[str, str | SecretRef] = {}
+    command: list[str] | None = Field(default=None, min_length=1)
+    timeout: Duration = 10.0
+    max_attempts: int = Field(default=3, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Notify:
+        if (self.webhook is None) == (self.command is None):
+            raise ValueError(
+                "a notify entry needs exactly one of `webhook: URL` or `command: [...]`"
+            )
+        if self.headers and self.webhook is None:
+            raise ValueError("`headers` go with `webhook`, not `command`")
+        if not self.on:
+            raise ValueError("a notify `on` list names at least one of its run states")
+        if self.timeout <= 0:
+            raise ValueError("a notify `timeout` must be above 0")
+        return self
+
+
 class ParamSpec(_Model):
     default: Any = None
     description: str | None = None
@@ -302,6 +334,7 @@ class Pipeline(_Model):
     fail_fast: bool = False
     defaults: Defaults = Defaults()
     agents: dict[str, str] = {}
+    notify: tuple[Notify, ...] = ()
     edges: tuple[Edge, ...] = ()
     nodes: tuple[Node, ...] = Field(min_length=1)
 

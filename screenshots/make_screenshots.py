@@ -27,6 +27,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "tui")]
 import seeding  # type: ignore[import-not-found]  # noqa: E402  (lives with the console's tests)
 from scenes import (  # type: ignore[import-not-found]  # noqa: E402  (the snapshot tests' scenes)
     breakers,
+    diff_view,
     help_screen,
     home,
     node_detail,
@@ -57,6 +58,7 @@ SHOTS: list[tuple[str, Callable[[Pilot[Any]], Awaitable[None]], tuple[int, int],
     ("wide-200", wide_run, (120, 36), False),
     ("run-ascii", run_view, (120, 36), True),
     ("help", help_screen, (120, 36), False),
+    ("diff", diff_view, (120, 36), False),
 ]
 
 

@@ -142,6 +142,10 @@ def _status_line(event: Any) -> str | None:
     etype = event.event_type
     node = event.node_id
     time_part = event.timestamp_utc[11:19]
+    if etype.startswith("notification."):
+        data = event.data or {}
+        how = "sent" if etype == "notification.sent" else f"failed: {event.reason}"
+        return f"{time_part} notified {data.get('channel')} {data.get('target')}: {how}"
     if etype == "node.started":
         return f"{time_part} ▶ {node} started (attempt {event.attempt})"
     if etype == "node.succeeded":
@@ -635,6 +639,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-port", type=int, metavar="N", default=keep, help="serve Prometheus metrics"
     )
+    p.add_argument("--watch", action="store_true", help="run again when the file changes")
+    from tui.commands.parsers import add_parsers
+
+    add_parsers(sub, common)  # test, diff, web
 
     p = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     p.add_argument("--json", action="store_true")
@@ -699,6 +707,14 @@ _ASYNC = {
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from tui.commands import parsers
+
+    if args.command in parsers.COMMANDS:
+        return parsers.dispatch(args)
+    if args.command == "run" and args.watch:
+        from tui.commands.watch import cmd_watch
+
+        return cmd_watch(args)
     if args.command in (None, "tui"):
         return cmd_tui(args)
     if args.command == "validate":

@@ -20,6 +20,8 @@ RUNS = "home, run, node"
 COMMANDS: tuple[Key, ...] = (
     Key("l", "l", "launch", "Launch a run", "pick a pipeline, edit its params, start it"),
     Key("c", "c", "cancel", "Cancel the run", "cancel the selected run (asks first)", RUNS),
+    Key("d", "d", "diff", "Diff with the previous run",
+        "compare the run with the previous run of its pipeline", RUNS),
     Key("r", "r", "replay", "Replay the run", "a new run from a stored run's definition", RUNS),
     Key("R", "R", "resume", "Resume the run", "continue an interrupted run here", RUNS),
     Key("a", "a", "approve", "Approve", "approve the waiting approval (asks; reason optional)",
@@ -46,6 +48,7 @@ SCREEN_KEYS: tuple[tuple[str, str, str], ...] = (
     ("playback", "home / end", "jump to the start / the end"),
     ("playback", "+ / -", "faster / slower"),
     ("breakers", "enter", "reset the selected breaker (asks first)"),
+    ("node", "t", "test the node alone on its inputs from this run (records nothing)"),
     ("launch", "ctrl+s", "start the run"),
     ("any", "ctrl+p", "command palette"),
 )

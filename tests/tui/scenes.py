@@ -121,3 +121,22 @@ async def wide_run(pilot: Pilot[Any]) -> None:
     await settle(pilot)
     await pilot.press("down", *["right"] * 6)
     await settle(pilot)
+
+
+async def diff_view(pilot: Pilot[Any]) -> None:
+    """`d` on the seeded branching run with `min_rows: 100` against the branching run before it:
+    a param changed, the condition took the other branch."""
+    from tui.screens.diff import DiffScreen
+    from tui.screens.home import HomeScreen
+
+    app = app_of(pilot)
+    later = seeding.run_id("branching-alert")
+    await wait_until(pilot, lambda: app.bridge.ready)
+    await wait_until(pilot, lambda: any(r.run_id == later for r in app.bridge.runs))
+    home_screen = app.screen
+    assert isinstance(home_screen, HomeScreen)
+    home_screen.runs_table.focus()
+    home_screen.runs_table.move_cursor(row=home_screen.runs_table.get_row_index(later))
+    await pilot.press("d")
+    await wait_until(pilot, lambda: isinstance(app.screen, DiffScreen), what="the diff")
+    await settle(pilot)

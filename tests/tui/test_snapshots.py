@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import seeding
-from scenes import breakers, help_screen, home, launch, node_detail, playback, run_view
+from scenes import (
+    breakers,
+    diff_view,
+    help_screen,
+    home,
+    launch,
+    node_detail,
+    playback,
+    run_view,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -61,6 +70,7 @@ SCREENS: dict[str, Callable[[Pilot[Any]], Awaitable[None]]] = {
     "playback": playback,
     "help": help_screen,
     "launch": launch,
+    "diff": diff_view,
 }
 
 

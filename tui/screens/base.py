@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 RUN_BINDINGS: list[BindingType] = [
     Binding("c", "cancel", "Cancel"),
+    Binding("d", "diff", "Diff"),
     Binding("r", "replay", "Replay"),
     Binding("R", "resume", "Resume"),
     Binding("a", "approve", "Approve"),
@@ -202,6 +203,14 @@ class RunActionsScreen(ConsoleScreen):
         decide = self.bridge.approve if approve else self.bridge.reject
         done = decide(run_id, node, reason or None)
         await self.attempt(done, "{} " + f"(as {self.bridge.actor})")
+
+    @work(group="command", exit_on_error=False)
+    async def action_diff(self) -> None:
+        from tui.screens.diff import open_diff
+
+        run_id = self._run_or_say()
+        if run_id is not None:
+            await open_diff(self, run_id)
 
     def action_playback(self) -> None:
         from tui.screens.playback import PlaybackScreen

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Label, RichLog, Static
 from tui import format as fmt
 from tui import view
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
+from tui.screens.node_test import NodeTestKey
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -59,7 +60,7 @@ def node_summary(
     return text
 
 
-class NodeScreen(RunActionsScreen):
+class NodeScreen(NodeTestKey, RunActionsScreen):
     """Everything about one node; follows the run live. `escape` goes back."""
 
     CSS_PATH = "node.tcss"

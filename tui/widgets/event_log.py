@@ -51,6 +51,8 @@ def describe(event: Event) -> str:
         parts.append(f"{data.get('from', '?')} -> {data.get('to', '?')}")
     elif event.event_type == "run.completed":
         parts.append(str(data.get("state", "")))
+    elif event.event_type.startswith("notification."):
+        parts.append(f"{data.get('channel')} {data.get('target')} on {data.get('on')}")
     elif event.event_type == "node.started":
         parts.append(f"attempt {event.attempt}")
         if data.get("timeout") is not None:

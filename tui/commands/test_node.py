@@ -1,0 +1,188 @@
+"""`interlock test FILE NODE [--inputs-from RUN] [--input JSON] [--param K=V]... [--record]`.
+
+Contract (DESIGN section 6): runs one node of FILE alone (`engine.single_node`), its inputs the
+outputs its needs produced in RUN, or given as a JSON object by need id (`--input` wins per
+need). Its log and progress stream on stderr; its output is printed on stdout as one JSON line
+(on failure too, when the node reported one). Exit 0 when the node succeeds, 1 when it does not;
+bad input (unknown node, missing inputs, bad JSON, unknown run) is one sentence and exit 2.
+Params: the source run's, overlaid with `--param`; without a source, the pipeline's defaults.
+
+Nothing is written to the store unless `--record`: then it is a normal run in the store (the run
+id first on stdout, as `interlock run` prints it), `run.created` carries `test_of: {run, node}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from typing import TYPE_CHECKING, Any
+
+from tui.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    _err,
+    _find_run,
+    _folder_of,
+    _load,
+    _open_store,
+    _parse_params,
+    _Progress,
+    _say,
+)
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+
+    from engine.events import Event
+    from engine.executor import Executor
+    from engine.spec import Pipeline
+    from engine.state import RunState
+
+
+class _LogPrinter(_Progress):
+    """Progress lines of the node under test, and its log lines as they come, on stderr."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self._node_id = node_id
+
+    def publish(self, event: Event) -> None:
+        if event.node_id != self._node_id and event.event_type != "run.completed":
+            return
+        if event.event_type == "node.log":
+            _err(_printable(str((event.data or {}).get("line", ""))))
+            return
+        if event.event_type != "run.completed":
+            super().publish(event)
+
+
+def _printable(text: str) -> str:
+    """A node's line with its control characters shown escaped (DESIGN section 6)."""
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
+
+
+def _given_inputs(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--input is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise UsageError('--input must be a JSON object by need id, e.g. {"extract": {"rows": 3}}')
+    return value
+
+
+async def cmd_test(args: argparse.Namespace) -> int:
+    from engine.manager import resolve_params
+    from engine.single_node import SingleNodeError, check_unrecorded, inputs_for
+
+    pipeline = _load(args.file)
+    given = _given_inputs(args.input)
+    source = None
+    if args.inputs_from:
+        async with _open_store(args, create=False) as store:
+            row = await _find_run(store, args.inputs_from)
+            source = await store.fold_run(row.run_id)
+        if source.pipeline_id != pipeline.id:
+            raise UsageError(
+                f"run {source.run_id} is of pipeline '{source.pipeline_id}', not "
+                f"'{pipeline.id}'; its outputs are not this pipeline's inputs"
+            )
+    try:
+        if not args.record:
+            check_unrecorded(pipeline, args.node)
+        inputs = inputs_for(pipeline, args.node, source=source, given=given)
+    except SingleNodeError as exc:
+        raise UsageError(str(exc)) from None
+    base = {k: v for k, v in (source.params if source else {}).items() if k in pipeline.params}
+    try:
+        params = resolve_params(pipeline, {**base, **_parse_params(args.param)})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    search_path = _folder_of(args.file)
+    source_run = source.run_id if source else None
+    if args.record:
+        state = await _recorded(args, pipeline, inputs, params, source_run, search_path)
+    else:
+        state = await _alone(args.node, pipeline, inputs, params, source_run, search_path)
+    node = state.nodes[args.node]
+    if node.output is not None:
+        _say(json.dumps(node.output, separators=(",", ":"), default=str))
+    if node.state.value == "succeeded":
+        return EXIT_OK
+    _err(f"{args.node} {node.state.value}" + (f": {node.reason}" if node.reason else ""))
+    return EXIT_FAILED
+
+
+def _cancel_on_signals(cancel: Callable[[str], object]) -> list[signal.Signals]:
+    loop = asyncio.get_running_loop()
+    handled = [signal.SIGINT, signal.SIGTERM]
+    for sig in handled:
+        loop.add_signal_handler(sig, cancel, f"{sig.name} received")
+    return handled
+
+
+def _uncancel(handled: list[signal.Signals]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in handled:
+        loop.remove_signal_handler(sig)
+
+
+async def _alone(
+    node_id: str,
+    pipeline: Pipeline,
+    inputs: dict[str, Any],
+    params: dict[str, Any],
+    source_run: str | None,
+    search_path: str,
+) -> RunState:
+    from engine.single_node import run_alone
+
+    executors: list[Executor] = []
+
+    def cancel(reason: str) -> None:
+        for executor in executors:
+            executor.cancel(reason, "cli")
+
+    handled = _cancel_on_signals(cancel)
+    try:
+        return await run_alone(
+            pipeline, node_id, params=params, inputs=inputs, source_run=source_run,
+            sinks=[_LogPrinter(node_id)], search_path=search_path,
+            on_executor=executors.append,
+        )
+    finally:
+        _uncancel(handled)
+
+
+async def _recorded(
+    args: argparse.Namespace,
+    pipeline: Pipeline,
+    inputs: dict[str, Any],
+    params: dict[str, Any],
+    source_run: str | None,
+    search_path: str,
+) -> RunState:
+    from engine.manager import RunManager
+    from engine.single_node import seed_events, under_test
+
+    pipeline = under_test(pipeline, args.node)
+    seed = seed_events(
+        pipeline, args.node, params=params, inputs=inputs, source_run=source_run,
+        search_path=search_path,
+    )
+    async with (
+        _open_store(args) as store,
+        RunManager(store=store, sinks=[_LogPrinter(args.node)]) as manager,
+    ):
+        handle = await manager.start_seeded(pipeline, seed, search_path=search_path)
+        _say(handle.run_id)
+        handled = _cancel_on_signals(lambda reason: manager.cancel(handle.run_id, reason))
+        try:
+            return await handle
+        finally:
+            _uncancel(handled)

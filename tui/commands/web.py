@@ -1,0 +1,173 @@
+"""`interlock web [--host H] [--port P] [--token-file F] [--pipelines DIR]`: a browser console.
+
+Contract (DESIGN sections 6 and 8):
+- Serves the same console (`interlock tui`, on the same database and pipelines) through
+  textual-serve: each browser tab gets its own console process, driven over a websocket.
+- Binds 127.0.0.1 by default. Any other address requires a token (from `--token-file` or
+  `$INTERLOCK_TOKEN`), else one sentence and exit 2. With a token, every request needs it: as
+  `Authorization: Bearer <token>`, or once as `?token=<token>` on the page's URL, which sets an
+  HttpOnly, SameSite=Strict cookie that the page's websocket and static files then carry.
+  Compared in constant time; without it the answer is 401.
+- The first line on stdout is the URL to open (flushed at once; with `--port 0` it names the
+  port the system chose). SIGINT/SIGTERM stop it (each tab's console quits, cancelling its
+  runs) and it exits 0.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import shlex
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tui.cli import EXIT_OK, UsageError, _db_path, _say
+from tui.settings import default_pipelines_dir
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Awaitable, Callable
+
+    from aiohttp import web
+
+COOKIE = "interlock_token"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(token_file: str | None) -> str | None:
+    """The token from `--token-file` (its first line) or `$INTERLOCK_TOKEN`; None if neither."""
+    if token_file:
+        try:
+            text = Path(token_file).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read --token-file {token_file}: {exc.strerror}") from None
+        token = text.strip().splitlines()[0].strip() if text.strip() else ""
+        if not token:
+            raise UsageError(f"--token-file {token_file} is empty")
+        return token
+    return os.environ.get("INTERLOCK_TOKEN") or None
+
+
+def console_command(db: Path, pipelines: Path, ascii: bool) -> str:
+    """The shell command textual-serve starts per tab: this very console, same database."""
+    beside = Path(sys.executable).with_name("interlock")
+    if beside.is_file():
+        argv = [str(beside)]
+    else:
+        argv = [sys.executable, "-c", "import sys; from tui.cli import main; sys.exit(main())"]
+    argv += ["tui", "--db", str(db), "--pipelines", str(pipelines)]
+    if ascii:
+        argv.append("--ascii")
+    return shlex.join(argv)
+
+
+def _authorized(request: web.Request, token: str) -> tuple[bool, bool]:
+    """(allowed, came in the query: set the cookie)."""
+    offered = request.query.get("token")
+    if offered is not None and hmac.compare_digest(offered.encode(), token.encode()):
+        return True, True
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer ") and hmac.compare_digest(header[7:].encode(), token.encode()):
+        return True, False
+    cookie = request.cookies.get(COOKIE)
+    return cookie is not None and hmac.compare_digest(cookie.encode(), token.encode()), False
+
+
+def _make_server(command: str, host: str, port: int, token: str | None) -> Any:
+    from aiohttp import web
+    from textual_serve.server import Server
+
+    class WebConsole(Server):
+        """textual-serve with the token rule, quiet start-up, and page URLs from the request
+        (so a browser elsewhere reaches the websocket at the address it used)."""
+
+        def initialize_logging(self) -> None:
+            return None
+
+        async def on_startup(self, app: web.Application) -> None:
+            return None
+
+        async def _make_app(self) -> web.Application:
+            app: web.Application = await super()._make_app()
+            if token is not None:
+                app.middlewares.append(self._require_token)
+            return app
+
+        @web.middleware
+        async def _require_token(
+            self,
+            request: web.Request,
+            handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        ) -> web.StreamResponse:
+            assert token is not None
+            allowed, from_query = _authorized(request, token)
+            if not allowed:
+                return web.Response(status=401, text="401: this console needs its token\n")
+            response = await handler(request)
+            if from_query and not response.prepared:
+                response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+            return response
+
+        async def handle_index(self, request: web.Request) -> Any:
+            self.public_url = f"{request.scheme}://{request.host}"
+            return await super().handle_index(request)
+
+    return WebConsole(command, host=host, port=port, title="Interlock")
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from aiohttp import web
+
+    token = read_token(args.token_file)
+    if not is_loopback(args.host) and token is None:
+        raise UsageError(
+            f"--host {args.host} is not a loopback address: serving the console there needs a "
+            "token (--token-file F or $INTERLOCK_TOKEN)"
+        )
+    pipelines_arg = getattr(args, "pipelines", None)
+    pipelines = Path(pipelines_arg).expanduser() if pipelines_arg else default_pipelines_dir()
+    if not pipelines.is_dir():
+        raise UsageError(f"--pipelines {pipelines}: not a directory")
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    sock.listen(128)  # from here a browser's connection waits for the app, never refused
+    port = sock.getsockname()[1]
+    command = console_command(
+        _db_path(args).resolve(), pipelines.resolve(), bool(getattr(args, "ascii", False))
+    )
+    server = _make_server(command, args.host, port, token)
+    shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+    _say(f"http://{shown}:{port}/" + ("?token=<your token>" if token else ""))
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.request_exit)
+    try:
+        web.run_app(
+            server._make_app(), sock=sock, handle_signals=False, loop=loop,
+            print=lambda *_: None,
+        )
+    finally:
+        loop.close()
+    return EXIT_OK
