@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import seeding
-from scenes import breakers, help_screen, home, launch, node_detail, playback, run_view
+from scenes import (
+    breakers,
+    help_screen,
+    home,
+    launch,
+    node_detail,
+    playback,
+    run_view,
+    timeline,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -61,6 +70,7 @@ SCREENS: dict[str, Callable[[Pilot[Any]], Awaitable[None]]] = {
     "playback": playback,
     "help": help_screen,
     "launch": launch,
+    "timeline": timeline,
 }
 
 
@@ -69,6 +79,6 @@ def test_screens_at_120x36(name: str, console: InterlockApp, snap_compare: Any) 
     assert snap_compare(console, terminal_size=WIDE, run_before=SCREENS[name])
 
 
-@pytest.mark.parametrize("name", ["home", "run", "launch"])
+@pytest.mark.parametrize("name", ["home", "run", "launch", "timeline"])
 def test_screens_at_80x24(name: str, console: InterlockApp, snap_compare: Any) -> None:
     assert snap_compare(console, terminal_size=SMALL, run_before=SCREENS[name])

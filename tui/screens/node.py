@@ -64,6 +64,7 @@ class NodeScreen(RunActionsScreen):
 
     CSS_PATH = "node.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [*RUN_BINDINGS, Binding("escape", "back", "Back")]
+    RETRY_FROM_NODE = True  # `f` here runs this node again too, and what is downstream of it
 
     def __init__(
         self, ctx: Context, run_id: str, node_id: str, infos: dict[str, view.NodeInfo]
