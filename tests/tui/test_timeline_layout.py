@@ -50,8 +50,8 @@ def story() -> Log:
     log.at(12, "approval.granted", "approve")
     log.at(12, "node.succeeded", "approve")
     log.at(12, "node.started", "deploy")
-    log.at(16, "node.log", "deploy",
-           data={"stream": "interlock", "line": "SIGTERM sent to process group 9; SIGKILL after 4s"})
+    sigterm = "SIGTERM sent to process group 9; SIGKILL after 4s"
+    log.at(16, "node.log", "deploy", data={"stream": "interlock", "line": sigterm})
     log.at(20, "node.cancelled", "deploy", error_class="cancelled")
     log.at(20, "run.completed", data={"state": "cancelled"})
     return log
