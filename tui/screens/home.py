@@ -113,6 +113,9 @@ class HomeScreen(RunActionsScreen):
 
     def _tick(self) -> None:
         self._show_runs()
+        table = self.runs_table
+        if self.bridge.more_runs and table.scroll_y >= table.max_scroll_y - LOAD_AHEAD > 0:
+            self._load_more()  # scrolled (the mouse wheel) near the end without the cursor
 
     def on_screen_resume(self) -> None:
         self._show_runs()  # what was held back while a run was on view
