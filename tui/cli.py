@@ -143,7 +143,8 @@ def _status_line(event: Any) -> str | None:
     if etype == "node.started":
         return f"{time_part} ▶ {node} started (attempt {event.attempt})"
     if etype == "node.succeeded":
-        return f"{time_part} ✔ {node} succeeded"
+        reused = (event.data or {}).get("reused_from")
+        return f"{time_part} ✔ {node} " + (f"reused from {reused}" if reused else "succeeded")
     if etype in ("node.failed", "node.timed_out"):
         return f"{time_part} ✖ {node} {etype.split('.')[1]}: {event.reason}"
     if etype == "node.retried":

@@ -33,6 +33,7 @@ def test_retry_reuses_the_succeeded_nodes_runs_the_rest_and_exits_as_run(
     assert retry.returncode == 0, retry.stderr
     new = retry.stdout.splitlines()[0]
     assert sorted(log.read_text().split()) == ["load", "report"]  # only they did work
+    assert f"✔ extract reused from {old}" in retry.stderr
     status = cli.status(new)
     assert status["state"] == "succeeded"
     assert status["retry_of"] == old
