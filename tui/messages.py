@@ -54,6 +54,7 @@ class RunSummary:
     replay_of: str | None = None
     heartbeat_at: float | None = None
     last_seq: int = 0
+    retry_of: str | None = None
 
 
 class PipelinesScanned(Message):

@@ -52,9 +52,12 @@ async def test_f_shows_what_is_reused_and_what_runs_again_and_enter_starts_the_r
             what="the retry's run view",
         )
         await wait_for_text(pilot, "SUCCEEDED")
+        await wait_for_text(pilot, f"retry of {first[:8]}")
         screen = app.screen
         assert isinstance(screen, RunScreen)
         state = await app.bridge.run_state(screen.run_id)
+        await pilot.press("escape")  # back to the old run: it names its retry
+        await wait_for_text(pilot, f"retried as {screen.run_id[:8]}")
     assert state.state is RunStatus.SUCCEEDED
     assert state.retry_of == first
     assert state.nodes["extract"].reused_from == first
