@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING
 
 from benchmarks.history import PIPELINES, STATES, seed_history
@@ -81,3 +82,34 @@ def test_the_filter_text_reads_states_a_pipeline_and_words() -> None:
     assert query == RunFilter(("failed", "timeout"), "ETL", ("nightly", "x:y"))
     assert query.describe() == "state:failed,timeout pipeline:ETL nightly x:y"
     assert parse_filter("   ").is_empty
+
+
+async def test_a_database_from_before_retry_is_upgraded_and_its_runs_page_and_filter(
+    tmp_path: Path,
+) -> None:
+    from engine import store as store_module
+
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as conn:  # as an Interlock of schema version 1 left it
+        for statement in store_module.migrations()[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(f"PRAGMA application_id = {store_module.APPLICATION_ID}")
+        conn.executemany(
+            "INSERT INTO runs (run_id, pipeline_id, state, created_at) VALUES (?, 'etl', ?, ?)",
+            [(f"run{i:04d}", STATES[i % len(STATES)], f"2025-01-01T00:{i:02d}:00.000000Z")
+             for i in range(30)],
+        )
+
+    async with Store(db) as store:
+        page = await store.list_runs_page(limit=10, query=parse_filter("state:failed"))
+        links = await store.linked_runs(page.rows[0].run_id)
+    with sqlite3.connect(db) as conn:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(runs)")}
+
+    assert version == len(store_module.migrations())
+    assert {"runs_retry_of", "runs_state_newest", "runs_pipeline_newest"} <= indexes
+    assert [row.run_id for row in page.rows] == ["run0018", "run0017", "run0016"]
+    assert all(row.retry_of is None for row in page.rows)
+    assert links == []
