@@ -199,14 +199,18 @@ def _axis_label(seconds: float) -> str:
 
 
 def render(
-    timeline: Timeline, width: int, now: float, *, ascii: bool = False
+    timeline: Timeline, width: int, now: float, *, ascii: bool = False, rows: int | None = None
 ) -> tuple[list[str], list[str]]:
     """The timeline in `width` columns: (the axis and one row per node, the legend lines).
 
     A row is `glyph name |bar|`: the glyph is the node's state mark, the bar the run's span from
     its first event to its end (or `now`), each span painted with its character (at least one
-    column, so a short failed attempt still shows)."""
+    column, so a short failed attempt still shows). `rows`: draw at most that many nodes, and
+    a last line saying how many more there are."""
     lanes = list(timeline.lanes.values())
+    hidden = 0
+    if rows is not None and len(lanes) > rows:
+        hidden, lanes = len(lanes) - rows, lanes[:rows]
     name_width = min(NAME_MAX, max((len(lane.node_id) for lane in lanes), default=4))
     bar = max(10, width - name_width - 5)
     start = timeline.start if timeline.start is not None else now
@@ -234,6 +238,8 @@ def render(
             name = name[: name_width - 1] + "~"
         glyph = fmt.node_glyph(lane.state, ascii=ascii)
         lines.append(f"{glyph} {name:<{name_width}} |{''.join(cells)}|")
+    if hidden:
+        lines.append(f"  ... and {hidden} more nodes (the timeline draws the first {rows})")
     return lines, _legend(width, ascii=ascii)
 
 

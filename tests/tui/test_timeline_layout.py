@@ -126,3 +126,10 @@ def test_long_node_ids_are_cut_so_the_bars_keep_their_width() -> None:
     lines, _ = render(Timeline.of(log.events), 80, now=T0 + 5)
     assert max(len(line) for line in lines) <= 80
     assert "~ |" in lines[1]
+
+
+def test_a_run_bigger_than_the_row_limit_says_how_many_nodes_are_not_drawn() -> None:
+    log = Log(*(f"n{i}" for i in range(30)))
+    lines, _ = render(Timeline.of(log.events), 80, now=T0 + 5, rows=10)
+    assert len(lines) == 1 + 10 + 1
+    assert lines[-1].strip() == "... and 20 more nodes (the timeline draws the first 10)"

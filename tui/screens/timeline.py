@@ -9,6 +9,7 @@ characters say.
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from tui.context import Context
     from tui.messages import RunEventsArrived
 
+MAX_ROWS = 1000  # nodes drawn (in graph order); a bigger run says how many more it has
 _STYLES: dict[str, str] = {
     "ran": "green",
     "failed": "bold red",
@@ -44,15 +46,19 @@ _STYLE_OF_CHAR = {
 
 
 def coloured(line: str) -> Text:
-    """A row of the timeline with its marks coloured (between the bars only)."""
+    """A row of the timeline with its marks coloured (between the bars only), one style per
+    stretch of the same mark."""
     text = Text(line)
     left, right = line.find("|"), line.rfind("|")
     if left < 0 or right <= left:
         return text
-    for i in range(left + 1, right):
-        style = _STYLE_OF_CHAR.get(line[i])
+    at = left + 1
+    for char, run in itertools.groupby(line[left + 1 : right]):
+        width = len(list(run))
+        style = _STYLE_OF_CHAR.get(char)
         if style:
-            text.stylize(style, i, i + 1)
+            text.stylize(style, at, at + width)
+        at += width
     return text
 
 
@@ -69,6 +75,7 @@ class TimelineScreen(ConsoleScreen):
         self.run_id = run_id
         self.timeline = Timeline()
         self._watching = False
+        self._drawn: tuple[int, int, float | None] | None = None  # what the rows show now
 
     @property
     def rows(self) -> Static:
@@ -118,8 +125,12 @@ class TimelineScreen(ConsoleScreen):
             return
         timeline = self.timeline
         width = max(40, self.size.width - 2)  # the scrollbar's columns
+        drawn = (timeline.last_seq, width, timeline.end)
+        if drawn == self._drawn and timeline.end is not None:
+            return  # a finished run drawn at this width: nothing can have moved
+        self._drawn = drawn
         now = self.ctx.now()
-        lines, legend = render(timeline, width, now, ascii=self.ctx.ascii)
+        lines, legend = render(timeline, width, now, ascii=self.ctx.ascii, rows=MAX_ROWS)
         live = timeline.end is None
         start = timeline.start if timeline.start is not None else now
         span = (timeline.end if timeline.end is not None else now) - start
