@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from e2e.conftest import assert_clean_error, assert_gap_free, data_pipeline
+from e2e.conftest import assert_clean_error, assert_gap_free, data_pipeline, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from e2e.conftest import Cli
+    from e2e.conftest import Cli, StartRun
 
 
 def _failed_run(cli: Cli, tmp_path: Path) -> tuple[str, Path, Path]:
@@ -112,3 +112,16 @@ def test_runs_filters_by_state_and_pipeline_over_the_whole_history(
     assert [r["run_id"] for r in both] == [new, old]
     assert [r["run_id"] for r in newest] == [new]
     assert cli.json("runs", "--json", "--state", "cancelled") == []
+
+
+def test_retry_refuses_a_running_run_and_an_interrupted_one_in_one_sentence(
+    cli: Cli, start_run: StartRun, tmp_path: Path
+) -> None:
+    log = tmp_path / "invocations.txt"
+    run = start_run(data_pipeline("chain"), "--param", f"log={log}", "--param", "c_pause=30")
+    wait_until(lambda: log.exists() and "C" in log.read_text().split(), what="node C to start")
+
+    assert_clean_error(cli("retry", run.run_id), expect="only a finished run can be retried")
+    run.crash()
+    assert_clean_error(cli("retry", run.run_id), expect="resume it instead")
+    assert [r["run_id"] for r in cli.runs()] == [run.run_id]
