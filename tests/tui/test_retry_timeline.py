@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from console_helpers import SIZE, screen_text, start, wait_for_text, wait_until
 
 from engine.state import NodeStatus, RunStatus
+from tui.screens.node import NodeScreen
 from tui.screens.retry import RetryScreen
 from tui.screens.run import RunScreen
 from tui.screens.timeline import TimelineScreen
@@ -146,3 +147,24 @@ async def test_the_timeline_at_80x24_in_ascii_shows_every_node_in_ascii_only(
     assert rows[3][rows[3].index("|") + 1 : rows[3].rindex("|")].strip() == ""  # report skipped
     timeline_text = "\n".join(line for line in lines if "|" in line or "ran" in line)
     assert all(ord(c) < 127 for c in timeline_text)
+
+
+async def test_f_on_a_node_detail_also_runs_that_node_again_with_what_follows_it(
+    make_app: MakeApp, pipelines: Path, tmp_path: Path
+) -> None:
+    _add_retry_pipeline(pipelines)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        first = await start(pilot, "retry", gate=str(tmp_path / "missing"))
+        await wait_for_text(pilot, "FAILED")
+        run_screen = app.screen
+        assert isinstance(run_screen, RunScreen)
+        await app.push_screen(NodeScreen(app.ctx, first, "extract", run_screen.infos))
+        await pilot.press("f")
+        await wait_until(pilot, lambda: isinstance(app.screen, RetryScreen), what="the dialog")
+        await wait_for_text(pilot, f"Retry run {first[:8]} from extract?")
+        text = screen_text(app)
+        assert "Reuses the stored outputs of 1 node (no work, no time):" in text
+        assert "Runs again 3 nodes:" in text
+        assert "extract, load, report" in text
+        await pilot.press("n")
