@@ -58,7 +58,16 @@ class History:
 
     async def _list_rows(self, reader: Store) -> list[RunRow]:
         """The head (read now) and the older pages loaded; counts the matching runs too."""
-        query = self._run_query
+        while True:
+            rows = await self._read_rows(reader, self._run_query)
+            # A filter typed while the poll read the old one: read again rather than post
+            # the old filter's runs under the new filter's title.
+            if rows[0] is self._run_query:
+                return rows[1]
+
+    async def _read_rows(
+        self, reader: Store, query: RunFilter | None
+    ) -> tuple[RunFilter | None, list[RunRow]]:
         if self._run_floor is None:
             page = await reader.list_runs_page(limit=PAGE, query=query)
             self._run_next = page.after
@@ -74,9 +83,9 @@ class History:
             self._runs_total = await reader.count_runs(query)
             self._counted, self._counted_at = mark, now
         if not self._run_tail:
-            return head
+            return query, head
         seen = {row.run_id for row in head}
-        return head + [row for row in self._run_tail if row.run_id not in seen]
+        return query, head + [row for row in self._run_tail if row.run_id not in seen]
 
     async def load_more_runs(self) -> bool:
         """Read the next older page of matching runs and list it; False if there is none."""
