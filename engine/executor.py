@@ -546,7 +546,9 @@ class Executor:
         for publish in self._publishers:
             publish(event)
 
-    def create(self, *, replay_of: str | None = None, actor: str = "engine") -> Event:
+    def create(
+        self, *, replay_of: str | None = None, actor: str = "engine", retry_of: str | None = None
+    ) -> Event:
         """Emit `run.created`: the run exists (pending) from here on."""
         data: dict[str, Any] = {
             "pipeline_id": self.pipeline.id,
@@ -555,6 +557,8 @@ class Executor:
         }
         if replay_of:
             data["replay_of"] = replay_of
+        if retry_of:
+            data["retry_of"] = retry_of
         if self.simulate:
             data["simulate"] = True
         if self.search_path:
@@ -572,6 +576,20 @@ class Executor:
             EventType.RUN_STATE_CHANGED,
             reason=reason,
             data={"from": self.state.state.value, "to": RunStatus.INTERRUPTED.value, **data},
+        )
+
+    def reuse(self, node_id: str, output: Any, *, reused_from: str) -> None:
+        """Before `execute`: record `node_id` as succeeded with another run's stored output
+        (retry from failure): attempt 0, no work done, so it takes no time."""
+        text = compact_json(output) if output else "{}"
+        outputs_hash = json_hash(text) if output else None
+        self._output_hashes[node_id] = outputs_hash or _EMPTY_HASH
+        self._emit(
+            EventType.NODE_SUCCEEDED,
+            node_id=node_id,
+            attempt=0,
+            data={"output": output, "reused_from": reused_from},
+            outputs_hash=outputs_hash,
         )
 
     def prepare_resume(

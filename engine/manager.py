@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 
     from engine.bus import EventSink
+    from engine.events import Event
     from engine.spec import Pipeline
     from engine.store import BreakerRecord, Owner, RunRow, Store, StoreError
 
@@ -222,8 +223,11 @@ class RunManager:
         run_id: str | None = None,
         replay_of: str | None = None,
         actor: str = "engine",
+        retry_of: str | None = None,
+        prepare: Callable[[Executor], None] | None = None,
     ) -> RunHandle:
-        """Create a run and schedule it; returns at once with its handle."""
+        """Create a run and schedule it; returns at once with its handle. `prepare` sees the
+        executor after `run.created` and before the run is claimed (retry from failure)."""
         if self._closed:
             raise RuntimeError("the run manager is closed")
         merged = resolve_params(pipeline, params)
@@ -234,7 +238,9 @@ class RunManager:
             simulate=simulate,
             search_path=search_path,
         )
-        executor.create(replay_of=replay_of, actor=actor)
+        executor.create(replay_of=replay_of, actor=actor, retry_of=retry_of)
+        if prepare is not None:
+            prepare(executor)
         return await self._launch(executor)
 
     async def start_seeded(
@@ -485,6 +491,22 @@ class RunManager:
             replay_of=run_id,
             actor=actor,
             search_path=search_path or await _stored_search_path(store, run_id),
+        )
+
+    async def retry(
+        self,
+        run_id: str,
+        *,
+        nodes: Sequence[str] = (),
+        actor: str = "engine",
+        search_path: str | None = None,
+    ) -> RunHandle:
+        """Retry from failure: a new run of `run_id`'s definition and params that reuses its
+        succeeded outputs and runs the rest (and `nodes` with what is downstream of them)."""
+        from engine.retry_from import start_retry
+
+        return await start_retry(
+            self, self._require_store(), run_id, nodes=nodes, actor=actor, search_path=search_path
         )
 
     def _ensure_control(self) -> None:

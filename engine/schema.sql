@@ -77,3 +77,16 @@ CREATE TABLE breakers (
 ALTER TABLE runs ADD COLUMN owner_id TEXT;
 ALTER TABLE runs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN lease_expires_at REAL;   -- epoch seconds
+
+-- migration 3
+
+-- Retry from failure links a new run to the one it retries, as `replay_of` links a replay; both
+-- are looked up backwards (an old run lists its retries and replays), hence the partial indexes.
+ALTER TABLE runs ADD COLUMN retry_of TEXT;
+CREATE INDEX runs_retry_of ON runs (retry_of) WHERE retry_of IS NOT NULL;
+CREATE INDEX runs_replay_of ON runs (replay_of) WHERE replay_of IS NOT NULL;
+
+-- The whole history, paged newest first (keyset on created_at, rowid) and filtered by state or
+-- pipeline without reading the runs of other states or pipelines.
+CREATE INDEX runs_state_newest ON runs (state, created_at DESC);
+CREATE INDEX runs_pipeline_newest ON runs (pipeline_id, created_at DESC);

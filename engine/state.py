@@ -118,6 +118,7 @@ class NodeState:
     history: list[AttemptRecord] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
     decision: dict[str, Any] | None = None  # approval: decision, actor, at, reason
+    reused_from: str | None = None  # retry from failure: the run whose output it took
 
     @property
     def is_terminal(self) -> bool:
@@ -140,6 +141,7 @@ class RunState:
     reason: str | None = None
     error_class: str | None = None
     replay_of: str | None = None
+    retry_of: str | None = None
     run_attempt: int = 1  # 1 for the first execution, +1 per resume
     simulate: bool = False
     gate_failures: list[str] = field(default_factory=list)
@@ -269,6 +271,7 @@ def _node_succeeded(state: RunState, event: Event, data: Mapping[str, Any]) -> N
     _finish_node(node, event, _SUCCEEDED)
     node.output = data.get("output")
     node.simulated = bool(data.get("simulated", False))
+    node.reused_from = data.get("reused_from")
     node.attempts = max(node.attempts, event.attempt)
 
 
@@ -326,6 +329,7 @@ def _run_created(state: RunState, event: Event, data: Mapping[str, Any]) -> None
     state.definition = dict(definition)
     state.params = dict(data.get("params") or {})
     state.replay_of = data.get("replay_of")
+    state.retry_of = data.get("retry_of")
     state.simulate = bool(data.get("simulate", False))
     state.created_at = event.timestamp_utc
     state.state = RunStatus.PENDING
@@ -451,7 +455,7 @@ def state_to_dict(state: RunState, *, with_output: bool = True) -> dict[str, Any
         "state": state.state.value,
         "nodes": nodes,
     }
-    for key in ("created_at", "started_at", "ended_at", "reason", "replay_of"):
+    for key in ("created_at", "started_at", "ended_at", "reason", "replay_of", "retry_of"):
         value = getattr(state, key)
         if value is not None:
             out[key] = value

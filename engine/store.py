@@ -86,6 +86,7 @@ import psutil
 
 from engine.errors import InterlockError, UnknownRunError
 from engine.events import Event, EventType, trusted_event
+from engine.run_filter import RunFilter, RunPage
 from engine.state import RunState, RunStatus, fold
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ class RunRow:
     owner_id: str | None = None
     fence: int = 0
     lease_expires_at: float | None = None
+    retry_of: str | None = None
 
     @property
     def owner(self) -> Owner | None:
@@ -272,7 +274,8 @@ SCHEMA_VERSION: Final = len(migrations())
 _EVENT_COLUMNS = "event_id, run_id, seq, event_type, node_id, timestamp_utc, body"
 _RUN_COLUMNS = (
     "run_id, pipeline_id, state, created_at, started_at, ended_at, last_seq, replay_of, "
-    "owner_host, owner_pid, owner_started_at, heartbeat_at, owner_id, fence, lease_expires_at"
+    "owner_host, owner_pid, owner_started_at, heartbeat_at, owner_id, fence, lease_expires_at, "
+    "retry_of"
 )
 _COMMAND_COLUMNS = "id, run_id, kind, node_id, reason, actor, created_at, acked_at, result"
 _BREAKER_COLUMNS = "key, state, failures, opened_at, recovery_timeout, updated_at"
@@ -291,8 +294,8 @@ def _sql_insert_events(count: int) -> str:
 # rows, so that every statement is prepared once and then found in sqlite3's statement cache).
 _INSERT_CHUNK: Final = 256
 SQL_INSERT_RUN = (
-    "INSERT OR IGNORE INTO runs (run_id, pipeline_id, state, created_at, replay_of) "
-    "VALUES (?, ?, 'pending', ?, ?)"
+    "INSERT OR IGNORE INTO runs (run_id, pipeline_id, state, created_at, replay_of, retry_of) "
+    "VALUES (?, ?, 'pending', ?, ?, ?)"
 )
 # ?1 new state or NULL, ?2 a start time (kept only if none yet), ?3 whether to set ended_at,
 # ?4 the new ended_at (NULL after a resume), ?5 the batch's highest seq, ?6 the run, ?7 whether
@@ -359,6 +362,53 @@ SQL_RUNS_IN_STATES = (
     f"SELECT {_RUN_COLUMNS} FROM runs WHERE state IN (SELECT value FROM json_each(?)) "
     "ORDER BY created_at DESC, rowid DESC LIMIT ?"
 )
+# The whole history, a page at a time: newest first, the next page after a (created_at, rowid)
+# keyset; the WHERE clause comes from `_runs_where`.
+SQL_RUNS_PAGE = (
+    f"SELECT {_RUN_COLUMNS}, rowid FROM runs{{}} ORDER BY created_at DESC, rowid DESC LIMIT ?"
+)
+SQL_COUNT_RUNS = "SELECT count(*) FROM runs{}"
+SQL_LINKED_RUNS = (
+    "SELECT run_id, 'retry', created_at FROM runs WHERE retry_of = ?1 UNION ALL "
+    "SELECT run_id, 'replay', created_at FROM runs WHERE replay_of = ?1 ORDER BY 3, 1"
+)
+
+
+def _runs_where(
+    query: RunFilter | None,
+    after: tuple[str, int] | None,
+    down_to: tuple[str, int] | None = None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its parameters) of a filtered page or count of runs."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query is not None:
+        if len(query.states) == 1:  # `=`: the (state, created_at) index gives the order too
+            clauses.append("state = ?")
+            params.append(query.states[0])
+        elif query.states:
+            clauses.append("state IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(query.states)))
+        if query.pipeline is not None:
+            clauses.append("pipeline_id = ?")
+            params.append(query.pipeline)
+        for word in query.words:
+            # LIKE, not instr over lower(...): no string is built per row (4x faster measured).
+            clauses.append(
+                "(run_id LIKE ? ESCAPE '\\' OR pipeline_id LIKE ? ESCAPE '\\' "
+                "OR state LIKE ? ESCAPE '\\')"
+            )
+            pattern = "%" + re.sub(r"([%_\\])", r"\\\1", word) + "%"
+            params += [pattern, pattern, pattern]
+    if after is not None:
+        clauses.append("(created_at < ? OR (created_at = ? AND rowid < ?))")
+        params += [after[0], after[0], after[1]]
+    if down_to is not None:
+        clauses.append("(created_at > ? OR (created_at = ? AND rowid >= ?))")
+        params += [down_to[0], down_to[0], down_to[1]]
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
 SQL_RUNS_BY_PREFIX = (
     f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT 3"
 )
@@ -640,6 +690,7 @@ def _run_index_updates(
                     str(data.get("pipeline_id", "")),
                     event.timestamp_utc,
                     data.get("replay_of"),
+                    data.get("retry_of"),
                 )
             )
         elif etype == EventType.RUN_STATE_CHANGED:
@@ -1559,6 +1610,34 @@ class Store:
         else:
             rows = await self._fetch(SQL_RUNS_IN_STATES, (json.dumps(list(states)), cap))
         return [RunRow(*row) for row in rows]
+
+    async def list_runs_page(
+        self,
+        *,
+        limit: int,
+        query: RunFilter | None = None,
+        after: tuple[str, int] | None = None,
+        down_to: tuple[str, int] | None = None,
+    ) -> RunPage:
+        """Up to `limit` runs matching `query`, newest first, after the keyset `after` (the
+        `after` of the previous page): any page of the whole history costs about the same.
+        `down_to`: only runs not older than that keyset (the head above pages already read)."""
+        where, params = _runs_where(query, after, down_to)
+        rows = await self._fetch(SQL_RUNS_PAGE.format(where), (*params, max(limit, 0)))
+        page = [RunRow(*row[:-1]) for row in rows]
+        more = len(rows) == limit and limit > 0
+        return RunPage(page, (rows[-1][3], int(rows[-1][-1])) if more else None)
+
+    async def count_runs(self, query: RunFilter | None = None) -> int:
+        """How many stored runs match `query` (all of them without one)."""
+        where, params = _runs_where(query, None)
+        rows = await self._fetch(SQL_COUNT_RUNS.format(where), params)
+        return int(rows[0][0])
+
+    async def linked_runs(self, run_id: str) -> list[tuple[str, str]]:
+        """The runs made from `run_id`, oldest first: (run id, 'retry' or 'replay')."""
+        rows = await self._fetch(SQL_LINKED_RUNS, (run_id,))
+        return [(str(row[0]), str(row[1])) for row in rows]
 
     async def find_run(self, prefix: str) -> RunRow | None:
         """The run with this id, or else the only run whose id starts with it (4+ characters).

@@ -33,6 +33,7 @@ from scenes import (  # type: ignore[import-not-found]  # noqa: E402  (the snaps
     node_detail,
     playback,
     run_view,
+    timeline,
     wide_run,
 )
 
@@ -59,6 +60,7 @@ SHOTS: list[tuple[str, Callable[[Pilot[Any]], Awaitable[None]], tuple[int, int],
     ("run-ascii", run_view, (120, 36), True),
     ("help", help_screen, (120, 36), False),
     ("diff", diff_view, (120, 36), False),
+    ("timeline", timeline, (120, 36), False),
 ]
 
 

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from tui.cli_history import cmd_retry
 from tui.settings import default_db_path, default_pipelines_dir
 
 if TYPE_CHECKING:
@@ -149,7 +150,8 @@ def _status_line(event: Any) -> str | None:
     if etype == "node.started":
         return f"{time_part} ▶ {node} started (attempt {event.attempt})"
     if etype == "node.succeeded":
-        return f"{time_part} ✔ {node} succeeded"
+        reused = (event.data or {}).get("reused_from")
+        return f"{time_part} ✔ {node} " + (f"reused from {reused}" if reused else "succeeded")
     if etype in ("node.failed", "node.timed_out"):
         return f"{time_part} ✖ {node} {etype.split('.')[1]}: {event.reason}"
     if etype == "node.retried":
@@ -364,7 +366,9 @@ async def cmd_runs(args: argparse.Namespace) -> int:
         _say("[]" if args.json else "no runs yet")
         return EXIT_OK
     async with _open_store(args) as store:
-        rows = [await _reconciled_row(store, r) for r in await store.list_runs(limit=args.limit)]
+        from tui.cli_history import listed_rows
+
+        rows = [await _reconciled_row(store, r) for r in await listed_rows(store, args)]
     if args.json:
         _say(json.dumps([_row_dict(r) for r in rows], separators=(",", ":")))
         return EXIT_OK
@@ -409,13 +413,15 @@ async def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def cmd_summary(args: argparse.Namespace) -> int:
+    from tui.cli_history import linked_runs_of
     from tui.summary import summary_dict, summary_text
 
     state = await _folded(args)
+    links = await linked_runs_of(args, state.run_id)
     if args.json:
-        _say(json.dumps(summary_dict(state), separators=(",", ":"), default=str))
+        _say(json.dumps(summary_dict(state, links), separators=(",", ":"), default=str))
     else:
-        _say(summary_text(state))
+        _say(summary_text(state, links))
     return EXIT_OK
 
 
@@ -647,6 +653,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, default=None, metavar="N")
+    p.add_argument("--state", action="append", default=[], metavar="S", help="only runs in S")
+    p.add_argument("--pipeline", metavar="ID", help="only runs of pipeline ID")
 
     for name, text in (("status", "a run's folded state"), ("summary", "a human summary")):
         p = sub.add_parser(name, parents=[common], help=text)
@@ -684,6 +692,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, metavar="N", default=keep)
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("retry", parents=[common], help="retry from failure: reuse what succeeded")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--node", action="append", default=[], metavar="N", help="also re-run N")
+    p.add_argument("--metrics-port", type=int, metavar="N", default=keep)
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("breakers", parents=[common], help="circuit breakers; `breakers reset KEY`")
     p.add_argument("action", nargs="?", choices=None, metavar="reset")
     p.add_argument("key", nargs="?", metavar="KEY")
@@ -702,6 +716,7 @@ _ASYNC = {
     "reject": cmd_decide,
     "resume": cmd_resume,
     "replay": cmd_replay,
+    "retry": cmd_retry,
     "breakers": cmd_breakers,
 }
 

@@ -54,6 +54,7 @@ class RunSummary:
     replay_of: str | None = None
     heartbeat_at: float | None = None
     last_seq: int = 0
+    retry_of: str | None = None
 
 
 class PipelinesScanned(Message):
@@ -68,11 +69,13 @@ class PipelinesScanned(Message):
 
 
 class RunsListed(Message):
-    """The stored runs, newest first (own and other processes')."""
+    """The stored runs loaded so far, newest first (own and other processes'); `total`: how
+    many stored runs match the runs filter (None if not counted)."""
 
-    def __init__(self, runs: list[RunSummary]) -> None:
+    def __init__(self, runs: list[RunSummary], total: int | None = None) -> None:
         super().__init__()
         self.runs = runs
+        self.total = total
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunsListed)

@@ -41,6 +41,7 @@ def summary(row: Any, *, own: bool) -> RunSummary:
         replay_of=row.replay_of,
         heartbeat_at=row.heartbeat_at,
         last_seq=int(row.last_seq or 0),
+        retry_of=getattr(row, "retry_of", None),
     )
 
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from engine.events import parse_timestamp
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from engine.state import NodeState, RunState
 
 
@@ -42,7 +44,8 @@ def node_duration(node: NodeState) -> float | None:
     return total if seen else None
 
 
-def summary_dict(state: RunState) -> dict[str, Any]:
+def summary_dict(state: RunState, links: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """`links`: the runs made from this one, (run id, 'retry' or 'replay'), from the store."""
     nodes = []
     for node in state.nodes.values():
         item: dict[str, Any] = {
@@ -55,6 +58,8 @@ def summary_dict(state: RunState) -> dict[str, Any]:
             item["error_class"] = node.error_class
         if node.reason:
             item["reason"] = node.reason
+        if node.reused_from:
+            item["reused_from"] = node.reused_from
         nodes.append(item)
     return {
         "run_id": state.run_id,
@@ -65,12 +70,15 @@ def summary_dict(state: RunState) -> dict[str, Any]:
         "gate_failures": list(state.gate_failures),
         "overrides": list(state.overrides),
         "replay_of": state.replay_of,
+        "retry_of": state.retry_of,
+        "retries": [run_id for run_id, kind in links if kind == "retry"],
+        "replays": [run_id for run_id, kind in links if kind == "replay"],
         "nodes": nodes,
     }
 
 
-def summary_text(state: RunState) -> str:
-    data = summary_dict(state)
+def summary_text(state: RunState, links: Sequence[tuple[str, str]] = ()) -> str:
+    data = summary_dict(state, links)
     lines = [
         f"Run {state.run_id} of {state.pipeline_id}: {state.state.value.upper()}"
         + (f" in {format_seconds(data['duration'])}" if data["duration"] is not None else ""),
@@ -79,6 +87,11 @@ def summary_text(state: RunState) -> str:
         lines.append(f"  reason: {state.reason}")
     if state.replay_of:
         lines.append(f"  replay of {state.replay_of}")
+    if state.retry_of:
+        lines.append(f"  retry of {state.retry_of}")
+    lines += [
+        f"  {'retried' if kind == 'retry' else 'replayed'} as {run_id}" for run_id, kind in links
+    ]
     lines += [f"  GATE FAILED: {g}: {state.nodes[g].reason}" for g in state.gate_failures]
     lines += [f"  override by {o['actor']}: {o['reason']}" for o in state.overrides]
     counts: dict[str, int] = {}
@@ -93,6 +106,8 @@ def summary_text(state: RunState) -> str:
             error = f"{item['error_class']}: {item.get('reason', '')}"
         elif item["state"] == "skipped":
             error = f"({item.get('reason', '')})"
+        elif item.get("reused_from"):
+            error = f"(reused from {item['reused_from']})"
         lines.append(
             f"  {item['node_id'][:28]:28} {item['state']:10} {item['attempts']:>5} "
             f"{format_seconds(item['duration']):>8}  {error[:120]}"

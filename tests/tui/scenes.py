@@ -14,6 +14,7 @@ from tui.screens.breakers import BreakersScreen
 from tui.screens.node import NodeScreen
 from tui.screens.playback import PlaybackScreen
 from tui.screens.run import RunScreen
+from tui.screens.timeline import TimelineScreen
 
 if TYPE_CHECKING:
     from textual.pilot import Pilot
@@ -77,6 +78,15 @@ async def node_detail(pilot: Pilot[Any]) -> None:
     screen = app.screen
     assert isinstance(screen, RunScreen)
     await app.push_screen(NodeScreen(app.ctx, MIDFLIGHT, "fetch", screen.infos))
+    await settle(pilot)
+
+
+async def timeline(pilot: Pilot[Any]) -> None:
+    """`T` on the mid-flight run: a healed retry, a failed probe, crunch running, the axis."""
+    await run_view(pilot)
+    await pilot.press("T")
+    app = app_of(pilot)
+    await wait_until(pilot, lambda: isinstance(app.screen, TimelineScreen), what="timeline")
     await settle(pilot)
 
 

@@ -20,6 +20,7 @@ from scenes import (
     node_detail,
     playback,
     run_view,
+    timeline,
 )
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ SCREENS: dict[str, Callable[[Pilot[Any]], Awaitable[None]]] = {
     "help": help_screen,
     "launch": launch,
     "diff": diff_view,
+    "timeline": timeline,
 }
 
 
@@ -79,6 +81,6 @@ def test_screens_at_120x36(name: str, console: InterlockApp, snap_compare: Any) 
     assert snap_compare(console, terminal_size=WIDE, run_before=SCREENS[name])
 
 
-@pytest.mark.parametrize("name", ["home", "run", "launch"])
+@pytest.mark.parametrize("name", ["home", "run", "launch", "timeline"])
 def test_screens_at_80x24(name: str, console: InterlockApp, snap_compare: Any) -> None:
     assert snap_compare(console, terminal_size=SMALL, run_before=SCREENS[name])

@@ -17,10 +17,11 @@ from tui import runs as run_views
 from tui.settings import pipeline_files
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
     from engine.manager import RunManager
+    from engine.retry_from import RetryPlan
     from engine.spec import Pipeline
     from engine.store import Store
     from tui.messages import PipelineEntry
@@ -147,6 +148,28 @@ class Commands:
         try:
             handle = await self.manager.replay(
                 run_id, actor=self.actor, search_path=self.search_path
+            )
+        except (InterlockError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        return handle.run_id
+
+    async def retry_plan(self, run_id: str, nodes: Sequence[str] = ()) -> RetryPlan:
+        """What a retry of `run_id` would reuse and run again (CommandError if refused)."""
+        from engine.errors import InterlockError
+        from engine.retry_from import preview_retry
+
+        try:
+            return await preview_retry(self.store, run_id, nodes)
+        except (InterlockError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+
+    async def retry(self, run_id: str, nodes: Sequence[str] = ()) -> str:
+        """Start a retry from failure of `run_id` here; the new run's id."""
+        from engine.errors import InterlockError
+
+        try:
+            handle = await self.manager.retry(
+                run_id, nodes=nodes, actor=self.actor, search_path=self.search_path
             )
         except (InterlockError, ValueError) as exc:
             raise CommandError(str(exc)) from None

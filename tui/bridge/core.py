@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.state import RunState, RunStatus, apply
 from tui.bridge.commands import CommandError, Commands, operator_actor, scan_pipelines
+from tui.bridge.history import History
 from tui.bridge.polling import Polling
 from tui.messages import BreakersChanged, RunEventsArrived, RunsListed
 
@@ -55,7 +56,7 @@ class _Run:
         return self.state.last_seq
 
 
-class Bridge(Polling, Commands):
+class Bridge(Polling, History, Commands):
     """The console's one link to the engine: `open()` it in the app's loop, `close()` it on exit.
 
     Screens `subscribe` to its messages while mounted and `watch`/`unwatch` the runs they show.
@@ -172,7 +173,7 @@ class Bridge(Polling, Commands):
         if pump not in self._subscribers:
             self._subscribers.append(pump)
         if self._listed:
-            pump.post_message(RunsListed(list(self._listed)))
+            pump.post_message(RunsListed(list(self._listed), self._runs_total))
         if self._breakers:
             pump.post_message(BreakersChanged(dict(self._breakers)))
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from engine.events import Event
     from engine.manager import RunManager
-    from engine.store import Store
+    from engine.store import RunRow, Store
     from tui.messages import RunSummary
     from tui.view import BreakerView
 
@@ -38,8 +38,14 @@ class Polling:
     _breakers: dict[str, BreakerView]
     _watched: dict[str, int]
 
+    _runs_total: int | None
+
     def _read(self) -> Store:
         raise NotImplementedError
+
+    if TYPE_CHECKING:  # `History`'s, after this class in `Bridge`'s bases: no stub here
+
+        async def _list_rows(self, reader: Store) -> list[RunRow]: ...
 
     @property
     def manager(self) -> RunManager:
@@ -78,13 +84,15 @@ class Polling:
     async def poll(self) -> None:
         """One look at the store: runs, followed runs' new events, breakers."""
         reader = self._read()
-        rows = await reader.list_runs(limit=500)
+        total_before = self._runs_total
+        rows = await self._list_rows(reader)
         listed = [run_views.summary(row, own=self.is_own(row.run_id)) for row in rows]
-        if listed != self._listed or not self._listed_once:
+        total = self._runs_total
+        if listed != self._listed or total != total_before or not self._listed_once:
             # The first look is told even when it finds nothing: "no runs" is news too.
             self._listed_once = True
             self._listed = listed
-            self._post(lambda: RunsListed(list(listed)))
+            self._post(lambda: RunsListed(list(listed), total))
         for run_id in list(self._watched):
             last = self._last_seq(run_id)
             if last is None or self.is_running_here(run_id):

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from engine.state import NodeStatus
 from tui import format as fmt
 from tui.bridge import CommandError
+from tui.screens.actions import RunToolActions
 from tui.screens.confirm import ConfirmScreen, ReasonScreen
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ RUN_BINDINGS: list[BindingType] = [
     Binding("a", "approve", "Approve"),
     Binding("x", "reject", "Reject"),
     Binding("p", "playback", "Playback"),
+    Binding("f", "retry", "Retry", show=False),
+    Binding("T", "timeline", "Timeline", show=False),
 ]
 
 
@@ -77,7 +80,7 @@ class ConsoleScreen(Screen[None]):
         return result
 
 
-class RunActionsScreen(ConsoleScreen):
+class RunActionsScreen(RunToolActions, ConsoleScreen):
     """A screen showing runs the operator can act on."""
 
     BINDINGS: ClassVar[list[BindingType]] = RUN_BINDINGS

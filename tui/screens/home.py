@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from textual import work
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Input, Label, Static
@@ -33,6 +34,9 @@ def issues_text(entry: PipelineEntry) -> str:
     return "\n".join(lines)
 
 
+LOAD_AHEAD = 50  # rows before the end of the loaded runs at which the next page is read
+
+
 class HomeScreen(RunActionsScreen):
     """Pipelines on top, runs below. `enter` opens a run (or launches a pipeline)."""
 
@@ -49,6 +53,7 @@ class HomeScreen(RunActionsScreen):
         self._runs: list[RunSummary] = []
         self._sort = run_views.SORT_KEYS[0]
         self._listed = False  # the first list of runs has come
+        self._total: int | None = None  # the stored runs matching the filter
 
     @property
     def pipelines(self) -> PipelineTable:
@@ -70,7 +75,10 @@ class HomeScreen(RunActionsScreen):
         yield Static("", id="pipeline-errors")
         yield Label("Runs", id="runs-title", classes="section")
         yield RunsTable(ascii=self.ctx.ascii, id="runs")
-        yield Input(placeholder="filter runs: id, pipeline, state, owner", id="runs-filter")
+        yield Input(
+            placeholder="filter all runs: words of id/pipeline/state, state:failed, pipeline:ID",
+            id="runs-filter",
+        )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -90,6 +98,7 @@ class HomeScreen(RunActionsScreen):
 
     def on_runs_listed(self, message: RunsListed) -> None:
         self._runs = message.runs
+        self._total = message.total
         self._show_runs()
         first, self._listed = not self._listed, True
         pipelines = self.pipelines
@@ -104,6 +113,9 @@ class HomeScreen(RunActionsScreen):
 
     def _tick(self) -> None:
         self._show_runs()
+        table = self.runs_table
+        if self.bridge.more_runs and table.scroll_y >= table.max_scroll_y - LOAD_AHEAD > 0:
+            self._load_more()  # scrolled (the mouse wheel) near the end without the cursor
 
     def on_screen_resume(self) -> None:
         self._show_runs()  # what was held back while a run was on view
@@ -111,13 +123,15 @@ class HomeScreen(RunActionsScreen):
     def _show_runs(self) -> None:
         if not self.in_sight:
             return
-        query = self.filter_input.value.strip()
-        shown = [r for r in self._runs if not query or run_views.matches(r, query)]
+        # The store filters every stored run (`tui.bridge.history`): the runs are those that match.
+        shown = self._runs
+        query = self.bridge.run_filter
         now = self.ctx.now()
         self.runs_table.show(run_views.sort_runs(shown, self._sort, now), now)
         active = sum(1 for r in self._runs if r.own and r.state not in run_views.SETTLED)
-        title = f"Runs  ({len(shown)} of {len(self._runs)}, sorted by {self._sort}"
-        title += f", filter: {query})" if query else ")"
+        total = max(self._total or 0, len(shown))
+        title = f"Runs  ({len(shown)} of {total}, sorted by {self._sort}"
+        title += f", filter: {query.describe()})" if query else ")"
         self.query_one("#runs-title", Label).update(title)
         ready = "" if self.bridge.ready else "  | opening the database..."
         here = f" | {active} running here" if active else ""
@@ -140,6 +154,18 @@ class HomeScreen(RunActionsScreen):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table is self.pipelines:
             self._show_errors()
+        elif event.cursor_row >= len(self._runs) - LOAD_AHEAD and self.bridge.more_runs:
+            self._load_more()
+
+    @work(group="runs-more", exclusive=True, exit_on_error=False)
+    async def _load_more(self) -> None:
+        """The next older page of runs, as the cursor nears the end of those loaded."""
+        await self.bridge.load_more_runs()
+
+    @work(group="runs-filter", exclusive=True, exit_on_error=False)
+    async def _filter_runs(self, text: str) -> None:
+        await self.bridge.set_run_filter(text)
+        self._show_runs()
 
     async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table is self.runs_table:
@@ -177,7 +203,7 @@ class HomeScreen(RunActionsScreen):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input is self.filter_input:
-            self._show_runs()
+            self._filter_runs(event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input is self.filter_input:

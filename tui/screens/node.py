@@ -65,6 +65,7 @@ class NodeScreen(NodeTestKey, RunActionsScreen):
 
     CSS_PATH = "node.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [*RUN_BINDINGS, Binding("escape", "back", "Back")]
+    RETRY_FROM_NODE = True  # `f` here runs this node again too, and what is downstream of it
 
     def __init__(
         self, ctx: Context, run_id: str, node_id: str, infos: dict[str, view.NodeInfo]

@@ -31,6 +31,8 @@ def header_text(
     first.append(f"  run {fmt.short_id(state.run_id)}")
     if state.replay_of:
         first.append(f"  replay of {fmt.short_id(state.replay_of)}", style="dim")
+    if state.retry_of:
+        first.append(f"  retry of {fmt.short_id(state.retry_of)}", style="dim")
     if state.run_attempt > 1:
         first.append(f"  resumed x{state.run_attempt - 1}", style="dim")
     if state.simulate:
