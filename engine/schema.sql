@@ -66,3 +66,19 @@ CREATE TABLE breakers (
     recovery_timeout REAL    NOT NULL,
     updated_at       REAL    NOT NULL
 );
+
+-- migration 2
+
+-- Schedule fire times claimed by `interlock serve` processes: the primary key makes the claim
+-- of one fire an INSERT that only one process can win, whatever number of services share the
+-- database. A row is written before the fired run is created; `run_id` names that run.
+CREATE TABLE schedule_fires (
+    pipeline_id  TEXT    NOT NULL,
+    schedule_key TEXT    NOT NULL,            -- engine.schedule.schedule_key of the entry
+    fire_time    TEXT    NOT NULL,            -- ISO 8601, Z (the fire time, not the claim's)
+    run_id       TEXT    NOT NULL,
+    owner_host   TEXT    NOT NULL,
+    owner_pid    INTEGER NOT NULL,
+    claimed_at   REAL    NOT NULL,            -- epoch seconds
+    PRIMARY KEY (pipeline_id, schedule_key, fire_time)
+);

@@ -1,0 +1,179 @@
+"""Server-Sent Events of a run's stored events.
+
+Contract: a stream sends the run's stored events with seq > `after` in seq order, each as
+`id: <seq>` and `data: <event JSON>`, and ends after `run.completed`; no event is sent twice
+and none is skipped, because the store (the truth) is read with `after_seq` = the last seq
+sent. A comment line (`: keep-alive`) goes out after `keepalive` seconds of silence.
+
+Waking: one `RunWatch` per followed run (shared by all of its streams) looks at the run's last
+stored seq. Runs of other processes and hosts are polled (every `poll` seconds); for this
+process's own runs, the manager's live events (the `Wakeups` sink) say that seq N was just
+published, and the watch looks again every few milliseconds until the store's group commit
+has made N durable, so a client sees an own run's event within about one commit window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from engine.events import Event
+    from engine.store import Store
+
+POLL = 0.2  # seconds between looks at a run no live event tells us about
+COMMIT_POLL = 0.003  # seconds between looks while a published event is not committed yet
+COMMIT_WAIT = 2.0  # seconds a published seq may take to be committed before polling slows
+KEEPALIVE = 15.0
+
+
+class RunWatch:
+    """The last stored seq of one run, and a way to wait until it passes a given seq."""
+
+    def __init__(self, store: Store, run_id: str, poll: float) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.poll = poll
+        self.known = 0  # the highest seq seen stored
+        self.hinted = 0  # the highest seq the live events say was published
+        self.users = 0
+        self._changed = asyncio.Event()
+        self._hint = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name=f"interlock-watch:{self.run_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def hint(self, seq: int) -> None:
+        if seq > self.hinted:
+            self.hinted = seq
+            self._hint.set()
+
+    async def wait_beyond(self, seq: int, timeout: float) -> bool:  # noqa: ASYNC109  (a wait with a bound is the point)
+        """True once a seq above `seq` is stored; False after `timeout` seconds without."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.known <= seq:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            changed = self._changed
+            try:
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+            except TimeoutError:
+                return self.known > seq
+        return True
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        hinted_since: float | None = None
+        while True:
+            try:
+                last = await self.store.last_seq(self.run_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                last = self.known  # a failed read is retried on the next look
+            if last > self.known:
+                self.known = last
+                # Waiters hold the old event; a fresh one is the next generation.
+                changed, self._changed = self._changed, asyncio.Event()
+                changed.set()
+            if self.hinted > self.known:
+                now = loop.time()
+                hinted_since = hinted_since if hinted_since is not None else now
+                if now - hinted_since < COMMIT_WAIT:
+                    await asyncio.sleep(COMMIT_POLL)
+                    continue
+                # Published but never committed (a store failure): back to plain polling.
+                self.hinted = self.known
+            hinted_since = None
+            self._hint.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll):
+                    await self._hint.wait()
+
+
+class Wakeups:
+    """The watches of the runs being streamed; as a manager sink, it hints them of new seqs."""
+
+    def __init__(self, store: Store, poll: float = POLL) -> None:
+        self.store = store
+        self.poll = poll
+        self._watches: dict[str, RunWatch] = {}
+
+    def publish(self, event: Event) -> None:
+        watch = self._watches.get(event.run_id)
+        if watch is not None:
+            watch.hint(event.seq)
+
+    async def flush(self) -> None:
+        return None
+
+    def acquire(self, run_id: str) -> RunWatch:
+        watch = self._watches.get(run_id)
+        if watch is None:
+            watch = self._watches[run_id] = RunWatch(self.store, run_id, self.poll)
+            watch.start()
+        watch.users += 1
+        return watch
+
+    async def release(self, watch: RunWatch) -> None:
+        watch.users -= 1
+        if watch.users == 0 and self._watches.get(watch.run_id) is watch:
+            del self._watches[watch.run_id]
+            await watch.stop()
+
+    async def close(self) -> None:
+        watches, self._watches = list(self._watches.values()), {}
+        for watch in watches:
+            await watch.stop()
+
+    def __len__(self) -> int:
+        return len(self._watches)
+
+
+def sse_message(event: Event) -> bytes:
+    # Event JSON is one line (compact, newlines inside strings are escaped), so one data field.
+    return f"id: {event.seq}\ndata: {event.to_json()}\n\n".encode()
+
+
+async def event_stream(
+    wakeups: Wakeups,
+    run_id: str,
+    after: int,
+    *,
+    keepalive: float = KEEPALIVE,
+    batch: int = 500,
+) -> AsyncIterator[bytes]:
+    """The SSE body: stored events after `after`, then new ones as they are stored."""
+    store = wakeups.store
+    watch = wakeups.acquire(run_id)
+    last = after
+    try:
+        yield b": stream of run " + run_id.encode() + b"\n\n"
+        while True:
+            events = await store.events(run_id, after_seq=last, limit=batch)
+            for event in events:
+                last = event.seq
+                yield sse_message(event)
+                if event.event_type == "run.completed":
+                    return
+            if len(events) == batch:
+                continue
+            if not await watch.wait_beyond(last, keepalive):
+                yield b": keep-alive\n\n"
+    finally:
+        await wakeups.release(watch)
