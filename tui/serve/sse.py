@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,20 +25,30 @@ if TYPE_CHECKING:
     from engine.events import Event
     from engine.store import Store
 
-POLL = 0.2  # seconds between looks at a run no live event tells us about
+POLL = 0.1  # seconds between looks at a run no live event tells us about
 COMMIT_POLL = 0.003  # seconds between looks while a published event is not committed yet
 COMMIT_WAIT = 2.0  # seconds a published seq may take to be committed before polling slows
 KEEPALIVE = 15.0
+KEEP = 1000  # events a watch keeps for its streams
+BATCH = 500
+TERMINAL = frozenset({"succeeded", "failed", "timeout", "cancelled"})
 
 
 class RunWatch:
-    """The last stored seq of one run, and a way to wait until it passes a given seq."""
+    """Follows one run's stored events and keeps the latest of them, encoded, for its streams.
 
-    def __init__(self, store: Store, run_id: str, poll: float) -> None:
+    Each new event is read from the store and encoded once, however many streams follow the
+    run; a stream that is behind the kept window (a resume from long ago) reads the store.
+    """
+
+    def __init__(self, store: Store, run_id: str, poll: float, keep: int = KEEP) -> None:
         self.store = store
         self.run_id = run_id
         self.poll = poll
-        self.known = 0  # the highest seq seen stored
+        self.keep = keep
+        self.known = -1  # the highest seq seen stored (-1: not looked yet)
+        self.base = 0  # `recent` holds the events with seq in (base, known]
+        self.recent: deque[tuple[int, bytes, bool]] = deque()  # (seq, message, is the end)
         self.hinted = 0  # the highest seq the live events say was published
         self.users = 0
         self._changed = asyncio.Event()
@@ -60,6 +71,12 @@ class RunWatch:
             self.hinted = seq
             self._hint.set()
 
+    def since(self, seq: int) -> list[tuple[int, bytes, bool]] | None:
+        """The kept events after `seq`, or None if the window does not reach back to it."""
+        if self.known < 0 or seq < self.base:
+            return None
+        return [item for item in self.recent if item[0] > seq]
+
     async def wait_beyond(self, seq: int, timeout: float) -> bool:  # noqa: ASYNC109  (a wait with a bound is the point)
         """True once a seq above `seq` is stored; False after `timeout` seconds without."""
         loop = asyncio.get_running_loop()
@@ -76,18 +93,34 @@ class RunWatch:
                 return self.known > seq
         return True
 
+    async def _read(self) -> None:
+        if self.known < 0:
+            # Start from now: streams read what came before from the store themselves.
+            self.known = self.base = await self.store.last_seq(self.run_id)
+            return
+        while True:
+            events = await self.store.events(self.run_id, after_seq=self.known, limit=BATCH)
+            for event in events:
+                ended = event.event_type == "run.completed"
+                self.recent.append((event.seq, sse_message(event), ended))
+                self.known = event.seq
+            while len(self.recent) > self.keep:
+                self.base = self.recent.popleft()[0]
+            if len(events) < BATCH:
+                return
+
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         hinted_since: float | None = None
         while True:
+            before = self.known
             try:
-                last = await self.store.last_seq(self.run_id)
+                await self._read()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                last = self.known  # a failed read is retried on the next look
-            if last > self.known:
-                self.known = last
+                pass  # a failed read is retried on the next look
+            if self.known != before:
                 # Waiters hold the old event; a fresh one is the next generation.
                 changed, self._changed = self._changed, asyncio.Event()
                 changed.set()
@@ -151,12 +184,7 @@ def sse_message(event: Event) -> bytes:
 
 
 async def event_stream(
-    wakeups: Wakeups,
-    run_id: str,
-    after: int,
-    *,
-    keepalive: float = KEEPALIVE,
-    batch: int = 500,
+    wakeups: Wakeups, run_id: str, after: int, *, keepalive: float = KEEPALIVE
 ) -> AsyncIterator[bytes]:
     """The SSE body: stored events after `after`, then new ones as they are stored."""
     store = wakeups.store
@@ -164,16 +192,27 @@ async def event_stream(
     last = after
     try:
         yield b": stream of run " + run_id.encode() + b"\n\n"
+        row = await store.run_row(run_id)
+        if row is not None and row.state in TERMINAL and after >= row.last_seq:
+            return  # the client has everything, run.completed included
         while True:
-            events = await store.events(run_id, after_seq=last, limit=batch)
-            for event in events:
-                last = event.seq
-                yield sse_message(event)
-                if event.event_type == "run.completed":
+            items = watch.since(last)
+            if items is None:  # behind the watch's window: from the store
+                events = await store.events(run_id, after_seq=last, limit=BATCH)
+                items = [(e.seq, sse_message(e), e.event_type == "run.completed")
+                         for e in events]
+                if len(items) == BATCH:
+                    items.append((0, b"", False))  # more to read: do not wait
+            for seq, message, ended in items:
+                if not message:
+                    continue
+                last = seq
+                yield message
+                if ended:
                     return
-            if len(events) == batch:
+            if items and not items[-1][1]:
                 continue
-            if not await watch.wait_beyond(last, keepalive):
+            if not items and not await watch.wait_beyond(last, keepalive):
                 yield b": keep-alive\n\n"
     finally:
         await wakeups.release(watch)
