@@ -145,7 +145,15 @@ class StoreMetrics(Collector):
                 snap.figures.append(cached)
             for run_id in set(self._finished) - seen:
                 del self._finished[run_id]
-            snap.breakers = {k: r.state for k, r in (await self.store.load_breakers()).items()}
+            now = time.time()
+            for key, record in (await self.store.load_breakers()).items():
+                state = record.state
+                # Open past its recovery timeout, the next attempt is a trial: half-open (as
+                # `interlock breakers` shows it), though no event has said so yet.
+                if (state == "open" and record.opened_at is not None
+                        and now >= record.opened_at + record.recovery_timeout):
+                    state = "half_open"
+                snap.breakers[key] = state
         except Exception:
             snap = Snapshot(up=False)
         snap.size_bytes = _size(self.store)
