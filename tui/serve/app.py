@@ -414,6 +414,26 @@ async def replay(service: Service, request: Request) -> Response:
 
 
 @api
+async def retry(service: Service, request: Request) -> Response:
+    """Retry from failure (DESIGN section 4), where the engine has `RunManager.retry`."""
+    if not service.accepting:
+        raise ApiError(503, "the service is stopping and accepts no new runs")
+    row = await find_row(service, request.path_params["run_id"])
+    nodes = (await json_body(request)).get("nodes", [])
+    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+        raise ApiError(400, "'nodes' must be a list of node ids")
+    manager: Any = service.manager  # `retry` exists only where retry from failure is built in
+    handle = await manager.retry(row.run_id, nodes=nodes, actor=ACTOR)
+    return json_response({"run_id": handle.run_id, "retry_of": row.run_id}, 202)
+
+
+def retry_available() -> bool:
+    from engine.manager import RunManager
+
+    return hasattr(RunManager, "retry")
+
+
+@api
 async def resume(service: Service, request: Request) -> Response:
     if not service.accepting:
         raise ApiError(503, "the service is stopping and accepts no new runs")
@@ -490,6 +510,7 @@ def build_app(service: Service, token: str | None) -> Starlette:
         Route(run + "/nodes/{node}/approve", bind(approve), methods=["POST"]),
         Route(run + "/nodes/{node}/reject", bind(reject), methods=["POST"]),
         Route("/v1/breakers", bind(breakers)),
+        *([Route(run + "/retry", bind(retry), methods=["POST"])] if retry_available() else []),
         Route("/v1/breakers/{key:path}/reset", bind(reset_breaker), methods=["POST"]),
     ]
 
