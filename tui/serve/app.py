@@ -135,16 +135,21 @@ def _optional_text(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def _owner_alive(row: RunRow) -> bool:
-    owner = row.owner
-    return owner is not None and owner.is_alive(heartbeat_at=row.heartbeat_at)
-
-
 def shown_state(row: RunRow) -> str:
     """The run's state as a reader sees it: non-terminal without a live owner is interrupted."""
     if row.state in (*TERMINAL, "interrupted"):
         return row.state
-    return row.state if _owner_alive(row) else "interrupted"
+    # Where ownership is a lease with fencing, the row itself knows (RunRow.shown_state).
+    from_lease = getattr(row, "shown_state", None)
+    if callable(from_lease):
+        return str(from_lease())
+    owner = row.owner
+    alive = owner is not None and owner.is_alive(heartbeat_at=row.heartbeat_at)
+    return row.state if alive else "interrupted"
+
+
+def _owner_alive(row: RunRow) -> bool:
+    return shown_state(row) != "interrupted"
 
 
 async def find_row(service: Service, run_id: str) -> RunRow:
