@@ -47,6 +47,31 @@ def test_a_launch_with_bad_params_is_refused_with_the_issues(serve: Serve) -> No
     assert service.client.get("/v1/runs").json() == []  # nothing was started
 
 
+def test_pipelines_are_listed_valid_or_not_and_an_invalid_one_cannot_launch(
+    serve: Serve,
+) -> None:
+    service = serve()
+    listed = {item["id"]: item for item in service.client.get("/v1/pipelines").json()}
+    assert listed["greet"]["valid"] is True
+    assert listed["greet"]["params"] == {"who": "world"}
+    assert listed["greet"]["schedules"] == []
+    assert listed["broken"]["valid"] is False
+    assert any("cycle: a -> b -> a" in issue for issue in listed["broken"]["issues"])
+    refused = service.client.post("/v1/runs", json={"pipeline": "broken"})
+    assert refused.status_code == 422
+    assert any("cycle" in issue for issue in refused.json()["issues"])
+
+
+def test_a_simulated_launch_does_no_work(serve: Serve) -> None:
+    service = serve()
+    run_id = service.launch("greet", simulate=True)
+    status = service.wait_done(run_id)
+    assert status["state"] == "succeeded"
+    assert status["nodes"]["hello"]["output"] == {"simulated": True}
+    wrong = service.client.post("/v1/runs", json={"pipeline": "greet", "simulate": "yes"})
+    assert wrong.status_code == 422
+
+
 def test_unknown_runs_and_routes_are_json_errors_without_a_stack_trace(serve: Serve) -> None:
     service = serve()
     for response in (

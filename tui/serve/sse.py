@@ -3,7 +3,8 @@
 Contract: a stream sends the run's stored events with seq > `after` in seq order, each as
 `id: <seq>` and `data: <event JSON>`, and ends after `run.completed`; no event is sent twice
 and none is skipped, because the store (the truth) is read with `after_seq` = the last seq
-sent. A comment line (`: keep-alive`) goes out after `keepalive` seconds of silence.
+sent. A comment line (`: keep-alive`) goes out after `keepalive` seconds of silence. If the
+store cannot be read mid-stream, an `event: error` message with `{"error", "issues"}` ends it.
 
 Waking: one `RunWatch` per followed run (shared by all of its streams) looks at the run's last
 stored seq. Runs of other processes and hosts are polled (every `poll` seconds); for this
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -214,5 +216,9 @@ async def event_stream(
                 continue
             if not items and not await watch.wait_beyond(last, keepalive):
                 yield b": keep-alive\n\n"
+    except Exception as exc:
+        # The response has started: the failure can only be told in the stream itself.
+        error = json.dumps({"error": f"the stream stopped: {exc}", "issues": []})
+        yield f"event: error\ndata: {error}\n\n".encode()
     finally:
         await wakeups.release(watch)
