@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import time
 from typing import TYPE_CHECKING, Any
@@ -136,3 +137,46 @@ def test_a_hundred_concurrent_streams_each_get_the_whole_run(serve: Serve, db: P
     # are measured by benchmarks/serve_sse.py, not asserted on a loaded machine).
     assert len(latencies) >= 100
     assert max(latencies) < 5.0
+
+
+def test_on_sigterm_open_streams_end_cleanly_own_runs_with_their_cancel(
+    serve: Serve, db: Path
+) -> None:
+    service = serve()
+    own = service.launch("slow")
+    service.wait_for(own, lambda s: s["nodes"]["nap"]["state"] == "running")
+    other = subprocess.Popen(
+        [INTERLOCK, "run", str(PIPELINES / "gated.yaml"), "--db", str(db)],
+        env=environment(db), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert other.stdout is not None
+        foreign = other.stdout.readline().strip()
+        service.wait_for(foreign, lambda s: s["nodes"]["gate"]["state"] == "waiting")
+
+        async def follow(run_id: str) -> str:
+            async with (
+                httpx.AsyncClient(base_url=service.url, timeout=60) as client,
+                client.stream("GET", f"/v1/runs/{run_id}/events") as response,
+            ):
+                return "".join([chunk async for chunk in response.aiter_text()])
+
+        async def main() -> tuple[str, str]:
+            streams = asyncio.gather(follow(own), follow(foreign))
+            await asyncio.sleep(1.0)
+            service.process.send_signal(signal.SIGTERM)
+            own_text, foreign_text = await asyncio.wait_for(streams, timeout=60)
+            return own_text, foreign_text
+
+        own_text, foreign_text = asyncio.run(main())
+        assert service.stop() == 0
+    finally:
+        other.kill()
+        other.wait()
+        assert other.stdout is not None
+        other.stdout.close()
+    last_own = sse_events(own_text)[-1][1]
+    assert last_own["event_type"] == "run.completed"
+    assert last_own["data"]["state"] == "cancelled"
+    assert foreign_text.rstrip().endswith(": the service is stopping")
+    assert "Traceback" not in service.stderr

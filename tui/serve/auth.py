@@ -66,7 +66,7 @@ class BearerAuth:
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode() if token else None
+        self._expected = token.encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -101,4 +101,7 @@ class BearerAuth:
             if name == b"authorization":
                 given = value
                 break
-        return hmac.compare_digest(given, self._expected)
+        scheme, _, credentials = given.partition(b" ")
+        # The scheme is case-insensitive (RFC 9110); the token is compared in constant time.
+        matches = hmac.compare_digest(credentials.strip(), self._expected)
+        return scheme.lower() == b"bearer" and matches

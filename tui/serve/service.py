@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import signal
 import socket
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
     from tui.serve.tracing import TracingSink
 
-SHUTDOWN_GRACE = 3  # seconds open connections (streams) get to finish after a stop
+SHUTDOWN_GRACE = 30  # seconds open connections get to finish after a stop (streams end sooner)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,25 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+class _OneLine(logging.Formatter):
+    """uvicorn's own messages as one line each: never a traceback on the service's stderr."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        kind = record.exc_info[0] if record.exc_info else None
+        reason = f" ({kind.__name__})" if kind is not None else ""
+        return f"interlock serve: {record.getMessage()}{reason}"
+
+
+def _quiet_uvicorn() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.propagate = False
+        log.setLevel(logging.WARNING)
 
 
 def _say(text: str) -> None:
@@ -115,6 +135,7 @@ async def serve(options: Options) -> int:
 
     token = check(options)
     sock = bind(options.host, options.port)
+    _quiet_uvicorn()
     owner = Owner.current()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -159,7 +180,11 @@ async def serve(options: Options) -> int:
                 service.accepting = False
                 await scheduler.stop()
                 server.should_exit = True
+                # Streams of other processes' runs end now; those of our own runs end at the
+                # run.completed of the cancel, so their clients see how the run ended.
+                wakeups.end_streams(keep=manager.active_runs())
                 await manager.cancel_all("the service stopped (signal)")
+                wakeups.end_streams()
                 await served
                 stop.cancel()
                 await wakeups.close()

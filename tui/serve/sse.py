@@ -22,7 +22,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterable
 
     from engine.events import Event
     from engine.store import Store
@@ -53,6 +53,7 @@ class RunWatch:
         self.recent: deque[tuple[int, bytes, bool]] = deque()  # (seq, message, is the end)
         self.hinted = 0  # the highest seq the live events say was published
         self.users = 0
+        self.closing = False  # the service is stopping: streams end
         self._changed = asyncio.Event()
         self._hint = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -83,7 +84,7 @@ class RunWatch:
         """True once a seq above `seq` is stored; False after `timeout` seconds without."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.known <= seq:
+        while self.known <= seq and not self.closing:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
@@ -94,6 +95,12 @@ class RunWatch:
             except TimeoutError:
                 return self.known > seq
         return True
+
+    def close(self) -> None:
+        """End the streams of this run (they send what is stored, then stop)."""
+        self.closing = True
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def _read(self) -> None:
         if self.known < 0:
@@ -171,6 +178,13 @@ class Wakeups:
             del self._watches[watch.run_id]
             await watch.stop()
 
+    def end_streams(self, keep: Iterable[str] = ()) -> None:
+        """End every stream but those of the runs in `keep` (which end at their run.completed)."""
+        kept = set(keep)
+        for run_id, watch in self._watches.items():
+            if run_id not in kept:
+                watch.close()
+
     async def close(self) -> None:
         watches, self._watches = list(self._watches.values()), {}
         for watch in watches:
@@ -198,8 +212,11 @@ async def event_stream(
         if row is not None and row.state in TERMINAL and after >= row.last_seq:
             return  # the client has everything, run.completed included
         while True:
-            items = watch.since(last)
-            if items is None:  # behind the watch's window: from the store
+            closing = watch.closing
+            # Behind the watch's window, or ending (what is stored now is all that comes):
+            # read the store itself.
+            items = None if closing else watch.since(last)
+            if items is None:
                 events = await store.events(run_id, after_seq=last, limit=BATCH)
                 items = [(e.seq, sse_message(e), e.event_type == "run.completed")
                          for e in events]
@@ -214,6 +231,9 @@ async def event_stream(
                     return
             if items and not items[-1][1]:
                 continue
+            if closing:
+                yield b": the service is stopping\n\n"
+                return
             if not items and not await watch.wait_beyond(last, keepalive):
                 yield b": keep-alive\n\n"
     except Exception as exc:
