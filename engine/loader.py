@@ -65,6 +65,7 @@ from engine.spec import (
     PluginNode,
     PythonNode,
     RetryPolicy,
+    ScheduleEntry,
     SecretRef,
     ShellNode,
     TriggerNode,
@@ -114,6 +115,7 @@ _NESTED_MODELS: dict[str, type[BaseModel]] = {
     "edges": Edge,
     "params": ParamSpec,
     "env": SecretRef,
+    "schedule": ScheduleEntry,
 }
 _MODEL_NAMES = frozenset(
     [cls.__name__ for cls in _NESTED_MODELS.values()]
@@ -936,7 +938,18 @@ class _Checker:
         self.check_edges()
         self.check_agents_map()
         self.check_cycles()
+        self.check_schedules()
         return self.issues
+
+    def check_schedules(self) -> None:
+        for k, entry in enumerate(self.p.schedule):
+            for name in entry.params:
+                if name not in self.p.params:
+                    known = ", ".join(sorted(self.p.params)) or "none"
+                    self.add(
+                        f"schedule #{k + 1}: unknown param '{name}' (this pipeline takes: {known})",
+                        ("schedule", k, "params", name),
+                    )
 
     def check_duplicates(self) -> None:
         first: dict[str, int] = {}

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
+from engine import tracecontext
 from engine.errors import NodeError, TransientError
 from engine.expr import ExpressionError, compile_expression, compile_template
 
@@ -373,6 +374,8 @@ def _shell_env(node: ShellNode, ctx: NodeContext) -> dict[str, str]:
     env["INTERLOCK_RUN_ID"] = ctx.run_id
     env["INTERLOCK_NODE_ID"] = ctx.node_id
     env["INTERLOCK_ATTEMPT"] = str(ctx.attempt)
+    if tracecontext.ENABLED:
+        env["TRACEPARENT"] = tracecontext.traceparent(ctx.run_id, ctx.node_id, ctx.attempt)
     return env
 
 

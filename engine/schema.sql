@@ -90,3 +90,19 @@ CREATE INDEX runs_replay_of ON runs (replay_of) WHERE replay_of IS NOT NULL;
 -- pipeline without reading the runs of other states or pipelines.
 CREATE INDEX runs_state_newest ON runs (state, created_at DESC);
 CREATE INDEX runs_pipeline_newest ON runs (pipeline_id, created_at DESC);
+
+-- migration 4
+
+-- Schedule fire times claimed by `interlock serve` processes: the primary key makes the claim
+-- of one fire an INSERT that only one process can win, whatever number of services share the
+-- database. A row is written before the fired run is created; `run_id` names that run.
+CREATE TABLE schedule_fires (
+    pipeline_id  TEXT    NOT NULL,
+    schedule_key TEXT    NOT NULL,            -- engine.schedule.schedule_key of the entry
+    fire_time    TEXT    NOT NULL,            -- ISO 8601, Z (the fire time, not the claim's)
+    run_id       TEXT    NOT NULL,
+    owner_host   TEXT    NOT NULL,
+    owner_pid    INTEGER NOT NULL,
+    claimed_at   REAL    NOT NULL,            -- epoch seconds
+    PRIMARY KEY (pipeline_id, schedule_key, fire_time)
+);

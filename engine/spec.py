@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     Tag,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -214,6 +215,62 @@ class ParamSpec(_Model):
     description: str | None = None
 
 
+class ScheduleEntry(_Model):
+    """One `schedule:` entry: a 5-field `cron` (in `timezone`, UTC by default) or a fixed
+    interval (`every`), fired by `interlock serve` with `params`."""
+
+    cron: str | None = None
+    every: Duration | None = None
+    timezone: str | None = None
+    params: dict[str, Any] = {}
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_is_five_fields(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from croniter import croniter  # only files with a cron schedule pay for the import
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(
+                f"bad cron expression {_clip(value)}: use 5 fields, minute hour day month "
+                "weekday, e.g. '0 2 * * *'"
+            )
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _every_is_positive(cls, value: float | None) -> float | None:
+        if value is not None and value < 1.0:
+            raise ValueError(
+                f"every {value:g}s is too short: a schedule fires at most once a second"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_is_known(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {_clip(value)}: use an IANA name such as 'Europe/Paris'"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _cron_or_every(self) -> ScheduleEntry:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("a schedule entry needs exactly one of 'cron' or 'every'")
+        if self.every is not None and self.timezone is not None:
+            raise ValueError("'timezone' applies to 'cron' only; 'every' counts from the epoch")
+        return self
+
+
 class Edge(_Model):
     from_: str = Field(alias="from")
     to: str
@@ -336,6 +393,7 @@ class Pipeline(_Model):
     agents: dict[str, str] = {}
     notify: tuple[Notify, ...] = ()
     edges: tuple[Edge, ...] = ()
+    schedule: tuple[ScheduleEntry, ...] = ()
     nodes: tuple[Node, ...] = Field(min_length=1)
 
     @property

@@ -498,6 +498,17 @@ SQL_RESET_BREAKER = (
     "WHERE key = ?1"
 )
 
+SQL_CLAIM_FIRE = """
+INSERT INTO schedule_fires
+    (pipeline_id, schedule_key, fire_time, run_id, owner_host, owner_pid, claimed_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+"""
+SQL_LAST_FIRES = """
+SELECT schedule_key, max(fire_time), run_id FROM schedule_fires WHERE pipeline_id = ?
+GROUP BY schedule_key
+"""
+
 SQL_USER_VERSION = "PRAGMA user_version"
 SQL_APPLICATION_ID = "PRAGMA application_id"
 SQL_COUNT_OBJECTS = "SELECT count(*) FROM sqlite_master"
@@ -1875,6 +1886,26 @@ class Store:
         self._queue.append(_Outcome(SQL_BREAKER_HALF_OPEN, (key, at)))
         if not self._busy and not self._wakeup.is_set():
             self._wakeup.set()
+    # -- schedules ---------------------------------------------------------------------------------
+
+    async def claim_fire(
+        self, pipeline_id: str, schedule_key: str, fire_time: str, run_id: str, owner: Owner
+    ) -> bool:
+        """Claim one fire time of a schedule for `run_id`: True for exactly one claimer of
+        (pipeline, schedule, fire time), whichever process or host it runs in."""
+        params = (
+            pipeline_id, schedule_key, fire_time, run_id, owner.host, owner.pid, time.time()
+        )
+
+        async def claim(conn: aiosqlite.Connection) -> bool:
+            return (await conn.execute(SQL_CLAIM_FIRE, params)).rowcount == 1
+
+        return await self._submit(claim)
+
+    async def last_fires(self, pipeline_id: str) -> dict[str, tuple[str, str]]:
+        """The latest claimed fire of each of the pipeline's schedules: key -> (time, run id)."""
+        rows = await self._fetch(SQL_LAST_FIRES, (pipeline_id,))
+        return {str(key): (str(fire), str(run_id)) for key, fire, run_id in rows}
 
 
 async def _scalar(conn: aiosqlite.Connection, sql: str) -> int:

@@ -702,6 +702,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=None, metavar="reset")
     p.add_argument("key", nargs="?", metavar="KEY")
     p.add_argument("--json", action="store_true")
+
+    from tui.serve.command import add_parser as add_serve_parser
+
+    add_serve_parser(sub, common, keep)
     return parser
 
 
@@ -734,6 +738,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_tui(args)
     if args.command == "validate":
         return cmd_validate(args)
+    if args.command == "serve":
+        from tui.serve.command import cmd_serve
+
+        return cmd_serve(args, _db_path(args))
     return asyncio.run(_ASYNC[args.command](args))
 
 

@@ -1,7 +1,9 @@
-"""PipelineTable: the pipeline files found, each with its validation badge."""
+"""PipelineTable: the pipeline files found, each with its validation badge (and, for a
+scheduled pipeline, when `interlock serve` fires it next)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -10,6 +12,7 @@ from textual.widgets import DataTable
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from engine.spec import Pipeline
     from tui.messages import PipelineEntry
 
 
@@ -19,6 +22,19 @@ def badge(entry: PipelineEntry, *, ascii: bool) -> Text:
     count = len(entry.issues) or 1
     mark = "X" if ascii else "✖"
     return Text(f"{mark} {count} error{'s' if count != 1 else ''}", style="bold red")
+
+
+def next_fire_label(pipeline: Pipeline, now: datetime) -> str | None:
+    """`next 02:00:00 UTC` (today) or `next Dec 08 02:00 UTC`: the pipeline's earliest next
+    schedule fire after `now`; None without a schedule."""
+    if not pipeline.schedule:
+        return None
+    from engine.schedule import next_fire
+
+    when = min(next_fire(entry, now) for entry in pipeline.schedule)
+    if when.date() == now.astimezone(UTC).date():
+        return f"next {when:%H:%M:%S} UTC"
+    return f"next {when:%b %d %H:%M} UTC"
 
 
 class PipelineTable(DataTable[Text]):
@@ -60,11 +76,16 @@ class PipelineTable(DataTable[Text]):
             pipeline = entry.pipeline
             nodes = str(len(pipeline.nodes)) if pipeline is not None else "-"
             about = (pipeline.description or pipeline.label) if pipeline else entry.path.name
+            text = Text(about or "", style="dim", no_wrap=True, overflow="ellipsis")
+            fires = next_fire_label(pipeline, datetime.now(UTC)) if pipeline else None
+            if fires:
+                text = Text.assemble((fires, "cyan"), " · ", text, no_wrap=True,
+                                     overflow="ellipsis")
             self.add_row(
                 Text(entry.name, style="bold"),
                 badge(entry, ascii=self.ascii),
                 Text(nodes, justify="right"),
-                Text(about or "", style="dim", no_wrap=True, overflow="ellipsis"),
+                text,
                 key=str(entry.path),
             )
         if self._entries:

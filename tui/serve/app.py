@@ -1,0 +1,535 @@
+"""The HTTP API of `interlock serve` (DESIGN section 8), as a Starlette app.
+
+Contract: JSON in and out. Every error is `{"error": <one sentence>, "issues": [...]}` with
+its status (400 bad request body, 401 no token, 404 unknown pipeline/run/node/breaker, 409 the
+run's state forbids it, 422 invalid pipeline or params, 503 the store cannot be read, 500
+anything unexpected), never a stack trace. Runs launched here belong to the service's manager;
+cancel/approve/reject of a run another live process owns are posted as store commands that the
+owner acts on within a second (202); a run nobody owns any more is handled in the store as the
+CLI does. Reading never writes: a run whose owner is gone is shown `interrupted` without an
+event being written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from engine.errors import (
+    InterlockError,
+    PipelineValidationError,
+    ResumeRefusedError,
+    UnknownRunError,
+)
+from engine.store import StoreError
+from tui.serve.auth import BearerAuth
+from tui.serve.sse import event_stream
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+    from starlette.requests import Request
+
+    from engine.manager import RunManager
+    from engine.spec import Pipeline
+    from engine.store import RunRow, Store
+    from tui.serve.metrics import StoreMetrics
+    from tui.serve.scheduler import Scheduler
+    from tui.serve.sse import Wakeups
+
+TERMINAL = frozenset({"succeeded", "failed", "timeout", "cancelled"})
+ACTOR = "api"
+MAX_LIMIT = 10_000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, issues: list[Any] | None = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.issues = issues or []
+
+
+@dataclass
+class Service:
+    """What the routes work with: the store, this process's manager, the pipelines folder."""
+
+    store: Store
+    manager: RunManager
+    wakeups: Wakeups
+    pipelines_dir: Path
+    metrics: StoreMetrics
+    scheduler: Scheduler | None = None
+    accepting: bool = True
+    started_at: float = field(default_factory=time.time)
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    body = json.dumps(payload, separators=(",", ":"), default=str)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def error_response(status: int, error: str, issues: list[Any] | None = None) -> Response:
+    return json_response({"error": error, "issues": issues or []}, status)
+
+
+def api(
+    handler: Callable[[Service, Request], Awaitable[Response]],
+) -> Callable[[Service, Request], Awaitable[Response]]:
+    """Known failures as their status; anything else a 500 with one sentence, no traceback."""
+
+    @functools.wraps(handler)
+    async def wrapped(service: Service, request: Request) -> Response:
+        try:
+            return await handler(service, request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.error, exc.issues)
+        except PipelineValidationError as exc:
+            return error_response(422, "the pipeline is invalid", [str(i) for i in exc.issues])
+        except UnknownRunError as exc:
+            return error_response(404, str(exc))
+        except ResumeRefusedError as exc:
+            return error_response(409, str(exc))
+        except StoreError as exc:
+            return error_response(503, str(exc))
+        except InterlockError as exc:
+            return error_response(409, str(exc))
+        except Exception as exc:
+            return error_response(500, f"unexpected error: {type(exc).__name__}: {exc}")
+
+    return wrapped
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed (strict JSON)")
+
+
+def _optional_text(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, f"'{key}' must be a string")
+    return value
+
+
+def shown_state(row: RunRow) -> str:
+    """The run's state as a reader sees it: non-terminal without a live owner is interrupted."""
+    if row.state in (*TERMINAL, "interrupted"):
+        return row.state
+    # Where ownership is a lease with fencing, the row itself knows (RunRow.shown_state).
+    from_lease = getattr(row, "shown_state", None)
+    if callable(from_lease):
+        return str(from_lease())
+    owner = row.owner
+    alive = owner is not None and owner.is_alive(heartbeat_at=row.heartbeat_at)
+    return row.state if alive else "interrupted"
+
+
+def _owner_alive(row: RunRow) -> bool:
+    return shown_state(row) != "interrupted"
+
+
+async def find_row(service: Service, run_id: str) -> RunRow:
+    try:
+        row = await service.store.find_run(run_id)
+    except StoreError as exc:
+        raise ApiError(400, str(exc)) from None
+    if row is None:
+        raise ApiError(404, f"no run with id '{run_id}'")
+    return row
+
+
+# -- pipelines -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineFile:
+    path: Path
+    pipeline: Pipeline | None
+    issues: tuple[str, ...] = ()
+
+
+def scan(directory: Path) -> list[PipelineFile]:
+    """Every pipeline file of the folder, loaded and validated (blocking: run in a thread)."""
+    from engine.loader import load_file
+    from tui.settings import pipeline_files
+
+    found: list[PipelineFile] = []
+    for path in pipeline_files(directory):
+        try:
+            found.append(PipelineFile(path, load_file(path)))
+        except PipelineValidationError as exc:
+            found.append(PipelineFile(path, None, tuple(str(i) for i in exc.issues)))
+        except Exception as exc:  # an unreadable file is listed as invalid
+            found.append(PipelineFile(path, None, (str(exc),)))
+    return found
+
+
+async def scan_async(service: Service) -> list[PipelineFile]:
+    return await asyncio.to_thread(scan, service.pipelines_dir)
+
+
+def file_id(item: PipelineFile) -> str:
+    return item.pipeline.id if item.pipeline is not None else item.path.stem
+
+
+@api
+async def healthz(service: Service, request: Request) -> Response:
+    return json_response({"ok": True})
+
+
+@api
+async def list_pipelines(service: Service, request: Request) -> Response:
+    from engine.schedule import describe, fire_time_text, next_fire, schedule_key
+
+    now = _utcnow()
+    items = []
+    for item in await scan_async(service):
+        entry: dict[str, Any] = {
+            "id": file_id(item),
+            "file": str(item.path),
+            "valid": item.pipeline is not None,
+            "issues": list(item.issues),
+        }
+        pipeline = item.pipeline
+        if pipeline is not None:
+            last = await service.store.last_fires(pipeline.id) if pipeline.schedule else {}
+            entry["name"] = pipeline.label
+            entry["description"] = pipeline.description
+            entry["nodes"] = len(pipeline.nodes)
+            entry["params"] = {k: v.default for k, v in pipeline.params.items()}
+            schedules = []
+            for schedule in pipeline.schedule:
+                key = schedule_key(schedule)
+                fired = last.get(key)
+                schedules.append(
+                    {
+                        "key": key,
+                        "schedule": describe(schedule),
+                        "cron": schedule.cron,
+                        "every": schedule.every,
+                        "timezone": schedule.timezone,
+                        "params": schedule.params,
+                        "last_fire": fired[0] if fired else None,
+                        "last_run_id": fired[1] if fired else None,
+                        "next_fire": fire_time_text(next_fire(schedule, now)),
+                    }
+                )
+            entry["schedules"] = schedules
+        items.append(entry)
+    return json_response(items)
+
+
+def _utcnow() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+def _row_dict(row: RunRow) -> dict[str, Any]:
+    return {
+        "run_id": row.run_id,
+        "pipeline_id": row.pipeline_id,
+        "state": shown_state(row),
+        "started_at": row.started_at or row.created_at,
+        "ended_at": row.ended_at,
+    }
+
+
+@api
+async def list_runs(service: Service, request: Request) -> Response:
+    query = request.query_params
+    limit_text = query.get("limit")
+    limit: int | None = None
+    if limit_text:
+        if not limit_text.isdigit() or not 0 < int(limit_text) <= MAX_LIMIT:
+            raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
+        limit = int(limit_text)
+    state = query.get("state") or None
+    pipeline = query.get("pipeline") or None
+    filtered = state is not None or pipeline is not None
+    rows = await service.store.list_runs(limit=None if filtered else limit)
+    items = [_row_dict(row) for row in rows]
+    if state is not None:
+        items = [item for item in items if item["state"] == state]
+    if pipeline is not None:
+        items = [item for item in items if item["pipeline_id"] == pipeline]
+    if limit is not None:
+        items = items[:limit]
+    return json_response(items)
+
+
+@api
+async def launch(service: Service, request: Request) -> Response:
+    from engine.manager import resolve_params
+
+    if not service.accepting:
+        raise ApiError(503, "the service is stopping and accepts no new runs")
+    body = await json_body(request)
+    pipeline_id = body.get("pipeline")
+    if not isinstance(pipeline_id, str) or not pipeline_id:
+        raise ApiError(422, "'pipeline' (a pipeline id) is required",
+                       ["pipeline: required, a pipeline id from GET /v1/pipelines"])
+    params = body.get("params", {})
+    if not isinstance(params, dict):
+        raise ApiError(422, "'params' must be an object", ["params: must be an object"])
+    simulate = body.get("simulate", False)
+    if not isinstance(simulate, bool):
+        raise ApiError(422, "'simulate' must be true or false", ["simulate: must be a boolean"])
+    unknown = sorted(set(body) - {"pipeline", "params", "simulate"})
+    if unknown:
+        raise ApiError(422, f"unknown field {', '.join(unknown)}",
+                       [f"{name}: unknown field" for name in unknown])
+    files = await scan_async(service)
+    matches = [item for item in files if file_id(item) == pipeline_id]
+    if not matches:
+        known = ", ".join(sorted(file_id(item) for item in files)) or "none"
+        raise ApiError(404, f"no pipeline '{pipeline_id}' in {service.pipelines_dir} "
+                            f"(found: {known})")
+    item = matches[0]
+    if item.pipeline is None:
+        raise ApiError(422, f"pipeline '{pipeline_id}' is invalid", list(item.issues))
+    try:
+        merged = resolve_params(item.pipeline, params)
+    except ValueError as exc:
+        raise ApiError(422, str(exc), [str(exc)]) from None
+    handle = await service.manager.start(
+        item.pipeline, params=merged, simulate=simulate,
+        search_path=str(item.path.parent.resolve()), actor=ACTOR,
+    )
+    return json_response({"run_id": handle.run_id}, 201)
+
+
+@api
+async def run_status(service: Service, request: Request) -> Response:
+    from engine.state import state_to_dict
+
+    row = await find_row(service, request.path_params["run_id"])
+    state = await service.store.fold_run(row.run_id)
+    out = state_to_dict(state)
+    if not state.is_terminal and not service.manager.is_running(row.run_id):
+        fresh = await service.store.run_row(row.run_id)
+        out["state"] = shown_state(fresh or row)
+    return json_response(out)
+
+
+@api
+async def run_events(service: Service, request: Request) -> Response:
+    row = await find_row(service, request.path_params["run_id"])
+    raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+    if not raw.strip().isdigit():
+        raise ApiError(400, f"Last-Event-ID must be an event seq (a whole number), not {raw!r}")
+    stream = event_stream(service.wakeups, row.run_id, int(raw))
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+
+# -- control -------------------------------------------------------------------------------------
+
+
+async def _post(service: Service, row: RunRow, kind: str, **kwargs: Any) -> Response:
+    command_id = await service.store.post_command(row.run_id, kind, actor=ACTOR, **kwargs)
+    return json_response(
+        {"run_id": row.run_id, "result": "requested", "command_id": command_id,
+         "owner_pid": row.owner_pid, "owner_host": row.owner_host},
+        202,
+    )
+
+
+@api
+async def cancel(service: Service, request: Request) -> Response:
+    from engine.manager import cancel_interrupted
+
+    row = await find_row(service, request.path_params["run_id"])
+    reason = _optional_text(await json_body(request), "reason")
+    if service.manager.cancel(row.run_id, reason, actor=ACTOR):
+        return json_response({"run_id": row.run_id, "result": "cancelling"}, 202)
+    if row.state in TERMINAL:
+        raise ApiError(409, f"run {row.run_id} is already {row.state}; nothing to cancel")
+    if _owner_alive(row):
+        return await _post(service, row, "cancel", reason=reason)
+    state = await cancel_interrupted(service.store, row.run_id, reason, ACTOR)
+    return json_response({"run_id": row.run_id, "result": state.state.value}, 202)
+
+
+async def _decide(service: Service, request: Request, approve: bool) -> Response:
+    row = await find_row(service, request.path_params["run_id"])
+    node_id = request.path_params["node"]
+    reason = _optional_text(await json_body(request), "reason")
+    kind = "approve" if approve else "reject"
+    state = await service.store.fold_run(row.run_id)
+    node = state.nodes.get(node_id)
+    if node is None:
+        raise ApiError(404, f"run {row.run_id} has no node '{node_id}'")
+    decide = service.manager.approve if approve else service.manager.reject
+    if decide(row.run_id, node_id, actor=ACTOR, reason=reason):
+        return json_response({"run_id": row.run_id, "node": node_id, "result": kind + "d"}, 202)
+    if node.state.value != "waiting":
+        raise ApiError(409, f"node '{node_id}' of run {row.run_id} is not waiting for approval "
+                            f"(it is {node.state.value})")
+    if not _owner_alive(row):
+        raise ApiError(409, f"run {row.run_id} is interrupted (its process is gone); resume it "
+                            f"first (POST /v1/runs/{row.run_id}/resume), then {kind}")
+    return await _post(service, row, kind, node_id=node_id, reason=reason)
+
+
+@api
+async def approve(service: Service, request: Request) -> Response:
+    return await _decide(service, request, True)
+
+
+@api
+async def reject(service: Service, request: Request) -> Response:
+    return await _decide(service, request, False)
+
+
+@api
+async def replay(service: Service, request: Request) -> Response:
+    if not service.accepting:
+        raise ApiError(503, "the service is stopping and accepts no new runs")
+    row = await find_row(service, request.path_params["run_id"])
+    handle = await service.manager.replay(row.run_id, actor=ACTOR)
+    return json_response({"run_id": handle.run_id, "replay_of": row.run_id}, 202)
+
+
+@api
+async def retry(service: Service, request: Request) -> Response:
+    """Retry from failure (DESIGN section 4), where the engine has `RunManager.retry`."""
+    if not service.accepting:
+        raise ApiError(503, "the service is stopping and accepts no new runs")
+    row = await find_row(service, request.path_params["run_id"])
+    nodes = (await json_body(request)).get("nodes", [])
+    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+        raise ApiError(400, "'nodes' must be a list of node ids")
+    manager: Any = service.manager  # `retry` exists only where retry from failure is built in
+    handle = await manager.retry(row.run_id, nodes=nodes, actor=ACTOR)
+    return json_response({"run_id": handle.run_id, "retry_of": row.run_id}, 202)
+
+
+def retry_available() -> bool:
+    from engine.manager import RunManager
+
+    return hasattr(RunManager, "retry")
+
+
+@api
+async def resume(service: Service, request: Request) -> Response:
+    if not service.accepting:
+        raise ApiError(503, "the service is stopping and accepts no new runs")
+    row = await find_row(service, request.path_params["run_id"])
+    body = await json_body(request)
+    override = body.get("override", False)
+    if not isinstance(override, bool):
+        raise ApiError(400, "'override' must be true or false")
+    reason = _optional_text(body, "reason")
+    if override and not reason:
+        raise ApiError(422, "an override needs a reason", ["reason: required with override"])
+    handle = await service.manager.resume(row.run_id, override=override, reason=reason,
+                                          actor=ACTOR)
+    return json_response({"run_id": handle.run_id, "result": "resumed"}, 202)
+
+
+# -- breakers and metrics ------------------------------------------------------------------------
+
+
+@api
+async def breakers(service: Service, request: Request) -> Response:
+    now = time.time()
+    items = []
+    for record in sorted((await service.store.load_breakers()).values(), key=lambda r: r.key):
+        state, remaining = record.state, 0.0
+        if state == "open" and record.opened_at is not None:
+            remaining = max(0.0, record.opened_at + record.recovery_timeout - now)
+            if remaining == 0.0:
+                state = "half_open"
+        items.append({"key": record.key, "state": state, "failures": record.failures,
+                      "opened_at": record.opened_at, "recovery_timeout": record.recovery_timeout,
+                      "remaining": round(remaining, 3)})
+    return json_response(items)
+
+
+@api
+async def reset_breaker(service: Service, request: Request) -> Response:
+    key = request.path_params["key"]
+    if not await service.manager.reset_breaker(key):
+        raise ApiError(404, f"no breaker with key '{key}'")
+    return json_response({"key": key, "state": "closed"})
+
+
+@api
+async def metrics(service: Service, request: Request) -> Response:
+    text = await service.metrics.render()
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+
+def build_app(service: Service, token: str | None) -> Starlette:
+    def bind(
+        handler: Callable[[Service, Request], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await handler(service, request)
+
+        return endpoint
+
+    run = "/v1/runs/{run_id}"
+    routes = [
+        Route("/healthz", bind(healthz)),
+        Route("/metrics", bind(metrics)),
+        Route("/v1/pipelines", bind(list_pipelines)),
+        Route("/v1/runs", bind(list_runs), methods=["GET"]),
+        Route("/v1/runs", bind(launch), methods=["POST"]),
+        Route(run, bind(run_status)),
+        Route(run + "/events", bind(run_events)),
+        Route(run + "/cancel", bind(cancel), methods=["POST"]),
+        Route(run + "/replay", bind(replay), methods=["POST"]),
+        Route(run + "/resume", bind(resume), methods=["POST"]),
+        Route(run + "/nodes/{node}/approve", bind(approve), methods=["POST"]),
+        Route(run + "/nodes/{node}/reject", bind(reject), methods=["POST"]),
+        Route("/v1/breakers", bind(breakers)),
+        *([Route(run + "/retry", bind(retry), methods=["POST"])] if retry_available() else []),
+        Route("/v1/breakers/{key:path}/reset", bind(reset_breaker), methods=["POST"]),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        what = {404: f"no route {request.url.path}",
+                405: f"{request.method} is not allowed on {request.url.path}"}
+        return error_response(exc.status_code, what.get(exc.status_code, str(exc.detail)))
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        return error_response(500, f"unexpected error: {type(exc).__name__}")
+
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(BearerAuth, token=token)],
+        exception_handlers={HTTPException: http_error, Exception: crash},
+    )

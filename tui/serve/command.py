@@ -1,0 +1,37 @@
+"""`interlock serve` on the command line: options to `service.Options`, errors to exit 2."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction[Any], common: argparse.ArgumentParser,
+               keep: str) -> None:
+    p = sub.add_parser(
+        "serve", parents=[common], help="the service: HTTP API, event streams, metrics, schedules"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks one)")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="file holding the bearer token (else $INTERLOCK_TOKEN)")
+    p.add_argument("--pipelines", metavar="DIR", default=keep,
+                   help="pipelines folder (default: ./pipelines)")
+
+
+def cmd_serve(args: argparse.Namespace, db_path: Path) -> int:
+    from tui.cli import UsageError
+    from tui.serve.auth import ConfigError
+    from tui.serve.service import Options, serve
+    from tui.settings import default_pipelines_dir
+
+    pipelines = Path(args.pipelines).expanduser() if args.pipelines else default_pipelines_dir()
+    options = Options(args.host, args.port, args.token_file, pipelines, db_path)
+    try:
+        return asyncio.run(serve(options))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
