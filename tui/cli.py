@@ -238,7 +238,7 @@ async def _run_with_manager(
     from engine.state import state_to_dict
 
     metrics = Metrics() if getattr(args, "metrics_port", None) else None
-    sinks: list[Any] = [_Progress()]
+    sinks: list[Any] = []
     if metrics is not None:
         sinks.append(metrics)
         port = metrics.serve(args.metrics_port)
@@ -248,7 +248,6 @@ async def _run_with_manager(
     # a full collection during a long run walks only what the run made.
     gc.freeze()
     progress = _Progress()
-    sinks.pop(0)
     try:
         async with _open_store(args) as store, RunManager(store=store, sinks=sinks) as manager:
             # Progress is printed as the store commits it: nothing shows as done that is not
