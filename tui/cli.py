@@ -380,8 +380,15 @@ async def _folded(args: argparse.Namespace) -> RunState:
     async with _open_store(args, create=False) as store:
         row = await _find_run(store, args.run)
         state = await store.fold_run(row.run_id)
-    if not state.is_terminal and row.shown_state() == "interrupted":
-        state.state = RunStatus.INTERRUPTED  # worked out from the lease, not written
+    if not state.is_terminal:
+        import time
+
+        from engine.lease import judge
+
+        verdict = judge(row, time.time())
+        if verdict.interrupted:  # worked out from the lease, not written
+            state.state = RunStatus.INTERRUPTED
+            state.reason = verdict.reason
     return state
 
 
