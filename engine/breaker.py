@@ -4,8 +4,10 @@ Contract (DESIGN section 4): each failed attempt counts; at `failure_threshold` 
 failures the breaker opens; while open, attempts fail at once with `circuit_open` without running
 the work; after `recovery_timeout` it is half-open and admits exactly one trial; the trial's
 success closes it, its failure re-opens it. Every change is reported to listeners, which turn it
-into a `breaker.state_changed` event in the run where it happened, and to an optional persister
-(the Store) so that an open breaker stays open, with its remaining cool-down, in the next process.
+into a `breaker.state_changed` event in the run where it happened; every counted outcome is
+reported to `on_outcome` (the RunManager counts it in the Store, atomically), so that breakers
+trip across processes and an open breaker stays open, with its remaining cool-down, in the next
+process.
 
 Written by hand rather than taken from a library (pybreaker, aiobreaker): those keep their state
 private, use their own clocks and cannot express "half-open admits exactly one trial" across

@@ -38,7 +38,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.breaker import BreakerChange, BreakerRegistry, CircuitBreaker, CircuitOpenError
+from engine.breaker import (
+    BreakerChange,
+    BreakerRegistry,
+    BreakerState,
+    CircuitBreaker,
+    CircuitOpenError,
+)
 from engine.errors import NodeError, NodeTimeoutError, TransientError
 from engine.events import (
     EncodedData,
@@ -85,6 +91,7 @@ class WriteGate(Protocol):
 _FAILED = (NodeStatus.FAILED, NodeStatus.TIMED_OUT, NodeStatus.CANCELLED)
 # Bound once: reading an enum member off its class costs several times a global (per node).
 _SUCCEEDED = NodeStatus.SUCCEEDED
+_HALF_OPEN = BreakerState.HALF_OPEN
 _FAILED_OR_TIMED_OUT = (NodeStatus.FAILED, NodeStatus.TIMED_OUT)
 _TERMINAL = frozenset(status for status in NodeStatus if status.is_terminal)
 _UNFINISHED = (NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.WAITING)
@@ -431,6 +438,7 @@ class Executor:
         rng: random.Random | None = None,
         state: RunState | None = None,
         write_gate: WriteGate | None = None,
+        claim_trial: Callable[[CircuitBreaker], Awaitable[None]] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.run_id = run_id or (state.run_id if state else new_id())
@@ -485,6 +493,9 @@ class Executor:
         # for the store to catch up, then the driver starts what is ready.
         self._write_gate = write_gate
         self._record_wait: asyncio.Task[None] | None = None
+        # A half-open breaker's trial, claimed where other processes see it (the manager's
+        # store); raises CircuitOpenError when another process has it.
+        self._claim_trial = claim_trial
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -1201,6 +1212,9 @@ class Executor:
             if not breaker.admits_freely:
                 try:
                     breaker.acquire(self._breaker_listener(node_id))
+                    if breaker.state is _HALF_OPEN and self._claim_trial is not None:
+                        # One trial across processes: the store says whose it is.
+                        await self._claim_trial(breaker)
                 except CircuitOpenError as exc:
                     raise NodeError("circuit_open", str(exc)) from None
         timeout = step.timeout

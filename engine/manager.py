@@ -210,6 +210,7 @@ class RunManager:
             now=self._now,
             rng=self._rng,
             write_gate=self.store,
+            claim_trial=self._claim_trial if self.store is not None else None,
             **kwargs,
         )
 
@@ -555,9 +556,35 @@ class RunManager:
 
     def _breaker_changed(self, breaker: CircuitBreaker, change: BreakerChange) -> None:
         """Opening and closing are stored with the outcome that causes them
-        (`_breaker_outcome`); only the turn to half-open (time passing) is stored here."""
-        if self.store is not None and change.to_state is BreakerState.HALF_OPEN:
-            self.store.record_breaker_half_open(breaker.key, breaker.changed_at)
+        (`_breaker_outcome`); the turn to half-open, with the claim of its trial
+        (`_claim_trial`). Nothing is left to store here."""
+
+    async def _claim_trial(self, breaker: CircuitBreaker) -> None:
+        """Take the half-open breaker's one trial in the store, or refuse the attempt with
+        `CircuitOpenError` when another process has it (its state is taken from the store)."""
+        from engine.breaker import CircuitOpenError
+
+        store = self._require_store()
+        try:
+            assert self._owner is not None
+            record = await store.claim_breaker_trial(breaker.key, self._owner, breaker.now())
+        except BaseException:
+            breaker.release()
+            raise
+        if record is None:
+            return
+        breaker.release()
+        self.breakers.restore(
+            record.key, record.state, record.failures, record.opened_at,
+            record.recovery_timeout, failure_threshold=breaker.failure_threshold,
+            changed_at=record.updated_at,
+        )
+        if breaker.state is BreakerState.CLOSED:
+            return  # another process's trial closed it: the attempt goes as on a closed one
+        remaining = 0.0
+        if breaker.state is BreakerState.OPEN and breaker.opened_at is not None:
+            remaining = max(0.0, breaker.opened_at + breaker.recovery_timeout - breaker.now())
+        raise CircuitOpenError(breaker.key, remaining)
 
     def _breaker_outcome(self, breaker: CircuitBreaker, failed: bool) -> None:
         if self.store is not None:

@@ -78,6 +78,10 @@ ALTER TABLE runs ADD COLUMN owner_id TEXT;
 ALTER TABLE runs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN lease_expires_at REAL;   -- epoch seconds
 
+-- Whose trial a half-open breaker is running (an owner id, as in `runs`): one trial across
+-- processes, claimed by compare-and-set; cleared by the trial's outcome.
+ALTER TABLE breakers ADD COLUMN trial_owner TEXT;
+
 -- migration 3
 
 -- Retry from failure links a new run to the one it retries, as `replay_of` links a replay; both

@@ -51,7 +51,8 @@ Contract:
   node meanwhile); `commit_listeners` see the events of every commit (what the CLI prints as
   done is what is stored).
 - Breakers: `record_breaker_outcome` counts an attempt's outcome in the stored breaker with one
-  atomic statement in the batch's transaction, so attempts in every process count.
+  atomic statement in the batch's transaction, so attempts in every process count;
+  `claim_breaker_trial` gives a half-open breaker's one trial to one process (compare-and-set).
 - Reading trusts what the store wrote: bodies are parsed with `json.loads` and `trusted_event`,
   without the validation `Event.from_dict` applies to input from outside.
 - `readonly=True` opens the file read-only (`mode=ro`), for followers in other processes; WAL
@@ -481,21 +482,31 @@ ON CONFLICT (key) DO UPDATE SET
                      WHEN breakers.state = 'open' THEN breakers.opened_at ELSE ?4 END,
     failures = breakers.failures + 1,
     recovery_timeout = ?3,
-    updated_at = ?4
+    updated_at = ?4,
+    trial_owner = NULL
 """
 SQL_BREAKER_SUCCEEDED = """
 INSERT INTO breakers (key, state, failures, opened_at, recovery_timeout, updated_at)
 VALUES (?1, 'closed', 0, NULL, ?2, ?3)
 ON CONFLICT (key) DO UPDATE SET
-    state = 'closed', failures = 0, opened_at = NULL, recovery_timeout = ?2, updated_at = ?3
+    state = 'closed', failures = 0, opened_at = NULL, recovery_timeout = ?2, updated_at = ?3,
+    trial_owner = NULL
 """
-# The cool-down is over and a trial goes: only an open breaker becomes half-open.
-SQL_BREAKER_HALF_OPEN = (
-    "UPDATE breakers SET state = 'half_open', updated_at = ?2 WHERE key = ?1 AND state = 'open'"
-)
+# A process claims a half-open breaker's one trial (compare-and-set): an open breaker whose
+# cool-down is over, a half-open one whose trial is this process's own (a trial it cancelled),
+# or one whose trial was claimed a whole cool-down ago and never reported (its process is gone).
+# ?1 key, ?2 now, ?3 the claiming process's owner id.
+SQL_CLAIM_TRIAL = """
+UPDATE breakers SET state = 'half_open', updated_at = ?2, trial_owner = ?3
+WHERE key = ?1 AND (
+    (state = 'open' AND (opened_at IS NULL OR opened_at + recovery_timeout <= ?2))
+    OR (state = 'half_open'
+        AND (trial_owner IS NULL OR trial_owner = ?3 OR updated_at + recovery_timeout <= ?2)))
+"""
+SQL_BREAKER = f"SELECT {_BREAKER_COLUMNS} FROM breakers WHERE key = ?"
 SQL_RESET_BREAKER = (
-    "UPDATE breakers SET state = 'closed', failures = 0, opened_at = NULL, updated_at = ?2 "
-    "WHERE key = ?1"
+    "UPDATE breakers SET state = 'closed', failures = 0, opened_at = NULL, updated_at = ?2, "
+    "trial_owner = NULL WHERE key = ?1"
 )
 
 SQL_CLAIM_FIRE = """
@@ -1878,14 +1889,22 @@ class Store:
         if not self._busy and not self._wakeup.is_set():
             self._wakeup.set()
 
-    def record_breaker_half_open(self, key: str, now: float | None = None) -> None:
-        """The breaker's cool-down is over and a trial goes (an open breaker turns half-open)."""
-        if self._closing or self._conn is None or self.readonly:
-            return
-        at = time.time() if now is None else now
-        self._queue.append(_Outcome(SQL_BREAKER_HALF_OPEN, (key, at)))
-        if not self._busy and not self._wakeup.is_set():
-            self._wakeup.set()
+    async def claim_breaker_trial(
+        self, key: str, owner: Owner, now: float
+    ) -> BreakerRecord | None:
+        """Claim the trial of a half-open breaker for `owner` (`SQL_CLAIM_TRIAL`): None if it
+        is the owner's (or the breaker is not stored), else the stored breaker, whose trial is
+        another process's or which is not due for one."""
+
+        async def claim(conn: aiosqlite.Connection) -> tuple[Any, ...] | None:
+            if (await conn.execute(SQL_CLAIM_TRIAL, (key, now, owner.id))).rowcount:
+                return None
+            rows = list(await conn.execute_fetchall(SQL_BREAKER, (key,)))
+            return tuple(rows[0]) if rows else None
+
+        found = await self._submit(claim)
+        return None if found is None else BreakerRecord(*found)
+
     # -- schedules ---------------------------------------------------------------------------------
 
     async def claim_fire(

@@ -244,7 +244,7 @@ async def _run_with_manager(
     from engine.state import state_to_dict
 
     metrics = Metrics() if getattr(args, "metrics_port", None) else None
-    sinks: list[Any] = [_Progress()]
+    sinks: list[Any] = []
     if metrics is not None:
         sinks.append(metrics)
         port = metrics.serve(args.metrics_port)
@@ -254,7 +254,6 @@ async def _run_with_manager(
     # a full collection during a long run walks only what the run made.
     gc.freeze()
     progress = _Progress()
-    sinks.pop(0)
     try:
         async with _open_store(args) as store, RunManager(store=store, sinks=sinks) as manager:
             # Progress is printed as the store commits it: nothing shows as done that is not
@@ -389,8 +388,15 @@ async def _folded(args: argparse.Namespace) -> RunState:
     async with _open_store(args, create=False) as store:
         row = await _find_run(store, args.run)
         state = await store.fold_run(row.run_id)
-    if not state.is_terminal and row.shown_state() == "interrupted":
-        state.state = RunStatus.INTERRUPTED  # worked out from the lease, not written
+    if not state.is_terminal:
+        import time
+
+        from engine.lease import judge
+
+        verdict = judge(row, time.time())
+        if verdict.interrupted:  # worked out from the lease, not written
+            state.state = RunStatus.INTERRUPTED
+            state.reason = verdict.reason
     return state
 
 

@@ -231,3 +231,27 @@ async def test_a_run_stopped_by_a_store_failure_stops_and_its_own_process_can_re
         types = [e.event_type for e in await store.events(handle.run_id)]
         assert types.count("run.completed") == 1
         assert "run.resumed" in types
+
+
+async def test_a_half_open_breaker_admits_one_trial_across_processes(tmp_path: Path) -> None:
+    a, b = _process(1), _process(2)
+    async with Store(tmp_path / "i.db") as store:
+        store.record_breaker_outcome(
+            "k", failed=True, failure_threshold=1, recovery_timeout=10, now=100.0
+        )
+        await store.flush()
+        assert await store.claim_breaker_trial("k", a, 105.0) is not None  # cooling down
+        assert await store.claim_breaker_trial("k", a, 111.0) is None  # a's trial
+        taken = await store.claim_breaker_trial("k", b, 112.0)
+        assert taken is not None and taken.state == "half_open"  # not b's: a has it
+        assert await store.claim_breaker_trial("k", a, 113.0) is None  # a again (it retried)
+        store.record_breaker_outcome(
+            "k", failed=True, failure_threshold=1, recovery_timeout=10, now=114.0
+        )
+        await store.flush()
+        reopened = (await store.load_breakers())["k"]
+        assert (reopened.state, reopened.opened_at, reopened.failures) == ("open", 114.0, 2)
+        assert await store.claim_breaker_trial("k", b, 124.5) is None  # the next trial is b's
+        # b's process dies with its trial unreported: a cool-down later it is a's to claim.
+        assert await store.claim_breaker_trial("k", a, 130.0) is not None
+        assert await store.claim_breaker_trial("k", a, 135.0) is None

@@ -291,3 +291,20 @@ async def test_with_runs_stored_the_runs_table_keeps_the_focus(
         assert home.runs_table.has_focus  # the first list had runs: the focus went to them
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, RunScreen), what="the run view")
+
+
+async def test_the_console_shows_an_interrupted_run_without_writing_to_it(
+    make_app: MakeApp, db: Path, pipelines: Path
+) -> None:
+    run_id = await interrupted_run(db, pipelines / "hello.yaml", "c" * 32)
+    async with Store(db, readonly=True) as reader:
+        before = await reader.last_seq(run_id)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_text(pilot, "↯ interrupted")
+        await open_home_run(pilot, run_id)
+        await wait_for_text(pilot, "INTERRUPTED")
+        for _ in range(3):
+            await app.bridge.poll()  # the followers' polls, as many as you like
+    async with Store(db, readonly=True) as reader:
+        assert await reader.last_seq(run_id) == before
