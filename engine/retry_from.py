@@ -93,12 +93,15 @@ def _old_state(state: RunState, node_id: str) -> NodeStatus:
 
 
 async def _finished_state(store: Store, run_id: str) -> RunState:
-    from engine.manager import reconcile
-
-    # A run whose owner died reads `running` until reconciled: it is then refused as
-    # interrupted (resume it), not as running.
-    await reconcile(store, run_id)
-    return await store.fold_run(run_id)
+    """The run's folded state, `interrupted` when its lease says so (worked out, not written:
+    reading a run never writes to it), so a run whose owner died is refused as interrupted
+    (resume it), not as running."""
+    state = await store.fold_run(run_id)
+    if not state.is_terminal:
+        row = await store.run_row(run_id)
+        if row is not None and row.shown_state() == RunStatus.INTERRUPTED.value:
+            state.state = RunStatus.INTERRUPTED
+    return state
 
 
 async def preview_retry(store: Store, run_id: str, nodes: Sequence[str] = ()) -> RetryPlan:
