@@ -24,6 +24,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from engine.breaker import BreakerChange, BreakerRegistry, CircuitBreaker
+from engine.containment import kill_run_orphans
 from engine.errors import (
     InterlockError,
     PipelineTimeoutError,
@@ -377,6 +378,7 @@ class RunManager:
                 f"run {run_id} is {state.state.value}; terminal runs cannot be resumed "
                 "(replay it instead)"
             )
+        await kill_run_orphans(store, run_id)  # what the dead owner left running here
         pipeline = pipeline_from_state(state)
         folded_seq = state.last_seq  # the executor goes on from here, in this very state
         executor = self._executor(
@@ -590,6 +592,7 @@ async def cancel_interrupted(
     store: Store, run_id: str, reason: str | None, actor: str
 ) -> RunState:
     """Cancel a run that no live process owns, directly in the store."""
+    await kill_run_orphans(store, run_id)  # what the dead owner left running here
     state = await store.fold_run(run_id)
     executor = Executor(pipeline_from_state(state), state=state, sinks=[store])
     executor.cancel(reason or "cancelled", actor)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
+from engine import containment
 from engine.errors import NodeError, TransientError
 from engine.expr import ExpressionError, compile_expression, compile_template
 
@@ -88,6 +89,9 @@ class NodeContext:
     # it may take in output, longest first (filled in by the executor: see `secret_forms`).
     secrets: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # facts the failure reason must mention
+    # Told where a shell node's command runs (`containment.process_record`), to be stored, so
+    # that whoever cancels or resumes the run after this process died can kill what is left.
+    process_started: Callable[[dict[str, Any]], None] = lambda record: None
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -449,6 +453,7 @@ class _Child:
         for fd in (in_r, out_w, err_w):
             os.close(fd)
         self.pid = self.popen.pid
+        containment.register_child(self.pid)
         self._stdin = in_w
         self._open = {in_w, out_r, err_r}
         self._pending = memoryview(stdin_data)
@@ -465,6 +470,7 @@ class _Child:
             self.close_pipes()
             _kill_group(self.pid, signal.SIGKILL)
             self.popen.wait()  # at once after SIGKILL
+            containment.unregister_child(self.pid)
             raise
 
     @property
@@ -568,6 +574,7 @@ class _Child:
             self._loop.call_soon_threadsafe(self._settle, code)
 
     def _settle(self, code: int) -> None:
+        containment.unregister_child(self.pid)
         if not self.exited.done():
             self.exited.set_result(code)
 
@@ -664,19 +671,25 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
     out = _LineReader("stdout", ctx)
     err = _LineReader("stderr", ctx)
     payload = json.dumps(ctx.payload, default=str).encode()
+    containment.become_subreaper()  # orphans of the command come back to us, to be killed
     try:
         child = _Child(argv, payload, out, err, env=env, cwd=cwd)
-    except FileNotFoundError:
-        raise NodeError("config", f"command not found: {argv[0]}") from None
-    except PermissionError:
-        raise NodeError("config", f"command not executable: {argv[0]}") from None
     except OSError as exc:
+        if cwd is not None and exc.filename == cwd:  # subprocess names the cwd if chdir failed
+            why = exc.strerror or str(exc)
+            raise NodeError("config", f"cannot use working directory {cwd}: {why}") from None
+        if isinstance(exc, FileNotFoundError):
+            raise NodeError("config", f"command not found: {argv[0]}") from None
+        if isinstance(exc, PermissionError):
+            raise NodeError("config", f"command not executable: {argv[0]}") from None
         raise NodeError("error", f"cannot start {argv[0]}: {exc}") from None
+    ctx.process_started(containment.process_record(child.pid))
     try:
         code = await asyncio.shield(child.exited)  # a cancel must not cancel the exit watch
-        # Stragglers the command left behind die with it; their ends of the pipes close, so
-        # reading ends (a background child holding stdout would otherwise hang the node).
-        _kill_group(child.pid, signal.SIGKILL)
+        # Stragglers the command left behind die with it, in its group or not (`setsid`); their
+        # ends of the pipes close, so reading ends (a background child holding stdout would
+        # otherwise hang the node).
+        containment.sweep_attempt(child.pid, ctx.run_id, ctx.node_id, ctx.attempt)
         await asyncio.wait((child.output_closed,), timeout=ctx.cleanup_grace)
         if not child.output_closed.done():  # a child that left the group (setsid) holds a pipe
             child.close_pipes()
@@ -685,7 +698,10 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
             raise child.failure
     except BaseException:
         child.stop_reading()
-        await _terminate(child, ctx.cleanup_grace, ctx)
+        try:
+            await _terminate(child, ctx.cleanup_grace, ctx)
+        finally:
+            containment.sweep_attempt(child.pid, ctx.run_id, ctx.node_id, ctx.attempt)
         raise
     finally:
         child.close_pipes()

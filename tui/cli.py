@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -49,8 +49,10 @@ def _say(text: str) -> None:
 
 
 def _err(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
+    # After a hangup the terminal is gone (EIO): the run still has to end cleanly.
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,19 +194,22 @@ class _Progress:
             "✔": "green", "✖": "red", "↻": "yellow", "⊘": "dim", "■": "magenta",
             "⏸": "cyan", "⛔": "bold red",
         }.get(line[9:10], "")
-        self._console.print(line, style=style or None, markup=False)
+        with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+            self._console.print(line, style=style or None, markup=False)
 
     async def flush(self) -> None:
         return None
 
 
 async def _wait_handle(manager: RunManager, handle: RunHandle) -> RunState:
-    """Await a run; SIGINT/SIGTERM cancel it gracefully, a second SIGINT forces."""
+    """Await a run; SIGINT/SIGTERM/SIGHUP cancel it gracefully, a second one forces."""
     loop = asyncio.get_running_loop()
     presses = 0
 
     def on_signal(signame: str) -> None:
         nonlocal presses
+        if handle.done():  # the run has ended; the process is closing the store and exiting
+            return
         presses += 1
         if presses == 1:
             _err(f"{signame}: cancelling run {handle.run_id} (press Ctrl-C again to force)")
@@ -213,13 +218,12 @@ async def _wait_handle(manager: RunManager, handle: RunHandle) -> RunState:
             _err("forcing: killing running nodes now")
             handle.executor.force()
 
-    for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-        loop.add_signal_handler(sig, on_signal, name)
-    try:
-        return await handle
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    from engine.containment import cancel_signals
+
+    # SIGHUP too: a dropped SSH session cancels. Left installed until the loop closes, so a
+    # second signal while the store is being closed does not end the process half way.
+    cancel_signals(loop, on_signal)
+    return await handle
 
 
 async def _run_with_manager(
