@@ -860,6 +860,10 @@ def _pattern_reason(loc: LinePath, field: str, given: Any) -> str:
         )
     if field == "call":
         return f"bad call {_show(given)}: use 'module:function', e.g. 'mypkg.tasks:load'"
+    if "env" in loc or field == "from_env":
+        return (
+            f"bad environment variable name {_show(given)}: a name cannot contain '=' or a NUL"
+        )
     return f"{field}: {_show(given)} has the wrong format"
 
 

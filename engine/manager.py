@@ -36,6 +36,7 @@ from engine.errors import (
 from engine.events import Event, EventType, new_id, utc_now_iso
 from engine.executor import Executor
 from engine.state import NodeStatus, RunState, RunStatus
+from engine.strictjson import check_finite
 
 if TYPE_CHECKING:
     import random
@@ -523,6 +524,8 @@ def resolve_params(pipeline: Pipeline, given: Mapping[str, Any] | None) -> dict[
         raise ValueError(f"unknown param {', '.join(unknown)} (this pipeline takes: {known})")
     merged = {name: spec.default for name, spec in pipeline.params.items()}
     merged.update(given)
+    for name, value in given.items():  # stored in run.created: strict JSON (a ValueError)
+        check_finite(value, f"param '{name}'")
     return merged
 
 

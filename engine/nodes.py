@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import inspect
@@ -43,9 +44,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
-from engine import containment
+from engine import capture, containment, strictjson
 from engine.errors import NodeError, TransientError
 from engine.expr import ExpressionError, compile_expression, compile_template
+from engine.strictjson import non_finite_path
 
 if TYPE_CHECKING:
     from engine.spec import (
@@ -162,6 +164,7 @@ def abandoned_threads() -> list[threading.Thread]:
 
 
 _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+_INFINITE = (float("inf"), float("-inf"))
 
 
 def _normalise_output(value: Any) -> dict[str, Any]:
@@ -171,14 +174,21 @@ def _normalise_output(value: Any) -> dict[str, Any]:
         return {}
     if type(value) is dict:
         for k, v in value.items():
-            if type(k) is not str or type(v) not in _JSON_SCALARS:
+            if type(k) is not str or type(v) not in _JSON_SCALARS or v != v or v in _INFINITE:
                 break
         else:  # already plain JSON data: the round trip below would copy it as is
             return dict(value)
     output = dict(value) if isinstance(value, Mapping) else {"result": value}
     try:
-        plain: dict[str, Any] = json.loads(json.dumps(output, default=str))
-    except (TypeError, ValueError, RecursionError) as exc:
+        plain: dict[str, Any] = json.loads(json.dumps(output, default=str, allow_nan=False))
+    except ValueError as exc:
+        if "Out of range float" in str(exc):
+            where = non_finite_path(output) or "output"
+            raise NodeError(
+                "error", f"output {where} is not a finite number (NaN and Infinity are not JSON)"
+            ) from None
+        raise NodeError("error", f"output is not JSON data: {type(exc).__name__}: {exc}") from None
+    except (TypeError, RecursionError) as exc:
         raise NodeError("error", f"output is not JSON data: {type(exc).__name__}: {exc}") from None
     return plain
 
@@ -224,7 +234,10 @@ async def _call_in_thread(
         # Events are emitted on the loop only: the worker thread hands its reports over.
         def forward(*values: Any) -> None:
             with contextlib.suppress(RuntimeError):  # the loop may be closed by now
-                loop.call_soon_threadsafe(on_loop, report, *values)
+                # In a context of its own: not the thread's, where printing is captured.
+                loop.call_soon_threadsafe(
+                    on_loop, report, *values, context=contextvars.Context()
+                )
 
         return forward
 
@@ -242,7 +255,8 @@ async def _call_in_thread(
 
     def target() -> None:
         try:
-            result = fn(*args)
+            with capture.bound(thread_ctx.log):
+                result = fn(*args)
         except BaseException as exc:  # the exception is handed to the loop, not lost
             outcome: tuple[bool, Any] = (False, exc)
         else:
@@ -270,6 +284,15 @@ async def _call_in_thread(
     return result
 
 
+async def _invoke(fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext) -> Any:
+    """Call `fn`; what it prints (or logs through `logging`'s default stream) becomes the
+    node's log lines (`engine.capture`), masked as the rest of its reports."""
+    if _is_async(fn):
+        with capture.bound(ctx.log):
+            return await fn(*args)
+    return await _call_in_thread(fn, args, ctx)
+
+
 async def _run_callable(
     fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext
 ) -> dict[str, Any]:
@@ -278,7 +301,7 @@ async def _run_callable(
     if ctx.secrets:
         return await _run_masked(fn, args, ctx)
     try:
-        result = await fn(*args) if _is_async(fn) else await _call_in_thread(fn, args, ctx)
+        result = await _invoke(fn, args, ctx)
         return _normalise_output(result)
     except asyncio.CancelledError:
         raise
@@ -297,7 +320,7 @@ async def _run_masked(
     ctx.log = lambda stream, line: log(stream, ctx.redact(line))
     ctx.emit_artifact = lambda data: emit_artifact(ctx.redact_value(data))
     try:
-        result = await fn(*args) if _is_async(fn) else await _call_in_thread(fn, args, ctx)
+        result = await _invoke(fn, args, ctx)
         output = _normalise_output(result)
     except asyncio.CancelledError:
         raise
@@ -709,7 +732,9 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
         last = out.last_line.strip()
         if last.startswith("{"):
             try:
-                parsed = json.loads(last)
+                parsed = strictjson.loads(last)
+            except strictjson.NonFiniteError as exc:
+                raise NodeError("error", f"output is not strict JSON: {exc}") from None
             except ValueError:
                 parsed = None
             if isinstance(parsed, dict):

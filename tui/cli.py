@@ -103,6 +103,11 @@ def _parse_params(items: Sequence[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        except ValueError:  # an int past Python's digit limit (4300)
+            raise UsageError(
+                f"--param {key.strip()}: a number of {len(raw.strip())} digits is too long "
+                "(pass it quoted, as a string, if it is not a number)"
+            ) from None
         params[key.strip()] = value if isinstance(value, str | int | float | bool) else raw
     return params
 
