@@ -111,9 +111,9 @@ class _Proxy:
 def install() -> None:
     """Put the proxies in place (again, if something replaced them since)."""
     if not isinstance(sys.stdout, _Proxy) and sys.stdout is not None:
-        sys.stdout = _Proxy("stdout", sys.stdout)  # type: ignore[assignment]
+        sys.stdout = _Proxy("stdout", sys.stdout)
     if not isinstance(sys.stderr, _Proxy) and sys.stderr is not None:
-        sys.stderr = _Proxy("stderr", sys.stderr)  # type: ignore[assignment]
+        sys.stderr = _Proxy("stderr", sys.stderr)
 
 
 @contextlib.contextmanager

@@ -1262,7 +1262,7 @@ class _AttemptHooks:
     def process_started(self, record: dict[str, Any]) -> None:
         # A `node.log` line: whoever cancels or resumes the run after this process died reads
         # the record back (`containment.kill_run_orphans`).
-        line = f"process group {record['pgid']} started on {record['host']}"
+        line = "command started in a process group of its own (recorded for cleanup)"
         self._executor._log(self._spec.id, self._attempt, "process", line, record)
 
     def wait_for_decision(self) -> Awaitable[dict[str, Any]]:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from tui.escape import printable
 from tui.settings import default_db_path, default_pipelines_dir
 
 if TYPE_CHECKING:
@@ -192,6 +193,7 @@ class _Progress:
         line = _status_line(event)
         if line is None:
             return
+        line = printable(line)  # a node's reason may carry terminal controls
         if self._console is None:
             _err(line)
             return
@@ -389,12 +391,13 @@ async def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     _say(f"run {state.run_id}  pipeline {state.pipeline_id}  state {state.state.value}")
     if state.reason:
-        _say(f"reason: {state.reason}")
+        _say(printable(f"reason: {state.reason}"))
     for node in state.nodes.values():
         extra = f"  {node.error_class}: {node.reason}" if node.error_class else ""
         if node.state.value == "skipped" and node.reason:
             extra = f"  ({node.reason})"
-        _say(f"  {node.node_id:28} {node.state.value:10} attempts {node.attempts}{extra}")
+        line = f"  {node.node_id:28} {node.state.value:10} attempts {node.attempts}{extra}"
+        _say(printable(line))
     return EXIT_OK
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.events import parse_timestamp
 from engine.state import NodeStatus, RunStatus
+from tui.escape import printable
 
 NODE_GLYPHS: dict[str, str] = {
     NodeStatus.PENDING: "·",
@@ -201,7 +202,7 @@ def day_time(timestamp: str | None) -> str:
 def one_line(text: Any, width: int) -> str:
     """The first line of `text`, cut to `width` characters with an ellipsis."""
     lines = ("" if text is None else str(text)).strip().splitlines()
-    value = lines[0] if lines else ""
+    value = printable(lines[0]) if lines else ""
     return value if len(value) <= width else value[: max(0, width - 1)] + "…"
 
 
