@@ -346,10 +346,13 @@ def _check_expansion(root: yaml.Node) -> None:
     """Refuse recursive aliases and alias "bombs" before they are expanded into data."""
     sizes: dict[int, int] = {}
     active: set[int] = set()
+    aliased = False  # whether a node was met twice (an alias): only then is it a "bomb"
 
     def size(node: yaml.Node) -> int:
+        nonlocal aliased
         key = id(node)
         if key in sizes:
+            aliased = True
             return sizes[key]
         if key in active:
             raise _TooLarge("a YAML alias refers to itself", node.start_mark.line + 1)
@@ -362,7 +365,10 @@ def _check_expansion(root: yaml.Node) -> None:
         active.discard(key)
         if total > MAX_EXPANDED_NODES:
             raise _TooLarge(
-                f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values",
+                f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values"
+                if aliased
+                else f"the file holds more than {MAX_EXPANDED_NODES:,} values, too many for a "
+                "pipeline",
                 node.start_mark.line + 1,
             )
         sizes[key] = total

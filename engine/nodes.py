@@ -32,6 +32,7 @@ import json
 import os
 import shlex
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -796,6 +797,23 @@ async def run_parallel(node: NodeBase, ctx: NodeContext) -> dict[str, Any]:
     return {}
 
 
+def _artifact_problem(path: Path) -> str | None:
+    """Why `path` cannot be an artifact (hashing a FIFO would wait forever), or None."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "not found"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO, not a file"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file"
+    return None
+
+
 def _sha256(path: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
@@ -821,8 +839,9 @@ async def run_action(node: ActionNode, ctx: NodeContext) -> dict[str, Any]:
         path = Path(artifact)
         if not path.is_absolute() and ctx.search_path is not None:
             path = Path(ctx.search_path) / path
-        if not path.is_file():
-            raise NodeError("error", f"artifact not found: {path}")
+        problem = _artifact_problem(path)
+        if problem is not None:
+            raise NodeError("error", f"artifact {path} {problem}")
         sha, size = await asyncio.to_thread(_sha256, path)
         output.update({"artifact": str(path), "sha256": sha, "size": size})
         ctx.emit_artifact({"path": str(path), "sha256": sha, "size": size})

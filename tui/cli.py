@@ -80,15 +80,26 @@ def _nothing_stored_yet(args: argparse.Namespace) -> bool:
         raise UsageError(
             f"cannot create the Interlock database at {path}: {ancestor} is not a directory"
         )
+    from engine.dbfile import directory_writable
+
+    if not directory_writable(ancestor / "probe"):
+        raise UsageError(
+            f"cannot create the Interlock database at {path}: {ancestor} is not writable"
+        )
     return True
 
 
-def _open_store(args: argparse.Namespace, *, create: bool = True) -> Store:
+def _open_store(args: argparse.Namespace, *, create: bool = True, read: bool = False) -> Store:
+    """The store; for a command that only reads (`read`), opened read-only where this process
+    may not write (a read-only directory or file), so reading still works there."""
+    from engine.dbfile import directory_writable
     from engine.store import Store
 
     path = _db_path(args)
     if not create and not path.exists():
         raise UsageError(f"no database at {path} (nothing has run yet, or pass --db PATH)")
+    if read and path.exists() and not (os.access(path, os.W_OK) and directory_writable(path)):
+        return Store(path, readonly=True)
     return Store(path)
 
 
@@ -359,13 +370,13 @@ async def cmd_runs(args: argparse.Namespace) -> int:
     if _nothing_stored_yet(args):
         _say("[]" if args.json else "no runs yet")
         return EXIT_OK
-    async with _open_store(args) as store:
+    async with _open_store(args, read=True) as store:
         rows = [await _reconciled_row(store, r) for r in await store.list_runs(limit=args.limit)]
     if args.json:
         _say(json.dumps([_row_dict(r) for r in rows], separators=(",", ":")))
         return EXIT_OK
     if not rows:
-        _say("no runs yet")
+        _say("no runs listed (--limit 0)" if args.limit == 0 else "no runs yet")
         return EXIT_OK
     _say(f"{'RUN':32}  {'PIPELINE':20}  {'STATE':11}  {'STARTED':20}  ENDED")
     for r in rows:
@@ -376,7 +387,7 @@ async def cmd_runs(args: argparse.Namespace) -> int:
 
 
 async def _folded(args: argparse.Namespace) -> RunState:
-    async with _open_store(args, create=False) as store:
+    async with _open_store(args, create=False, read=True) as store:
         row = await _find_run(store, args.run)
         await _reconciled_row(store, row)
         return await store.fold_run(row.run_id)
@@ -413,7 +424,7 @@ async def cmd_summary(args: argparse.Namespace) -> int:
 
 
 async def cmd_events(args: argparse.Namespace) -> int:
-    async with _open_store(args, create=False) as store:
+    async with _open_store(args, create=False, read=True) as store:
         run_id = (await _find_run(store, args.run)).run_id
         if args.tail is not None:
             events = await store.tail_events(run_id, args.tail)
@@ -542,7 +553,7 @@ async def cmd_breakers(args: argparse.Namespace) -> int:
     if _nothing_stored_yet(args):
         _say("[]" if args.json else "no breakers yet")
         return EXIT_OK
-    async with _open_store(args) as store:
+    async with _open_store(args, read=True) as store:
         records = await store.load_breakers()
     now = time.time()
     items = []
@@ -593,6 +604,45 @@ def cmd_tui(args: argparse.Namespace) -> int:
 # the parser
 
 
+def _whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], else one sentence (exit 2)."""
+
+    def parse(text: str) -> int:
+        value = text.strip()
+        digits = value.lstrip("+-")
+        if not digits.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"{what} must be a whole number from {low:,} to {high:,}, not '{value[:40]}'"
+                + ("..." if len(value) > 40 else "")
+            )
+        if len(digits) > 20:  # int() of thousands of digits is slow, then refused anyway
+            raise argparse.ArgumentTypeError(
+                f"{what} must be from {low:,} to {high:,}, not a {len(digits):,}-digit number"
+            )
+        number = int(value)
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be from {low:,} to {high:,}, not {number:,}"
+            )
+        return number
+
+    return parse
+
+
+_LIMIT = _whole_number(0, 1_000_000_000, "the number of runs")
+_TAIL = _whole_number(0, 1_000_000_000, "the number of events")
+_PORT = _whole_number(0, 65535, "a TCP port")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("interlock")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     db_help = "SQLite database (default: $INTERLOCK_DB, else user data dir)"
     # An option given both before and after the command (`interlock --db X runs`) has its
@@ -605,9 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="A fail-closed, event-sourced pipeline engine with a terminal console.",
     )
     parser.add_argument("--db", metavar="PATH", help=db_help)
+    parser.add_argument("--version", action="version", version=f"interlock {_version()}")
     parser.add_argument("--pipelines", metavar="DIR", help="pipelines folder for the console")
     parser.add_argument("--ascii", action="store_true", help="ASCII drawing in the console")
-    parser.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics")
+    parser.add_argument("--metrics-port", type=_PORT, metavar="N", help="serve Prometheus metrics")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     p = sub.add_parser("tui", parents=[common], help="open the console (the default)")
@@ -618,7 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ascii", action="store_true", default=keep, help="ASCII box drawing and glyphs"
     )
     p.add_argument(
-        "--metrics-port", type=int, metavar="N", default=keep, help="serve Prometheus metrics"
+        "--metrics-port", type=_PORT, metavar="N", default=keep, help="serve Prometheus metrics"
     )
 
     p = sub.add_parser("validate", parents=[common], help="check pipeline files")
@@ -630,12 +681,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulate", action="store_true", help="work nodes return {simulated: true}")
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
     p.add_argument(
-        "--metrics-port", type=int, metavar="N", default=keep, help="serve Prometheus metrics"
+        "--metrics-port", type=_PORT, metavar="N", default=keep, help="serve Prometheus metrics"
     )
 
     p = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--limit", type=int, default=None, metavar="N")
+    p.add_argument("--limit", type=_LIMIT, default=None, metavar="N")
 
     for name, text in (("status", "a run's folded state"), ("summary", "a human summary")):
         p = sub.add_parser(name, parents=[common], help=text)
@@ -644,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("events", parents=[common], help="a run's events as JSONL")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--tail", type=int, metavar="N")
+    p.add_argument("--tail", type=_TAIL, metavar="N")
     p.add_argument("--follow", action="store_true", help="keep printing until the run ends")
     p.add_argument("--type", metavar="PREFIX", help="only events whose type starts with PREFIX")
 
@@ -665,12 +716,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--override", action="store_true", help="override a failed hard gate")
     p.add_argument("--reason", metavar="TEXT", help="why (required with --override)")
-    p.add_argument("--metrics-port", type=int, metavar="N", default=keep)
+    p.add_argument("--metrics-port", type=_PORT, metavar="N", default=keep)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("replay", parents=[common], help="a new run from a stored one")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--metrics-port", type=int, metavar="N", default=keep)
+    p.add_argument("--metrics-port", type=_PORT, metavar="N", default=keep)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("breakers", parents=[common], help="circuit breakers; `breakers reset KEY`")
@@ -704,6 +755,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    # The store logs each failed write for programs that embed it; here the failure is told
+    # once, as the command's last sentence, so the log lines would say it twice.
+    logging.getLogger("engine.store").addHandler(logging.NullHandler())
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
