@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from engine import containment
-from tests.faults.helpers import (
+from faults.helpers import (
     INTERLOCK,
     kill_processes,
     processes_of_run,
