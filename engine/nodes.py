@@ -772,6 +772,8 @@ async def run_condition(node: ConditionNode, ctx: NodeContext) -> dict[str, Any]
             ctx.log("interlock", f"simulate: '{node.expr}' not evaluable ({exc}); true branch")
             return {"result": True, "simulated": True}
         raise NodeError("error", f"expression failed: {exc}") from None
+    if non_finite_path(value) is not None:  # NaN is truthy: it must not pick a branch
+        raise NodeError("error", f"expression '{node.expr}' gave {value!r}, not a finite value")
     return {"result": bool(value)}
 
 

@@ -8,6 +8,7 @@ environment, wherever they were re-parented to.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -237,3 +238,70 @@ def test_orphans_are_found_by_their_run_mark_but_never_another_runs() -> None:
         for p in (mine, other, leader):
             p.kill()
             p.wait(5)
+
+
+TMUX = shutil.which("tmux")
+
+
+@pytest.mark.skipif(TMUX is None, reason="needs tmux")
+def test_closing_the_consoles_terminal_cancels_its_run_and_leaves_no_descendant(
+    tmp_path: Path,
+) -> None:
+    """The terminal goes away (tmux kills the session: SIGHUP, then the tty is gone)."""
+    assert TMUX is not None
+    db = tmp_path / "runs.db"
+    socket = f"interlock-hup-{os.getpid()}"
+
+    def tmux(*args: str) -> str:
+        assert TMUX is not None
+        return subprocess.run(
+            [TMUX, "-L", socket, "-f", "/dev/null", *args],
+            check=True, capture_output=True, text=True, timeout=10,
+        ).stdout
+
+    command = f"env -u COLUMNS -u LINES {INTERLOCK} --db {db} --pipelines {DATA / 'console'}"
+    tmux("new-session", "-d", "-s", "console", "-x", "120", "-y", "36", command)
+    run_id = ""
+    try:
+        def shows(text: str) -> bool:
+            return text in tmux("capture-pane", "-p", "-t", "console")
+
+        wait_for(lambda: shows("✔ valid"), 30, "the console to list the pipeline")
+        wait_for(lambda: shows("Runs  (0 of 0"), 30, "the console to open the database")
+        time.sleep(0.3)
+        tmux("send-keys", "-t", "console", "Enter")
+        wait_for(lambda: shows("Launch a run"), 30, "the launch dialog")
+        tmux("send-keys", "-t", "console", "C-s")
+        wait_for(lambda: db.exists() and bool(_run_ids(db)), 30, "the run to exist")
+        run_id = _run_ids(db)[0]
+        before = _escaped(db, run_id, 5)
+        tmux("kill-session", "-t", "console")
+        wait_for(lambda: _completed_state(db, run_id) is not None, 30, "the run to end")
+        assert _completed_state(db, run_id) == "cancelled"
+        assert processes_of_run(run_id, settle=1.0) == []
+        report(f"console hangup: run cancelled, {len(before)} processes gone")
+    finally:
+        subprocess.run([TMUX, "-L", socket, "kill-server"], check=False, capture_output=True,
+                       timeout=10)
+        if run_id:
+            kill_processes(processes_of_run(run_id, settle=0))
+
+
+def _run_ids(db: Path) -> list[str]:
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            return [row[0] for row in conn.execute("SELECT run_id FROM runs")]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+
+
+def _completed_state(db: Path, run_id: str) -> str | None:
+    for event in stored_events(db, run_id):
+        if event["event_type"] == "run.completed":
+            return str(event["data"]["state"])
+    return None

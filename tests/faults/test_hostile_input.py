@@ -312,3 +312,13 @@ def test_an_artifact_that_is_a_directory_or_fifo_says_so(tmp_path: Path, kind: s
     reason = strict_loads(result.stdout.splitlines()[1])["nodes"]["publish"]["reason"]
     assert reason == f"artifact {target} is a {'directory' if kind == 'directory' else 'FIFO'}, " \
         "not a file"
+
+
+def test_a_condition_whose_result_is_not_finite_fails_instead_of_picking_a_branch(
+    tmp_path: Path,
+) -> None:
+    result = cli(tmp_path / "db", "run", str(DATA / "condition_overflow.yaml"), "--json")
+    nodes = strict_loads(result.stdout.splitlines()[1])["nodes"]
+    assert nodes["check"]["state"] == "failed"
+    assert "gave inf, not a finite value" in nodes["check"]["reason"]
+    assert nodes["yes"]["state"] == "skipped"
