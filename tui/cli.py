@@ -15,6 +15,7 @@ import contextlib
 import gc
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -226,8 +227,6 @@ async def _wait_handle(manager: RunManager, handle: RunHandle) -> RunState:
 
     def on_signal(signame: str) -> None:
         nonlocal presses
-        if handle.done():  # the run has ended; the process is closing the store and exiting
-            return
         presses += 1
         if presses == 1:
             _err(f"{signame}: cancelling run {handle.run_id} (press Ctrl-C again to force)")
@@ -236,12 +235,17 @@ async def _wait_handle(manager: RunManager, handle: RunHandle) -> RunState:
             _err("forcing: killing running nodes now")
             handle.executor.force()
 
-    from engine.containment import cancel_signals
+    from engine.containment import CANCEL_SIGNALS, cancel_signals
 
-    # SIGHUP too: a dropped SSH session cancels. Left installed until the loop closes, so a
-    # second signal while the store is being closed does not end the process half way.
-    cancel_signals(loop, on_signal)
-    return await handle
+    remove = cancel_signals(loop, on_signal)  # SIGHUP too: a dropped SSH session cancels
+    try:
+        return await handle
+    finally:
+        # The run has ended: a late second signal (the first one's cancel was quick) must not
+        # end the process half way through closing the store, with another exit code.
+        remove()
+        for sig, _name in CANCEL_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 async def _run_with_manager(
