@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -322,3 +323,15 @@ def test_a_condition_whose_result_is_not_finite_fails_instead_of_picking_a_branc
     assert nodes["check"]["state"] == "failed"
     assert "gave inf, not a finite value" in nodes["check"]["reason"]
     assert nodes["yes"]["state"] == "skipped"
+
+
+def test_a_failed_connect_never_prints_a_worker_thread_traceback(tmp_path: Path) -> None:
+    db = tmp_path / "exists.db"
+    db.touch()
+    script = DATA / "open_fails.py"
+    for _ in range(12):
+        done = subprocess.run(
+            [sys.executable, str(script), str(db)], capture_output=True, text=True, timeout=60
+        )
+        assert "cannot open the Interlock database" in done.stdout
+        assert done.stderr == ""  # no "Exception in thread ... Event loop is closed"
