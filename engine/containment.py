@@ -4,7 +4,11 @@ Contract:
 
 - `become_subreaper()` makes this process a child subreaper (Linux `prctl(PR_SET_CHILD_SUBREAPER)`
   through ctypes): a node's process that double-forks or calls `setsid` is re-parented to us,
-  not to pid 1, so it stays in our process tree. Idempotent; False where unsupported.
+  not to pid 1, so it stays in our process tree. Idempotent; False where unsupported. The
+  `interlock` command calls it; the engine does not on its own, since every orphan below a
+  subreaper (a daemon its host starts, too) becomes its child: a program that embeds the engine
+  chooses. Without it, escaped processes are still killed when they hold the node's output
+  open, when the group still has members at the end, and on cancel or resume after a crash.
 - A shell node's processes are marked by their environment (`INTERLOCK_RUN_ID`,
   `INTERLOCK_NODE_ID`, `INTERLOCK_ATTEMPT`, set by `engine.nodes`). `attempt_processes` finds
   every live process of an attempt: its process group, the processes carrying its marks, and
@@ -173,7 +177,10 @@ def sweep_attempt(pgid: int, run_id: str, node_id: str, attempt: int) -> int:
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
-        if _subreaper and not _adopted():
+        # Without the subreaper an escaped orphan went to pid 1: finding it would mean reading
+        # every process's environment at every end of a command, so it is left to the caller
+        # (`interlock` is a subreaper; a program embedding the engine may make itself one).
+        if not _subreaper or not _adopted():
             return 0
     return kill_attempt(pgid, run_id, node_id, attempt)
 

@@ -695,7 +695,6 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
     out = _LineReader("stdout", ctx)
     err = _LineReader("stderr", ctx)
     payload = json.dumps(ctx.payload, default=str).encode()
-    containment.become_subreaper()  # orphans of the command come back to us, to be killed
     try:
         child = _Child(argv, payload, out, err, env=env, cwd=cwd)
     except OSError as exc:
@@ -715,7 +714,12 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
         # otherwise hang the node).
         containment.sweep_attempt(child.pid, ctx.run_id, ctx.node_id, ctx.attempt)
         await asyncio.wait((child.output_closed,), timeout=ctx.cleanup_grace)
-        if not child.output_closed.done():  # a child that left the group (setsid) holds a pipe
+        if not child.output_closed.done():
+            # A process that left the group (setsid) holds a pipe: it is found by its marks
+            # even where this process is not a subreaper (its orphans went to pid 1).
+            containment.kill_attempt(child.pid, ctx.run_id, ctx.node_id, ctx.attempt)
+            await asyncio.wait((child.output_closed,), timeout=0.2)
+        if not child.output_closed.done():
             child.close_pipes()
             ctx.log("interlock", "output still open after the command exited; stopped reading")
         if child.failure is not None:

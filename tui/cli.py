@@ -266,6 +266,9 @@ async def _run_with_manager(
     # the process: kept out of the collector's sight, as the console keeps its own (`app.py`),
     # a full collection during a long run walks only what the run made.
     gc.freeze()
+    from engine.containment import become_subreaper
+
+    become_subreaper()  # what a node's command leaves behind comes back to us, to be killed
     try:
         async with _open_store(args) as store, RunManager(store=store, sinks=sinks) as manager:
             handle = await starter(manager)
@@ -596,6 +599,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
     pipelines = Path(args.pipelines).expanduser() if args.pipelines else default_pipelines_dir()
     if not pipelines.is_dir():
         raise UsageError(f"--pipelines {pipelines}: not a directory")
+    from engine.containment import become_subreaper
+
+    become_subreaper()
     return run_console(
         pipelines_dir=pipelines,
         db_path=_db_path(args),
