@@ -52,8 +52,3 @@ def check_finite(value: Any, what: str = "value") -> None:
     if where is not None:
         name = what if where == "value" else f"{what} {where}"
         raise NonFiniteError(f"{name} is not a finite number (NaN and Infinity are not JSON)")
-
-
-def dumps(value: Any, **kwargs: Any) -> str:
-    """`json.dumps` that refuses non-finite numbers instead of writing `NaN`."""
-    return json.dumps(value, allow_nan=False, **kwargs)
