@@ -216,6 +216,10 @@ def parse_param(text: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    except ValueError:  # an int past Python's digit limit (4300)
+        raise ValueError(
+            f"a number of {len(text.strip()):,} digits is too long (quote it to pass it as text)"
+        ) from None
     return value if isinstance(value, str | int | float | bool) else text
 
 
