@@ -1229,6 +1229,7 @@ class Executor:
             hooks.log, hooks.emit_artifact, hooks.wait_for_decision, self._sleep,
             secret_forms(secrets) if secrets else [],
         )
+        ctx.process_started = hooks.process_started
         simulated = self.simulate and step.does_work
         self._emit_node(
             EventType.NODE_STARTED,
@@ -1303,15 +1304,16 @@ class Executor:
             return
         self._emit(EventType.ARTIFACT_EMITTED, node_id=node_id, attempt=attempt, data=data)
 
-    def _log(self, node_id: str, attempt: int, stream: str, line: str) -> None:
+    def _log(
+        self, node_id: str, attempt: int, stream: str, line: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         if self._done:  # nothing follows run.completed
             return
-        self._emit(
-            EventType.NODE_LOG,
-            node_id=node_id,
-            attempt=attempt,
-            data={"stream": stream, "line": line},
-        )
+        data = {"stream": stream, "line": line}
+        if extra:
+            data.update(extra)
+        self._emit(EventType.NODE_LOG, node_id=node_id, attempt=attempt, data=data)
 
     async def _wait_for_decision(self, spec: NodeBase, attempt: int) -> dict[str, Any]:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -1357,6 +1359,12 @@ class _AttemptHooks:
 
     def emit_artifact(self, data: dict[str, Any]) -> None:
         self._executor._emit_artifact(self._spec.id, self._attempt, data)
+
+    def process_started(self, record: dict[str, Any]) -> None:
+        # A `node.log` line: whoever cancels or resumes the run after this process died reads
+        # the record back (`containment.kill_run_orphans`).
+        line = "command started in a process group of its own (recorded for cleanup)"
+        self._executor._log(self._spec.id, self._attempt, "process", line, record)
 
     def wait_for_decision(self) -> Awaitable[dict[str, Any]]:
         return self._executor._wait_for_decision(self._spec, self._attempt)

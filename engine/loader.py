@@ -348,10 +348,13 @@ def _check_expansion(root: yaml.Node) -> None:
     """Refuse recursive aliases and alias "bombs" before they are expanded into data."""
     sizes: dict[int, int] = {}
     active: set[int] = set()
+    aliased = False  # whether a node was met twice (an alias): only then is it a "bomb"
 
     def size(node: yaml.Node) -> int:
+        nonlocal aliased
         key = id(node)
         if key in sizes:
+            aliased = True
             return sizes[key]
         if key in active:
             raise _TooLarge("a YAML alias refers to itself", node.start_mark.line + 1)
@@ -364,7 +367,10 @@ def _check_expansion(root: yaml.Node) -> None:
         active.discard(key)
         if total > MAX_EXPANDED_NODES:
             raise _TooLarge(
-                f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values",
+                f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values"
+                if aliased
+                else f"the file holds more than {MAX_EXPANDED_NODES:,} values, too many for a "
+                "pipeline",
                 node.start_mark.line + 1,
             )
         sizes[key] = total
@@ -862,6 +868,10 @@ def _pattern_reason(loc: LinePath, field: str, given: Any) -> str:
         )
     if field == "call":
         return f"bad call {_show(given)}: use 'module:function', e.g. 'mypkg.tasks:load'"
+    if "env" in loc or field == "from_env":
+        return (
+            f"bad environment variable name {_show(given)}: a name cannot contain '=' or a NUL"
+        )
     return f"{field}: {_show(given)} has the wrong format"
 
 

@@ -32,6 +32,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from engine.breaker import BreakerChange, BreakerRegistry, BreakerState, CircuitBreaker
+from engine.containment import kill_run_orphans
 from engine.errors import (
     InterlockError,
     PipelineTimeoutError,
@@ -43,6 +44,7 @@ from engine.errors import (
 from engine.events import new_id, utc_now_iso
 from engine.executor import Executor
 from engine.state import NodeStatus, RunState, RunStatus
+from engine.strictjson import check_finite
 
 if TYPE_CHECKING:
     import random
@@ -465,6 +467,7 @@ class RunManager:
             raise ResumeRefusedError(
                 f"run {run_id} ended ({state.state.value}) just before it could be resumed"
             )
+        await kill_run_orphans(store, run_id)  # what the dead owner left running here
         pipeline = pipeline_from_state(state)
         executor = self._executor(
             pipeline,
@@ -644,6 +647,8 @@ def resolve_params(pipeline: Pipeline, given: Mapping[str, Any] | None) -> dict[
         raise ValueError(f"unknown param {', '.join(unknown)} (this pipeline takes: {known})")
     merged = {name: spec.default for name, spec in pipeline.params.items()}
     merged.update(given)
+    for name, value in given.items():  # stored in run.created: strict JSON (a ValueError)
+        check_finite(value, f"param '{name}'")
     return merged
 
 
@@ -751,6 +756,7 @@ async def cancel_interrupted(
     if row is None:
         raise UnknownRunError(run_id)
     taken, why = await take_over(store, row, owner or OwnerOf.current())
+    await kill_run_orphans(store, run_id)  # what the dead owner left running here
     state = await store.fold_run(run_id)
     collected = MemorySink()
     executor = Executor(pipeline_from_state(state), state=state, sinks=[collected])

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import inspect
@@ -31,6 +32,7 @@ import json
 import os
 import shlex
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -43,9 +45,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
-from engine import tracecontext
+from engine import capture, containment, strictjson, tracecontext
 from engine.errors import NodeError, TransientError
 from engine.expr import ExpressionError, compile_expression, compile_template
+from engine.strictjson import non_finite_path
 
 if TYPE_CHECKING:
     from engine.spec import (
@@ -89,6 +92,9 @@ class NodeContext:
     # it may take in output, longest first (filled in by the executor: see `secret_forms`).
     secrets: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # facts the failure reason must mention
+    # Told where a shell node's command runs (`containment.process_record`), to be stored, so
+    # that whoever cancels or resumes the run after this process died can kill what is left.
+    process_started: Callable[[dict[str, Any]], None] = lambda record: None
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -159,6 +165,7 @@ def abandoned_threads() -> list[threading.Thread]:
 
 
 _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+_INFINITE = (float("inf"), float("-inf"))
 
 
 def _normalise_output(value: Any) -> dict[str, Any]:
@@ -168,14 +175,21 @@ def _normalise_output(value: Any) -> dict[str, Any]:
         return {}
     if type(value) is dict:
         for k, v in value.items():
-            if type(k) is not str or type(v) not in _JSON_SCALARS:
+            if type(k) is not str or type(v) not in _JSON_SCALARS or v != v or v in _INFINITE:
                 break
         else:  # already plain JSON data: the round trip below would copy it as is
             return dict(value)
     output = dict(value) if isinstance(value, Mapping) else {"result": value}
     try:
-        plain: dict[str, Any] = json.loads(json.dumps(output, default=str))
-    except (TypeError, ValueError, RecursionError) as exc:
+        plain: dict[str, Any] = json.loads(json.dumps(output, default=str, allow_nan=False))
+    except ValueError as exc:
+        if "Out of range float" in str(exc):
+            where = non_finite_path(output) or "output"
+            raise NodeError(
+                "error", f"output {where} is not a finite number (NaN and Infinity are not JSON)"
+            ) from None
+        raise NodeError("error", f"output is not JSON data: {type(exc).__name__}: {exc}") from None
+    except (TypeError, RecursionError) as exc:
         raise NodeError("error", f"output is not JSON data: {type(exc).__name__}: {exc}") from None
     return plain
 
@@ -221,7 +235,10 @@ async def _call_in_thread(
         # Events are emitted on the loop only: the worker thread hands its reports over.
         def forward(*values: Any) -> None:
             with contextlib.suppress(RuntimeError):  # the loop may be closed by now
-                loop.call_soon_threadsafe(on_loop, report, *values)
+                # In a context of its own: not the thread's, where printing is captured.
+                loop.call_soon_threadsafe(
+                    on_loop, report, *values, context=contextvars.Context()
+                )
 
         return forward
 
@@ -239,7 +256,8 @@ async def _call_in_thread(
 
     def target() -> None:
         try:
-            result = fn(*args)
+            with capture.bound(thread_ctx.log):
+                result = fn(*args)
         except BaseException as exc:  # the exception is handed to the loop, not lost
             outcome: tuple[bool, Any] = (False, exc)
         else:
@@ -267,6 +285,15 @@ async def _call_in_thread(
     return result
 
 
+async def _invoke(fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext) -> Any:
+    """Call `fn`; what it prints (or logs through `logging`'s default stream) becomes the
+    node's log lines (`engine.capture`), masked as the rest of its reports."""
+    if _is_async(fn):
+        with capture.bound(ctx.log):
+            return await fn(*args)
+    return await _call_in_thread(fn, args, ctx)
+
+
 async def _run_callable(
     fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContext
 ) -> dict[str, Any]:
@@ -275,7 +302,7 @@ async def _run_callable(
     if ctx.secrets:
         return await _run_masked(fn, args, ctx)
     try:
-        result = await fn(*args) if _is_async(fn) else await _call_in_thread(fn, args, ctx)
+        result = await _invoke(fn, args, ctx)
         return _normalise_output(result)
     except asyncio.CancelledError:
         raise
@@ -294,7 +321,7 @@ async def _run_masked(
     ctx.log = lambda stream, line: log(stream, ctx.redact(line))
     ctx.emit_artifact = lambda data: emit_artifact(ctx.redact_value(data))
     try:
-        result = await fn(*args) if _is_async(fn) else await _call_in_thread(fn, args, ctx)
+        result = await _invoke(fn, args, ctx)
         output = _normalise_output(result)
     except asyncio.CancelledError:
         raise
@@ -452,6 +479,7 @@ class _Child:
         for fd in (in_r, out_w, err_w):
             os.close(fd)
         self.pid = self.popen.pid
+        containment.register_child(self.pid)
         self._stdin = in_w
         self._open = {in_w, out_r, err_r}
         self._pending = memoryview(stdin_data)
@@ -468,6 +496,7 @@ class _Child:
             self.close_pipes()
             _kill_group(self.pid, signal.SIGKILL)
             self.popen.wait()  # at once after SIGKILL
+            containment.unregister_child(self.pid)
             raise
 
     @property
@@ -571,6 +600,7 @@ class _Child:
             self._loop.call_soon_threadsafe(self._settle, code)
 
     def _settle(self, code: int) -> None:
+        containment.unregister_child(self.pid)
         if not self.exited.done():
             self.exited.set_result(code)
 
@@ -669,26 +699,39 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
     payload = json.dumps(ctx.payload, default=str).encode()
     try:
         child = _Child(argv, payload, out, err, env=env, cwd=cwd)
-    except FileNotFoundError:
-        raise NodeError("config", f"command not found: {argv[0]}") from None
-    except PermissionError:
-        raise NodeError("config", f"command not executable: {argv[0]}") from None
     except OSError as exc:
+        if cwd is not None and exc.filename == cwd:  # subprocess names the cwd if chdir failed
+            why = exc.strerror or str(exc)
+            raise NodeError("config", f"cannot use working directory {cwd}: {why}") from None
+        if isinstance(exc, FileNotFoundError):
+            raise NodeError("config", f"command not found: {argv[0]}") from None
+        if isinstance(exc, PermissionError):
+            raise NodeError("config", f"command not executable: {argv[0]}") from None
         raise NodeError("error", f"cannot start {argv[0]}: {exc}") from None
+    ctx.process_started(containment.process_record(child.pid))
     try:
         code = await asyncio.shield(child.exited)  # a cancel must not cancel the exit watch
-        # Stragglers the command left behind die with it; their ends of the pipes close, so
-        # reading ends (a background child holding stdout would otherwise hang the node).
-        _kill_group(child.pid, signal.SIGKILL)
+        # Stragglers the command left behind die with it, in its group or not (`setsid`); their
+        # ends of the pipes close, so reading ends (a background child holding stdout would
+        # otherwise hang the node).
+        containment.sweep_attempt(child.pid, ctx.run_id, ctx.node_id, ctx.attempt)
         await asyncio.wait((child.output_closed,), timeout=ctx.cleanup_grace)
-        if not child.output_closed.done():  # a child that left the group (setsid) holds a pipe
+        if not child.output_closed.done():
+            # A process that left the group (setsid) holds a pipe: it is found by its marks
+            # even where this process is not a subreaper (its orphans went to pid 1).
+            containment.kill_attempt(child.pid, ctx.run_id, ctx.node_id, ctx.attempt)
+            await asyncio.wait((child.output_closed,), timeout=0.2)
+        if not child.output_closed.done():
             child.close_pipes()
             ctx.log("interlock", "output still open after the command exited; stopped reading")
         if child.failure is not None:
             raise child.failure
     except BaseException:
         child.stop_reading()
-        await _terminate(child, ctx.cleanup_grace, ctx)
+        try:
+            await _terminate(child, ctx.cleanup_grace, ctx)
+        finally:
+            containment.sweep_attempt(child.pid, ctx.run_id, ctx.node_id, ctx.attempt)
         raise
     finally:
         child.close_pipes()
@@ -696,7 +739,9 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
         last = out.last_line.strip()
         if last.startswith("{"):
             try:
-                parsed = json.loads(last)
+                parsed = strictjson.loads(last)
+            except strictjson.NonFiniteError as exc:
+                raise NodeError("error", f"output is not strict JSON: {exc}") from None
             except ValueError:
                 parsed = None
             if isinstance(parsed, dict):
@@ -733,6 +778,8 @@ async def run_condition(node: ConditionNode, ctx: NodeContext) -> dict[str, Any]
             ctx.log("interlock", f"simulate: '{node.expr}' not evaluable ({exc}); true branch")
             return {"result": True, "simulated": True}
         raise NodeError("error", f"expression failed: {exc}") from None
+    if non_finite_path(value) is not None:  # NaN is truthy: it must not pick a branch
+        raise NodeError("error", f"expression '{node.expr}' gave {value!r}, not a finite value")
     return {"result": bool(value)}
 
 
@@ -756,6 +803,23 @@ async def run_trigger(node: NodeBase, ctx: NodeContext) -> dict[str, Any]:
 
 async def run_parallel(node: NodeBase, ctx: NodeContext) -> dict[str, Any]:
     return {}
+
+
+def _artifact_problem(path: Path) -> str | None:
+    """Why `path` cannot be an artifact (hashing a FIFO would wait forever), or None."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "not found"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO, not a file"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file"
+    return None
 
 
 def _sha256(path: Path) -> tuple[str, int]:
@@ -783,8 +847,9 @@ async def run_action(node: ActionNode, ctx: NodeContext) -> dict[str, Any]:
         path = Path(artifact)
         if not path.is_absolute() and ctx.search_path is not None:
             path = Path(ctx.search_path) / path
-        if not path.is_file():
-            raise NodeError("error", f"artifact not found: {path}")
+        problem = _artifact_problem(path)
+        if problem is not None:
+            raise NodeError("error", f"artifact {path} {problem}")
         sha, size = await asyncio.to_thread(_sha256, path)
         output.update({"artifact": str(path), "sha256": sha, "size": size})
         ctx.emit_artifact({"path": str(path), "sha256": sha, "size": size})

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -172,10 +173,22 @@ class Defaults(_Model):
     breaker: BreakerPolicy = BreakerPolicy()
 
 
+# An environment variable's name: `=` would end the name, a NUL the whole entry (execve).
+ENV_NAME_PATTERN = r"^[^=\x00]+$"
+EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
+
+
+def _finite(value: Any) -> Any:
+    from engine.strictjson import check_finite
+
+    check_finite(value, "default")
+    return value
+
+
 class SecretRef(_Model):
     """An env value read from the process environment when the node starts."""
 
-    from_env: str = Field(min_length=1)
+    from_env: str = Field(min_length=1, pattern=ENV_NAME_PATTERN)
     secret: bool = False
 
 
@@ -211,7 +224,7 @@ class Notify(_Model):
 
 
 class ParamSpec(_Model):
-    default: Any = None
+    default: Annotated[Any, AfterValidator(_finite)] = None
     description: str | None = None
 
 
@@ -306,7 +319,7 @@ class NodeBase(_Model):
 class ShellNode(NodeBase):
     type: Literal["shell"]
     command: list[str] | str
-    env: dict[str, str | SecretRef] = {}
+    env: dict[EnvName, str | SecretRef] = {}
     cwd: str | None = None
 
 

@@ -247,6 +247,8 @@ _Apply = Callable[[RunState, Event, Mapping[str, Any]], None]
 
 
 def _node_log(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
+    if data.get("stream") == "process":  # where the command runs (for containment), not output
+        return
     node = _node(state, event.node_id)
     node.logs.append(str(data.get("line", "")))
     if len(node.logs) > LOG_LINES_KEPT:

@@ -85,6 +85,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 import aiosqlite
 import psutil
 
+from engine import dbfile
 from engine.errors import InterlockError, UnknownRunError
 from engine.events import Event, EventType, trusted_event
 from engine.run_filter import RunFilter, RunPage
@@ -777,7 +778,20 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _describe(exc: BaseException) -> str:
+async def _worker_ended(conn: aiosqlite.Connection) -> None:
+    """Wait (briefly) for a connection that failed to open to end its worker thread: left to
+    finish after the event loop closed, it prints a traceback ("Event loop is closed")."""
+    thread = getattr(conn, "_thread", None)
+    for _ in range(2000):
+        if thread is None or not thread.is_alive():
+            return
+        await asyncio.sleep(0.0005)
+
+
+def _describe(exc: BaseException, path: Path | None = None) -> str:
+    full = dbfile.describe_os_error(exc, path)
+    if full is not None:
+        return full
     if isinstance(exc, sqlite3.Error):
         text = str(exc)
         if "disk is full" in text or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
@@ -928,7 +942,7 @@ class Store:
         if self._closed:
             raise StoreError(f"the store for {self._path} was closed; open a new Store")
         if self.readonly:
-            target = self._path.absolute().as_uri() + "?mode=ro"
+            target = dbfile.readonly_uri(self._path)
             if not self._path.is_file():
                 raise StoreError(f"there is no Interlock database at {self._path}")
         else:
@@ -939,12 +953,19 @@ class Store:
                 raise StoreError(
                     f"cannot create the Interlock database at {self._path}: {_describe(exc)}"
                 ) from exc
+            # Before SQLite may write to it (switching to WAL writes): a stranger's file is
+            # left byte for byte as it was.
+            foreign = dbfile.foreign_reason(self._path, APPLICATION_ID)
+            if foreign is not None:
+                raise StoreError(f"refusing {self._path}: {foreign}; nothing was written to it")
         conn = aiosqlite.connect(target, isolation_level=None, uri=self.readonly)
         try:
             await conn
         except sqlite3.Error as exc:
+            await _worker_ended(conn)
+            where = " (read-only)" if self.readonly else ""
             raise StoreError(
-                f"cannot open the Interlock database at {self._path}: {_describe(exc)}"
+                f"cannot open the Interlock database at {self._path}{where}: {_describe(exc)}"
             ) from exc
         try:
             for pragma in _connection_pragmas(self._synchronous, self.readonly):
@@ -1412,7 +1433,7 @@ class Store:
         elif not isinstance(exc, sqlite3.Error):
             problem = f"it cannot be written as JSON ({exc})"
         else:
-            problem = _describe(exc)
+            problem = _describe(exc, self._path)
         error = StoreError(
             f"could not store {what} of run {first.run_id} in {self._path}: {problem}"
         )
@@ -1421,7 +1442,9 @@ class Store:
 
     def _batch_error(self, batch: _Batch, exc: BaseException) -> StoreError:
         count = len(batch.events)
-        error = StoreError(f"could not write {count} events to {self._path}: {_describe(exc)}")
+        error = StoreError(
+            f"could not write {count} events to {self._path}: {_describe(exc, self._path)}"
+        )
         error.__cause__ = exc
         return error
 
@@ -1437,7 +1460,7 @@ class Store:
                     await _rollback(conn)
                     raise
         except sqlite3.Error as exc:
-            error = StoreError(f"could not write to {self._path}: {_describe(exc)}")
+            error = StoreError(f"could not write to {self._path}: {_describe(exc, self._path)}")
             error.__cause__ = exc
             if not job.future.done():
                 job.future.set_exception(error)

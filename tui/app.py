@@ -7,6 +7,7 @@ cancels the runs it started, after asking.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -65,6 +66,7 @@ class InterlockApp(App[int]):
         )
         self.ctx = Context(bridge, pipelines_dir, db_path, ascii)
         self._stamp: tuple[tuple[str, float], ...] = ()
+        self._signal_seen = False
 
     @property
     def bridge(self) -> Bridge:
@@ -86,6 +88,20 @@ class InterlockApp(App[int]):
         self.set_class(self.ctx.ascii, "-ascii")
         self.push_screen(HomeScreen(self.ctx))
         self._open()
+        # A hangup (closed terminal, dropped SSH) or SIGTERM: this console's runs are cancelled
+        # with their grace, as on quit, instead of the process dying with nodes still running.
+        from engine.containment import cancel_signals
+
+        cancel_signals(asyncio.get_running_loop(), self._signalled)
+
+    def _signalled(self, signame: str) -> None:
+        if not self._signal_seen:
+            self._signal_seen = True
+            self.run_worker(self._close_on_signal(signame), exit_on_error=False)
+
+    async def _close_on_signal(self, signame: str) -> None:
+        await self.bridge.close(f"{signame} received")
+        self.exit(0)
 
     @work(exit_on_error=False)
     async def _open(self) -> None:

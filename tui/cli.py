@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tui.cli_history import cmd_retry
+from tui.escape import printable
 from tui.settings import default_db_path, default_pipelines_dir
 
 if TYPE_CHECKING:
@@ -50,8 +52,10 @@ def _say(text: str) -> None:
 
 
 def _err(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
+    # After a hangup the terminal is gone (EIO): the run still has to end cleanly.
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,15 +82,26 @@ def _nothing_stored_yet(args: argparse.Namespace) -> bool:
         raise UsageError(
             f"cannot create the Interlock database at {path}: {ancestor} is not a directory"
         )
+    from engine.dbfile import directory_writable
+
+    if not directory_writable(ancestor / "probe"):
+        raise UsageError(
+            f"cannot create the Interlock database at {path}: {ancestor} is not writable"
+        )
     return True
 
 
-def _open_store(args: argparse.Namespace, *, create: bool = True) -> Store:
+def _open_store(args: argparse.Namespace, *, create: bool = True, read: bool = False) -> Store:
+    """The store; for a command that only reads (`read`), opened read-only where this process
+    may not write (a read-only directory or file), so reading still works there."""
+    from engine.dbfile import directory_writable
     from engine.store import Store
 
     path = _db_path(args)
     if not create and not path.exists():
         raise UsageError(f"no database at {path} (nothing has run yet, or pass --db PATH)")
+    if read and path.exists() and not (os.access(path, os.W_OK) and directory_writable(path)):
+        return Store(path, readonly=True)
     return Store(path)
 
 
@@ -102,6 +117,11 @@ def _parse_params(items: Sequence[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        except ValueError:  # an int past Python's digit limit (4300)
+            raise UsageError(
+                f"--param {key.strip()}: a number of {len(raw.strip())} digits is too long "
+                "(pass it quoted, as a string, if it is not a number)"
+            ) from None
         params[key.strip()] = value if isinstance(value, str | int | float | bool) else raw
     return params
 
@@ -198,6 +218,7 @@ class _Progress:
         line = _status_line(event)
         if line is None:
             return
+        line = printable(line)  # a node's reason may carry terminal controls
         if self._console is None:
             _err(line)
             return
@@ -205,14 +226,15 @@ class _Progress:
             "✔": "green", "✖": "red", "↻": "yellow", "⊘": "dim", "■": "magenta",
             "⏸": "cyan", "⛔": "bold red",
         }.get(line[9:10], "")
-        self._console.print(line, style=style or None, markup=False)
+        with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+            self._console.print(line, style=style or None, markup=False)
 
     async def flush(self) -> None:
         return None
 
 
 async def _wait_handle(manager: RunManager, handle: RunHandle) -> RunState:
-    """Await a run; SIGINT/SIGTERM cancel it gracefully, a second SIGINT forces."""
+    """Await a run; SIGINT/SIGTERM/SIGHUP cancel it gracefully, a second one forces."""
     loop = asyncio.get_running_loop()
     presses = 0
 
@@ -226,13 +248,17 @@ async def _wait_handle(manager: RunManager, handle: RunHandle) -> RunState:
             _err("forcing: killing running nodes now")
             handle.executor.force()
 
-    for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-        loop.add_signal_handler(sig, on_signal, name)
+    from engine.containment import CANCEL_SIGNALS, cancel_signals
+
+    remove = cancel_signals(loop, on_signal)  # SIGHUP too: a dropped SSH session cancels
     try:
         return await handle
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        # The run has ended: a late second signal (the first one's cancel was quick) must not
+        # end the process half way through closing the store, with another exit code.
+        remove()
+        for sig, _name in CANCEL_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 async def _run_with_manager(
@@ -253,6 +279,9 @@ async def _run_with_manager(
     # the process: kept out of the collector's sight, as the console keeps its own (`app.py`),
     # a full collection during a long run walks only what the run made.
     gc.freeze()
+    from engine.containment import become_subreaper
+
+    become_subreaper()  # what a node's command leaves behind comes back to us, to be killed
     progress = _Progress()
     try:
         async with _open_store(args) as store, RunManager(store=store, sinks=sinks) as manager:
@@ -364,7 +393,7 @@ async def cmd_runs(args: argparse.Namespace) -> int:
     if _nothing_stored_yet(args):
         _say("[]" if args.json else "no runs yet")
         return EXIT_OK
-    async with _open_store(args) as store:
+    async with _open_store(args, read=True) as store:
         from tui.cli_history import listed_rows
 
         rows = [await _reconciled_row(store, r) for r in await listed_rows(store, args)]
@@ -372,7 +401,7 @@ async def cmd_runs(args: argparse.Namespace) -> int:
         _say(json.dumps([_row_dict(r) for r in rows], separators=(",", ":")))
         return EXIT_OK
     if not rows:
-        _say("no runs yet")
+        _say("no runs listed (--limit 0)" if args.limit == 0 else "no runs yet")
         return EXIT_OK
     _say(f"{'RUN':32}  {'PIPELINE':20}  {'STATE':11}  {'STARTED':20}  ENDED")
     for r in rows:
@@ -385,7 +414,7 @@ async def cmd_runs(args: argparse.Namespace) -> int:
 async def _folded(args: argparse.Namespace) -> RunState:
     from engine.state import RunStatus
 
-    async with _open_store(args, create=False) as store:
+    async with _open_store(args, create=False, read=True) as store:
         row = await _find_run(store, args.run)
         state = await store.fold_run(row.run_id)
     if not state.is_terminal:
@@ -409,12 +438,13 @@ async def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     _say(f"run {state.run_id}  pipeline {state.pipeline_id}  state {state.state.value}")
     if state.reason:
-        _say(f"reason: {state.reason}")
+        _say(printable(f"reason: {state.reason}"))
     for node in state.nodes.values():
         extra = f"  {node.error_class}: {node.reason}" if node.error_class else ""
         if node.state.value == "skipped" and node.reason:
             extra = f"  ({node.reason})"
-        _say(f"  {node.node_id:28} {node.state.value:10} attempts {node.attempts}{extra}")
+        line = f"  {node.node_id:28} {node.state.value:10} attempts {node.attempts}{extra}"
+        _say(printable(line))
     return EXIT_OK
 
 
@@ -432,7 +462,7 @@ async def cmd_summary(args: argparse.Namespace) -> int:
 
 
 async def cmd_events(args: argparse.Namespace) -> int:
-    async with _open_store(args, create=False) as store:
+    async with _open_store(args, create=False, read=True) as store:
         run_id = (await _find_run(store, args.run)).run_id
         if args.tail is not None:
             events = await store.tail_events(run_id, args.tail)
@@ -561,7 +591,7 @@ async def cmd_breakers(args: argparse.Namespace) -> int:
     if _nothing_stored_yet(args):
         _say("[]" if args.json else "no breakers yet")
         return EXIT_OK
-    async with _open_store(args) as store:
+    async with _open_store(args, read=True) as store:
         records = await store.load_breakers()
     now = time.time()
     items = []
@@ -600,6 +630,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
     pipelines = Path(args.pipelines).expanduser() if args.pipelines else default_pipelines_dir()
     if not pipelines.is_dir():
         raise UsageError(f"--pipelines {pipelines}: not a directory")
+    from engine.containment import become_subreaper
+
+    become_subreaper()
     return run_console(
         pipelines_dir=pipelines,
         db_path=_db_path(args),
@@ -610,6 +643,45 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # the parser
+
+
+def _whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], else one sentence (exit 2)."""
+
+    def parse(text: str) -> int:
+        value = text.strip()
+        digits = value.lstrip("+-")
+        if not digits.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"{what} must be a whole number from {low:,} to {high:,}, not '{value[:40]}'"
+                + ("..." if len(value) > 40 else "")
+            )
+        if len(digits) > 20:  # int() of thousands of digits is slow, then refused anyway
+            raise argparse.ArgumentTypeError(
+                f"{what} must be from {low:,} to {high:,}, not a {len(digits):,}-digit number"
+            )
+        number = int(value)
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be from {low:,} to {high:,}, not {number:,}"
+            )
+        return number
+
+    return parse
+
+
+_LIMIT = _whole_number(0, 1_000_000_000, "the number of runs")
+_TAIL = _whole_number(0, 1_000_000_000, "the number of events")
+_PORT = _whole_number(0, 65535, "a TCP port")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("interlock")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -624,9 +696,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="A fail-closed, event-sourced pipeline engine with a terminal console.",
     )
     parser.add_argument("--db", metavar="PATH", help=db_help)
+    parser.add_argument("--version", action="version", version=f"interlock {_version()}")
     parser.add_argument("--pipelines", metavar="DIR", help="pipelines folder for the console")
     parser.add_argument("--ascii", action="store_true", help="ASCII drawing in the console")
-    parser.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics")
+    parser.add_argument("--metrics-port", type=_PORT, metavar="N", help="serve Prometheus metrics")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     p = sub.add_parser("tui", parents=[common], help="open the console (the default)")
@@ -637,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ascii", action="store_true", default=keep, help="ASCII box drawing and glyphs"
     )
     p.add_argument(
-        "--metrics-port", type=int, metavar="N", default=keep, help="serve Prometheus metrics"
+        "--metrics-port", type=_PORT, metavar="N", default=keep, help="serve Prometheus metrics"
     )
 
     p = sub.add_parser("validate", parents=[common], help="check pipeline files")
@@ -649,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulate", action="store_true", help="work nodes return {simulated: true}")
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
     p.add_argument(
-        "--metrics-port", type=int, metavar="N", default=keep, help="serve Prometheus metrics"
+        "--metrics-port", type=_PORT, metavar="N", default=keep, help="serve Prometheus metrics"
     )
     p.add_argument("--watch", action="store_true", help="run again when the file changes")
     from tui.commands.parsers import add_parsers
@@ -658,7 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--limit", type=int, default=None, metavar="N")
+    p.add_argument("--limit", type=_LIMIT, default=None, metavar="N")
     p.add_argument("--state", action="append", default=[], metavar="S", help="only runs in S")
     p.add_argument("--pipeline", metavar="ID", help="only runs of pipeline ID")
 
@@ -669,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("events", parents=[common], help="a run's events as JSONL")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--tail", type=int, metavar="N")
+    p.add_argument("--tail", type=_TAIL, metavar="N")
     p.add_argument("--follow", action="store_true", help="keep printing until the run ends")
     p.add_argument("--type", metavar="PREFIX", help="only events whose type starts with PREFIX")
 
@@ -690,12 +763,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--override", action="store_true", help="override a failed hard gate")
     p.add_argument("--reason", metavar="TEXT", help="why (required with --override)")
-    p.add_argument("--metrics-port", type=int, metavar="N", default=keep)
+    p.add_argument("--metrics-port", type=_PORT, metavar="N", default=keep)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("replay", parents=[common], help="a new run from a stored one")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--metrics-port", type=int, metavar="N", default=keep)
+    p.add_argument("--metrics-port", type=_PORT, metavar="N", default=keep)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("retry", parents=[common], help="retry from failure: reuse what succeeded")
@@ -752,6 +825,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    # The store logs each failed write for programs that embed it; here the failure is told
+    # once, as the command's last sentence, so the log lines would say it twice.
+    logging.getLogger("engine.store").addHandler(logging.NullHandler())
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

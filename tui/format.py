@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.events import parse_timestamp
 from engine.state import NodeStatus, RunStatus
+from tui.escape import printable
 
 NODE_GLYPHS: dict[str, str] = {
     NodeStatus.PENDING: "·",
@@ -214,7 +215,7 @@ def day_time(timestamp: str | None) -> str:
 def one_line(text: Any, width: int) -> str:
     """The first line of `text`, cut to `width` characters with an ellipsis."""
     lines = ("" if text is None else str(text)).strip().splitlines()
-    value = lines[0] if lines else ""
+    value = printable(lines[0]) if lines else ""
     return value if len(value) <= width else value[: max(0, width - 1)] + "…"
 
 
@@ -228,6 +229,10 @@ def parse_param(text: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    except ValueError:  # an int past Python's digit limit (4300)
+        raise ValueError(
+            f"a number of {len(text.strip()):,} digits is too long (quote it to pass it as text)"
+        ) from None
     return value if isinstance(value, str | int | float | bool) else text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engine.events import parse_timestamp
+from tui.escape import printable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -112,4 +113,5 @@ def summary_text(state: RunState, links: Sequence[tuple[str, str]] = ()) -> str:
             f"  {item['node_id'][:28]:28} {item['state']:10} {item['attempts']:>5} "
             f"{format_seconds(item['duration']):>8}  {error[:120]}"
         )
-    return "\n".join(lines)
+    # One logical line each: a node's control characters (or newlines) are shown escaped.
+    return "\n".join(printable(line) for line in lines)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.state import NodeStatus, RunStatus
 from tui import format as fmt
+from tui.escape import printable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -172,7 +173,7 @@ def node_row(
         left = min(left, node.timeout)
     error = ""
     if node.error_class:
-        error = f"{node.error_class}: {node.reason or ''}".rstrip(": ")
+        error = printable(f"{node.error_class}: {node.reason or ''}".rstrip(": "))
     return NodeRow(
         node_id=node.node_id,
         state=node.state.value,

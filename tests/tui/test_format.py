@@ -107,3 +107,20 @@ def test_a_default_shown_in_the_form_reads_back_as_itself() -> None:
     for value in (10, 1.5, True, False, "staging"):
         assert fmt.parse_param(fmt.show_param(value)) == value
     assert fmt.show_param(None) == ""
+
+
+def test_a_param_of_thousands_of_digits_typed_in_the_form_is_a_sentence_not_a_crash() -> None:
+    with pytest.raises(ValueError, match="a number of 5,000 digits is too long"):
+        fmt.parse_param("9" * 5000)
+
+
+def test_terminal_controls_from_nodes_are_shown_escaped_and_plain_text_is_untouched() -> None:
+    from tui.escape import printable, printable_lines
+
+    assert printable("\x1b]0;PWNED\x07\x1b[2J") == "\\x1b]0;PWNED\\x07\\x1b[2J"
+    assert printable("a\rb\x08c\x7fd\x9be") == "a\\x0db\\x08c\\x7fd\\x9be"
+    assert printable("evil\u202eexe.txt") == "evil\\u202eexe.txt"  # a right-to-left override
+    assert printable("tab\tkept, ünïcode ✔ kept") == "tab\tkept, ünïcode ✔ kept"
+    assert printable("one\ntwo") == "one\\x0atwo"
+    assert printable_lines("one\x07\ntwo") == "one\\x07\ntwo"
+    assert fmt.one_line("\x1b[31mred", 20) == "\\x1b[31mred"

@@ -84,7 +84,7 @@ def test_launch_by_keys_succeeds_then_a_long_run_is_cancelled_by_keys(
     terminal.keys("C-s")
     screen = terminal.wait_for("SUCCEEDED")
     assert "✔ done" in screen
-    terminal.wait_for("#12   run.completed          succeeded")
+    terminal.wait_for("#15   run.completed          succeeded")  # 3 shell nodes: +1 each
 
     terminal.keys("Escape")
     terminal.wait_for("Runs  (1 of 1")

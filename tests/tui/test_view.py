@@ -174,7 +174,8 @@ def test_a_log_entry_is_the_line_as_a_terminal_shows_it() -> None:
                    error_class="error", reason="exit 1:\tno rows\x07\nsee the log")
     seq, text, style = log_entry(failed)
     assert (seq, style) == (9, "red")
-    assert text.endswith("[error] exit 1:      no rows\nsee the log")  # tab stops of 8, no bell
+    # Tab stops of 8; the bell shown escaped (a node's controls never act), lines kept.
+    assert text.endswith("[error] exit 1:      no rows\\x07\nsee the log")
     assert log_entry(RUNNING[3]) == (4, describe(RUNNING[3]), "yellow")
     assert line_matches(text, "NO rows load") and not line_matches(text, "fetch")
 

@@ -129,7 +129,12 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
             self.notify("no pipeline to start", severity="error")
             return
         simulate = self.query_one("#launch-simulate", Checkbox).value
-        self.dismiss(LaunchRequest(pipeline, self.params(), simulate))
+        try:
+            params = self.params()
+        except ValueError as exc:  # a param the form cannot read: said, and the form stays
+            self.notify(str(exc), title="Not started", severity="error")
+            return
+        self.dismiss(LaunchRequest(pipeline, params, simulate))
 
     def action_close(self) -> None:
         self.dismiss(None)

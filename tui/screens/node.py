@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Label, RichLog, Static
 
 from tui import format as fmt
 from tui import view
+from tui.escape import printable
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
 from tui.screens.node_test import NodeTestKey
 
@@ -156,7 +157,7 @@ class NodeScreen(NodeTestKey, RunActionsScreen):
         self._show_attempts(node, now)
         error = f"{node.error_class}: {node.reason}" if node.error_class else (node.reason or "-")
         style = "red" if node.error_class else ""
-        self.query_one("#node-error", Static).update(Text(error, style=style))
+        self.query_one("#node-error", Static).update(Text(printable(error), style=style))
         inputs = view.node_inputs(self.state, self.node_id)
         self.query_one("#node-inputs", Static).update(pretty(inputs))
         self.query_one("#node-output", Static).update(pretty(node.output))
@@ -171,7 +172,7 @@ class NodeScreen(NodeTestKey, RunActionsScreen):
             self.logs.clear()
             shown = 0
         for line in lines[shown:]:
-            self.logs.write(Text(line))
+            self.logs.write(Text(printable(line)))
         self._logs_shown = len(lines)
         self._log_tail = lines[-1] if lines else None
 

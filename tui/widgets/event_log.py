@@ -16,6 +16,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tui import format as fmt
+from tui.escape import printable_lines
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -67,7 +68,7 @@ def describe(event: Event) -> str:
         parts.append(event.reason)
     if event.actor != "engine":
         parts.append(f"by {event.actor}")
-    return " ".join(parts)
+    return printable_lines(" ".join(parts))  # a reason may run over lines: shown so
 
 
 def event_style(event: Event) -> str:
