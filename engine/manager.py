@@ -311,6 +311,20 @@ class RunManager:
         handle.executor.cancel(reason, actor)
         return True
 
+    def force(self, run_id: str) -> bool:
+        """Kill the nodes of a run of this process whose cancel waits out its grace, now;
+        False if it is not running here or nothing stops it."""
+        handle = self._runs.get(run_id)
+        if handle is None or handle.done() or not handle.executor.stop_requested:
+            return False
+        handle.executor.force()
+        return True
+
+    def stopping(self, run_id: str) -> bool:
+        """Whether a run of this process was asked to stop and has not ended yet."""
+        handle = self._runs.get(run_id)
+        return handle is not None and not handle.done() and handle.executor.stop_requested
+
     async def cancel_all(self, reason: str = "cancelled") -> list[RunState]:
         handles = [h for h in self._runs.values() if not h.done()]
         for handle in handles:

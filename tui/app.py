@@ -25,6 +25,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
 from tui.screens.launch import LaunchRequest, LaunchScreen
+from tui.screens.quitting import QuittingScreen
 from tui.screens.run import RunScreen
 
 if TYPE_CHECKING:
@@ -176,8 +177,17 @@ class InterlockApp(App[int]):
 
     async def _quit_answered(self, answer: bool | None) -> None:
         if answer:
-            await self.bridge.close()
-            self.exit(0)
+            self._quit_now()
+
+    @work(exclusive=True, group="quit", exit_on_error=False)
+    async def _quit_now(self) -> None:
+        # Cancelling waits out the nodes' cleanup grace: a notice says so (and offers K) rather
+        # than a console that looks frozen for seconds.
+        active = self.bridge.active_runs()
+        if active:
+            await self.push_screen(QuittingScreen(self.bridge, active))
+        await self.bridge.close()
+        self.exit(0)
 
     # -- command palette --------------------------------------------------------------------------
 

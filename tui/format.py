@@ -9,6 +9,7 @@ and an ASCII spelling for `--ascii`.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from engine.events import parse_timestamp
@@ -24,6 +25,9 @@ NODE_GLYPHS: dict[str, str] = {
     NodeStatus.TIMED_OUT: "⌛",
     NodeStatus.SKIPPED: "⊘",
     NodeStatus.CANCELLED: "■",
+    # Shown, not stored: a running node in its cleanup grace, a running node whose owner is lost.
+    "cancelling": "◼",
+    "orphaned": "↯",
 }
 NODE_GLYPHS_ASCII: dict[str, str] = {
     NodeStatus.PENDING: ".",
@@ -35,6 +39,8 @@ NODE_GLYPHS_ASCII: dict[str, str] = {
     NodeStatus.TIMED_OUT: "T",
     NodeStatus.SKIPPED: "-",
     NodeStatus.CANCELLED: "#",
+    "cancelling": "K",
+    "orphaned": "!",
 }
 # Runs reuse the node marks; `timeout` and `interrupted` get their own.
 RUN_GLYPHS: dict[str, str] = {
@@ -46,6 +52,7 @@ RUN_GLYPHS: dict[str, str] = {
     RunStatus.TIMEOUT: "⌛",
     RunStatus.CANCELLED: "■",
     RunStatus.INTERRUPTED: "↯",
+    "cancelling": "◼",
 }
 RUN_GLYPHS_ASCII: dict[str, str] = {
     RunStatus.PENDING: ".",
@@ -56,6 +63,7 @@ RUN_GLYPHS_ASCII: dict[str, str] = {
     RunStatus.TIMEOUT: "T",
     RunStatus.CANCELLED: "#",
     RunStatus.INTERRUPTED: "!",
+    "cancelling": "K",
 }
 # Rich style per state (node and run states share names where they mean the same).
 STATE_STYLES: dict[str, str] = {
@@ -70,6 +78,8 @@ STATE_STYLES: dict[str, str] = {
     "skipped": "dim italic",
     "cancelled": "yellow",
     "interrupted": "bold yellow",
+    "cancelling": "bold yellow",
+    "orphaned": "bold yellow",
 }
 BREAKER_STYLES: dict[str, str] = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 BREAKER_LABELS: dict[str, str] = {"closed": "closed", "half_open": "half-open", "open": "open"}
@@ -196,6 +206,11 @@ def day_time(timestamp: str | None) -> str:
     if not timestamp:
         return "-"
     return timestamp[:19].replace("T", " ")
+
+
+def epoch_clock_time(seconds: float) -> str:
+    """`HH:MM:SS` (UTC) of an epoch time."""
+    return time.strftime("%H:%M:%S", time.gmtime(seconds))
 
 
 def one_line(text: Any, width: int) -> str:

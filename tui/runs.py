@@ -26,6 +26,9 @@ def summary(row: Any, *, own: bool) -> RunSummary:
         owner = f"pid {row.owner_pid}"
     else:
         owner = "-"
+    if str(row.state) == RunStatus.INTERRUPTED.value and not own:
+        # Its owner is gone: the pid names a dead process, not one to look for.
+        owner = "lost" if owner == "-" else f"lost ({owner})"
     return RunSummary(
         run_id=row.run_id,
         pipeline_id=row.pipeline_id,

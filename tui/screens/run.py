@@ -9,6 +9,7 @@ from textual import work
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Input, Static
 
+from engine.state import RunStatus
 from tui import format as fmt
 from tui import view
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
@@ -20,6 +21,7 @@ from tui.widgets.run_header import RunHeader
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
+    from engine.events import Event
     from engine.state import RunState
     from tui.context import Context
     from tui.messages import BreakersChanged, RunEventsArrived
@@ -34,13 +36,18 @@ def selected_line(
     *,
     ascii: bool,
     live: bool = True,
+    graces: dict[str, view.Grace] | None = None,
 ) -> Text:
-    """The status line under the DAG: the selected node, its timeout countdown, its breaker."""
+    """The status line under the DAG: the selected node, its timeout countdown (or the one to
+    its SIGKILL, in a cancel's grace), its breaker."""
     node = state.nodes.get(node_id)
     if node is None:
         return Text(f" {node_id}")
     info = infos.get(node_id)
-    row = view.node_row(node, info, {**view.breakers_from_run(state), **breakers}, now, live=live)
+    row = view.node_row(
+        node, info, {**view.breakers_from_run(state), **breakers}, now, live=live,
+        grace=(graces or {}).get(node_id), orphaned=state.state is RunStatus.INTERRUPTED,
+    )
     line = Text(" ")
     line.append(f"{fmt.node_glyph(row.state, ascii=ascii)} {node_id}", style="bold")
     line.append(f"  {row.state}", style=fmt.state_style(row.state))
@@ -48,7 +55,7 @@ def selected_line(
         line.append(f"  {info.node_type}", style="dim")
     line.append(f"  try {row.attempt}  took {row.duration}")
     if row.left is not None:
-        line.append("  timeout ")
+        line.append("  SIGKILL in " if row.state == "cancelling" else "  timeout ")
         line.append(fmt.countdown_bar(row.left, row.total, 16, ascii=ascii), style="cyan")
     if row.breaker:
         key = info.breaker_key if info else ""
@@ -77,6 +84,9 @@ class RunScreen(RunActionsScreen):
         self.breakers: dict[str, view.BreakerView] = {}
         self._watching = False
         self._status_shown: Text | None = None
+        self.graces: dict[str, view.Grace] = {}  # nodes whose process group got SIGTERM
+        self._lost_at: float | None = None  # an interrupted run: when its owner was last heard
+        self._last_event_at: float | None = None
         # The view's clock moves once a second: the durations and countdowns of 200 running
         # nodes then change once a second, not with every batch of events (ten a second), and
         # each change of the node table repaints all of it.
@@ -144,6 +154,7 @@ class RunScreen(RunActionsScreen):
         if focus is not None:
             self.dag.select(focus)
         self.log_view.reset(events)
+        self._take(events)
         self.refresh_view()
         self.dag.focus()
 
@@ -164,7 +175,26 @@ class RunScreen(RunActionsScreen):
             return
         self.state = message.state
         self.log_view.add(message.events)  # kept as lines, drawn once in sight
+        self._take(message.events)
         self.refresh_view()
+
+    def _take(self, events: list[Event]) -> None:
+        view.note_graces(events, self.graces)
+        if not events:
+            return
+        listed = self.bridge.summary(self.run_id)
+        heard = listed.heartbeat_at if listed is not None else None
+        lost = view.lost_at(events, heard=heard, before=self._last_event_at)
+        if lost is not None:
+            self._lost_at = lost
+        self._last_event_at = fmt.epoch(events[-1].timestamp_utc)
+
+    def clock(self) -> float:
+        """The view's now: an interrupted run's clocks stop when its owner was lost."""
+        state = self.state
+        if state is not None and state.state is RunStatus.INTERRUPTED and self._lost_at:
+            return min(self._now, self._lost_at)
+        return self._now
 
     def on_screen_resume(self) -> None:
         if self._watching:
@@ -182,10 +212,19 @@ class RunScreen(RunActionsScreen):
         state = self.state
         if state is None or not self.in_sight:
             return
-        now = self._now
+        now = self.clock()
         own = self.bridge.is_own(self.run_id)
         source, updated = "this console", None
-        if not own:
+        interrupted = state.state is RunStatus.INTERRUPTED
+        if interrupted:
+            listed = self.bridge.summary(self.run_id)
+            owner = listed.owner if listed is not None else "-"
+            source = "owner lost"
+            if owner not in ("lost", "-"):
+                source += f" {owner.removeprefix('lost ')}"
+            if self._lost_at is not None:
+                source += f", last heard {fmt.epoch_clock_time(self._lost_at)}"
+        elif not own:
             listed = self.bridge.summary(self.run_id)
             source = "followed from the store"
             if listed is not None and listed.owner != "-":
@@ -195,9 +234,17 @@ class RunScreen(RunActionsScreen):
             if listed is not None and listed.heartbeat_at is not None:
                 heard.append(listed.heartbeat_at)
             updated = max(0.0, now - max(heard))
-        self.header.show(state, now, ascii=self.ctx.ascii, source=source, updated=updated)
+        graces = view.in_grace(state, self.graces) if not state.is_terminal else []
+        stopping = not state.is_terminal and (
+            bool(graces) or (own and self.bridge.stopping(self.run_id))
+        )
+        kill_in = min((min(g.kill_at - now, g.seconds) for g in graces), default=None)
+        self.header.show(
+            state, now, ascii=self.ctx.ascii, source=source, updated=updated,
+            stopping=stopping, kill_in=kill_in, can_force=own,
+        )
         self.dag.set_states({n.node_id: n.state.value for n in state.nodes.values()})
-        self.table.show(view.node_rows(state, self.infos, self.breakers, now))
+        self.table.show(view.node_rows(state, self.infos, self.breakers, now, graces=self.graces))
         self._status_line()
 
     def _status_line(self) -> None:
@@ -205,8 +252,8 @@ class RunScreen(RunActionsScreen):
         line = Text()
         if self.state is not None and selected is not None:
             line = selected_line(
-                self.state, selected, self.infos, self.breakers, self._now,
-                ascii=self.ctx.ascii,
+                self.state, selected, self.infos, self.breakers, self.clock(),
+                ascii=self.ctx.ascii, graces=self.graces,
             )
         if line != self._status_shown:
             self._status_shown = line

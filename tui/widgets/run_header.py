@@ -22,11 +22,18 @@ def header_text(
     ascii: bool = False,
     source: str = "",
     updated: float | None = None,
+    stopping: bool = False,
+    kill_in: float | None = None,
+    can_force: bool = False,
 ) -> Text:
-    """Two lines: what the run is and how it stands; then its clock and node counts."""
-    glyph = fmt.run_glyph(state.state.value, ascii=ascii)
+    """Two lines: what the run is and how it stands; then its clock and node counts.
+
+    `stopping`: a cancel (or the run deadline) stops it and its nodes are in their cleanup
+    grace, the SIGKILL due in `kill_in` seconds; `can_force`: `K` can skip the grace here."""
+    shown = "cancelling" if stopping else state.state.value
+    glyph = fmt.run_glyph(shown, ascii=ascii)
     first = Text()
-    first.append(f" {glyph} {state.state.value.upper()} ", style=fmt.state_style(state.state.value))
+    first.append(f" {glyph} {shown.upper()} ", style=fmt.state_style(shown))
     first.append(f" {state.pipeline_id}", style="bold")
     first.append(f"  run {fmt.short_id(state.run_id)}")
     if state.replay_of:
@@ -42,6 +49,11 @@ def header_text(
 
     second = Text(" ")
     second.append(f"elapsed {fmt.duration(view.run_elapsed(state, now))}")
+    if kill_in is not None:
+        second.append("  SIGKILL in ")
+        second.append(fmt.countdown(max(0.0, kill_in)), style="bold red")
+        if can_force:
+            second.append(" (K: now)", style="dim")
     left = view.run_deadline_left(state, now)
     if left is not None:
         second.append("  deadline in ")
@@ -76,8 +88,14 @@ class RunHeader(Static):
         ascii: bool = False,
         source: str = "",
         updated: float | None = None,
+        stopping: bool = False,
+        kill_in: float | None = None,
+        can_force: bool = False,
     ) -> None:
-        text = header_text(state, now, ascii=ascii, source=source, updated=updated)
+        text = header_text(
+            state, now, ascii=ascii, source=source, updated=updated, stopping=stopping,
+            kill_in=kill_in, can_force=can_force,
+        )
         if text != self._shown:  # most batches of events change neither line
             self._shown = text
             self.update(text, layout=False)  # two lines whatever they say: no layout
