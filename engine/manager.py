@@ -463,7 +463,8 @@ class RunManager:
         self, run_id: str, kind: str, node_id: str | None, reason: str | None, actor: str
     ) -> str:
         if kind == "cancel":
-            return "cancelled" if self.cancel(run_id, reason, actor=actor) else "not running"
+            # Requested, not done: the run ends once its nodes have stopped (their grace).
+            return "cancel requested" if self.cancel(run_id, reason, actor=actor) else "not running"
         if kind in ("approve", "reject") and node_id is not None:
             decided = self._decide(run_id, node_id, kind == "approve", actor, reason)
             return ("approved" if kind == "approve" else "rejected") if decided else "not waiting"

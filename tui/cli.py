@@ -466,11 +466,17 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
             _say(f"run {row.run_id} had no live owner; marked {state.state.value}")
             return EXIT_OK
         result = await _post_and_wait(store, row.run_id, "cancel", reason=args.reason)
-    if result is None:
-        _say(f"cancel requested for {row.run_id}; the owner (pid {row.owner_pid}) has not "
-             "acknowledged yet")
-    else:
+        if result is None:
+            _say(f"cancel requested for {row.run_id}; the owner (pid {row.owner_pid}) has not "
+                 "acknowledged yet")
+            return EXIT_OK
         _say(f"run {row.run_id}: {result} (acknowledged by pid {row.owner_pid})")
+        if result != "cancel requested" or args.no_wait:
+            return EXIT_OK
+        from tui.cli_cancel import wait_for_end
+
+        _say("waiting for it to end (its nodes get their cleanup grace; --no-wait not to wait)")
+        _say(await wait_for_end(store, row.run_id, _owner_alive))
     return EXIT_OK
 
 
@@ -639,6 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", parents=[common], help="cancel a run (from any process)")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--reason", metavar="TEXT")
+    p.add_argument("--no-wait", action="store_true",
+                   help="return once the owner acknowledged, not when the run has ended")
 
     p = sub.add_parser("approve", parents=[common], help="approve a waiting approval node")
     p.add_argument("run", metavar="RUN")
