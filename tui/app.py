@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from textual.screen import Screen
 
-_GLOBAL = frozenset({"launch", "breakers", "help", "quit"})
+_GLOBAL = frozenset({"launch", "breakers", "help", "quit", "home"})
 RESCAN_EVERY = 3.0  # seconds between looks at the pipelines folder for edited files
 
 
@@ -48,6 +48,7 @@ class InterlockApp(App[int]):
         Binding("b", "breakers", "Breakers"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
+        Binding("H", "home", "Home", show=False),
     ]
 
     def __init__(
@@ -129,7 +130,11 @@ class InterlockApp(App[int]):
             self.notify("still opening the database", severity="warning")
             return
         screen = self.screen
-        selected = screen.highlighted_pipeline if isinstance(screen, HomeScreen) else None
+        if isinstance(screen, HomeScreen):
+            selected = screen.highlighted_pipeline
+        else:  # a run view or a node's detail: that run's pipeline (again, perhaps changed)
+            state = getattr(screen, "state", None)
+            selected = getattr(state, "pipeline_id", None)
         self.push_screen(LaunchScreen(self.ctx.entries, selected), self._launched)
 
     async def _launched(self, request: LaunchRequest | None) -> None:
@@ -142,7 +147,20 @@ class InterlockApp(App[int]):
         except (CommandError, Exception) as exc:  # a refusal is shown, never raised
             self.notify(str(exc), title="Not started", severity="error")
             return
-        self.push_screen(RunScreen(self.ctx, run_id))
+        await self.show_run(run_id)
+
+    async def show_run(self, run_id: str) -> None:
+        """Open a run's view right above the home screen: one escape goes home, however many
+        runs were launched (or replayed) from run views."""
+        await self.pop_to_home()
+        await self.push_screen(RunScreen(self.ctx, run_id))
+
+    async def pop_to_home(self) -> None:
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
+            await self.pop_screen()
+
+    async def action_home(self) -> None:
+        await self.pop_to_home()
 
     def action_breakers(self) -> None:
         if not isinstance(self.screen, BreakersScreen):

@@ -90,18 +90,14 @@ def _open_store(args: argparse.Namespace, *, create: bool = True) -> Store:
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, Any]:
-    import yaml
+    from tui.params import parse_param
 
     params: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--param needs KEY=VALUE, got '{item}'")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        params[key.strip()] = value if isinstance(value, str | int | float | bool) else raw
+        params[key.strip()] = parse_param(raw)
     return params
 
 

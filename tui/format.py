@@ -221,16 +221,10 @@ def one_line(text: Any, width: int) -> str:
 
 
 def parse_param(text: str) -> Any:
-    """A param typed in a form, read like `--param K=V`: YAML scalars, else the text itself."""
-    import yaml
+    """A param typed in a form, read like `--param K=V`: a YAML 1.2 scalar (`tui.params`)."""
+    from tui.params import parse_param as parse
 
-    if not text.strip():
-        return ""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, str | int | float | bool) else text
+    return parse(text)
 
 
 def show_param(value: Any) -> str:
@@ -239,4 +233,8 @@ def show_param(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and parse_param(value) != value:
+        import json
+
+        return json.dumps(value)  # a string that reads as a number: quoted, it stays a string
     return str(value)

@@ -96,9 +96,14 @@ class RunActionsScreen(ConsoleScreen):
         return run_id
 
     def open_run(self, run_id: str) -> None:
+        from tui.app import InterlockApp
         from tui.screens.run import RunScreen
 
-        self.app.push_screen(RunScreen(self.ctx, run_id))
+        app = self.app
+        if isinstance(app, InterlockApp):
+            app.run_worker(app.show_run(run_id), exit_on_error=False)
+        else:
+            app.push_screen(RunScreen(self.ctx, run_id))
 
     @work(group="command", exit_on_error=False)
     async def action_cancel(self) -> None:

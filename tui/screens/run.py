@@ -300,7 +300,8 @@ class RunScreen(RunActionsScreen):
         self.log_view.focus()
 
     def action_back(self) -> None:
-        if self.log_filter.has_focus:
+        # Escape undoes the filter first (wherever the focus is), then leaves.
+        if self.log_filter.has_focus or self.log_filter.value or self.log_filter.display:
             self.log_filter.value = ""
             self.log_filter.display = False
             self.dag.focus()
