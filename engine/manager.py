@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -519,12 +520,26 @@ class RunManager:
     async def reset_breaker(self, key: str) -> bool:
         found = self.breakers.reset(key)
         if self.store is not None:
-            found = await self.store.delete_breaker(key) or found
+            found = await reset_stored_breaker(self.store, key) or found
         return found
 
 
 # ---------------------------------------------------------------------------------------------
 # helpers shared by the CLI and the console
+
+
+async def reset_stored_breaker(store: Store, key: str) -> bool:
+    """Close a stored breaker with its failures cleared; False if none is stored. Kept, not
+    deleted: `interlock breakers` still lists it (closed, 0), as the console does."""
+    from engine.store import BreakerRecord
+
+    record = (await store.load_breakers()).get(key)
+    if record is None:
+        return False
+    await store.save_breaker(
+        BreakerRecord(key, "closed", 0, None, record.recovery_timeout, time.time())
+    )
+    return True
 
 
 def resolve_params(pipeline: Pipeline, given: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -160,7 +160,12 @@ def _status_line(event: Any) -> str | None:
         return f"{time_part} ⛔ gate {node} failed: {event.reason}"
     if etype == "breaker.state_changed":
         data = event.data or {}
-        return f"{time_part} breaker {data.get('key')}: {data.get('from')} → {data.get('to')}"
+        from tui.format import breaker_label
+
+        return (
+            f"{time_part} breaker {data.get('key')}: {breaker_label(data.get('from'))} → "
+            f"{breaker_label(data.get('to'))}"
+        )
     if etype == "run.completed":
         state = (event.data or {}).get("state")
         return f"{time_part} run {state}" + (f": {event.reason}" if event.reason else "")
@@ -521,8 +526,10 @@ async def cmd_breakers(args: argparse.Namespace) -> int:
     if args.action == "reset":
         if not args.key:
             raise UsageError("breakers reset needs a KEY (see `interlock breakers`)")
+        from engine.manager import reset_stored_breaker
+
         async with _open_store(args) as store:
-            found = await store.delete_breaker(args.key)
+            found = await reset_stored_breaker(store, args.key)
         if not found:
             raise UsageError(f"no breaker with key '{args.key}'")
         _say(f"breaker {args.key} reset (closed)")
@@ -532,27 +539,14 @@ async def cmd_breakers(args: argparse.Namespace) -> int:
     if _nothing_stored_yet(args):
         _say("[]" if args.json else "no breakers yet")
         return EXIT_OK
+    from tui.format import breaker_label
+    from tui.runs import breaker_item, merge_breakers
+
     async with _open_store(args) as store:
         records = await store.load_breakers()
     now = time.time()
-    items = []
-    for record in sorted(records.values(), key=lambda r: r.key):
-        state = record.state
-        remaining = 0.0
-        if state == "open" and record.opened_at is not None:
-            remaining = max(0.0, record.opened_at + record.recovery_timeout - now)
-            if remaining == 0.0:
-                state = "half_open"
-        items.append(
-            {
-                "key": record.key,
-                "state": state,
-                "failures": record.failures,
-                "opened_at": record.opened_at,
-                "recovery_timeout": record.recovery_timeout,
-                "remaining": round(remaining, 3),
-            }
-        )
+    # The console's `b` reads the same views through the same functions: one state, one count.
+    items = [breaker_item(view, now) for view in merge_breakers(records, []).values()]
     if args.json:
         _say(json.dumps(items, separators=(",", ":")))
     elif not items:
@@ -561,7 +555,8 @@ async def cmd_breakers(args: argparse.Namespace) -> int:
         _say(f"{'KEY':40}  {'STATE':9}  {'FAILURES':8}  COOL-DOWN")
         for item in items:
             cool = f"{item['remaining']:.1f}s left" if item["remaining"] else "-"
-            _say(f"{item['key']:40}  {item['state']:9}  {item['failures']:<8}  {cool}")
+            label = breaker_label(item["state"])
+            _say(f"{item['key']:40}  {label:9}  {item['failures']:<8}  {cool}")
     return EXIT_OK
 
 

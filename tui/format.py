@@ -85,6 +85,12 @@ BREAKER_STYLES: dict[str, str] = {"closed": "green", "half_open": "yellow", "ope
 BREAKER_LABELS: dict[str, str] = {"closed": "closed", "half_open": "half-open", "open": "open"}
 
 
+def breaker_label(state: object) -> str:
+    """A breaker state as people read it (`half-open`, never `half_open`)."""
+    text = str(state or "")
+    return BREAKER_LABELS.get(text, text.replace("_", "-"))
+
+
 def node_glyph(state: str, *, ascii: bool = False) -> str:
     table = NODE_GLYPHS_ASCII if ascii else NODE_GLYPHS
     return table.get(state, "?")

@@ -64,6 +64,19 @@ def merge_breakers(
     return dict(sorted(views.items()))
 
 
+def breaker_item(view: BreakerView, now: float) -> dict[str, Any]:
+    """One breaker as `interlock breakers --json` lists it (`state` as the engine spells it,
+    `half_open` once an open breaker's cool-down is over, as the console shows it)."""
+    return {
+        "key": view.key,
+        "state": view.shown_state(now),
+        "failures": view.failures,
+        "opened_at": view.opened_at,
+        "recovery_timeout": view.recovery_timeout,
+        "remaining": round(view.remaining(now), 3),
+    }
+
+
 def matches(run: RunSummary, query: str) -> bool:
     """The runs filter: every word must appear in the id, pipeline, state or owner."""
     haystack = f"{run.run_id} {run.pipeline_id} {run.state} {run.owner}".lower()

@@ -88,7 +88,7 @@ def breaker_text(view: BreakerView | None, now: float) -> str:
     if view is None:
         return "-"
     state = view.shown_state(now)
-    label = fmt.BREAKER_LABELS.get(state, state)
+    label = fmt.breaker_label(state)
     if state == "open":
         return f"{label} {fmt.countdown(view.remaining(now))}"
     if state == "closed" and view.failures:

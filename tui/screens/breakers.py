@@ -31,7 +31,7 @@ def breaker_cells(view: BreakerView, now: float, *, ascii: bool) -> list[Text]:
         cool = "one trial allowed"
     return [
         Text(view.key, style="bold"),
-        Text(fmt.BREAKER_LABELS.get(state, state), style=fmt.BREAKER_STYLES.get(state, "")),
+        Text(fmt.breaker_label(state), style=fmt.BREAKER_STYLES.get(state, "")),
         Text(str(view.failures), justify="right"),
         Text(cool, style="cyan" if state == "open" else "dim"),
         Text(fmt.duration(view.recovery_timeout), justify="right"),

@@ -58,7 +58,10 @@ def describe(event: Event) -> str:
     elif event.event_type == "node.retried":
         parts.append(f"attempt {event.attempt}, next in {fmt.duration(data.get('delay'))}")
     elif event.event_type == "breaker.state_changed":
-        parts.append(f"{data.get('key')}: {data.get('from')} -> {data.get('to')}")
+        parts.append(
+            f"{data.get('key')}: {fmt.breaker_label(data.get('from'))} -> "
+            f"{fmt.breaker_label(data.get('to'))}"
+        )
     if event.error_class:
         parts.append(f"[{event.error_class}]")
     if event.reason:
