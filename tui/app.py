@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.screen import ModalScreen
 
+from tui import ascii as ascii_mode
 from tui.bridge import Bridge, CommandError, folder_stamp
 from tui.context import Context
 from tui.keys import COMMANDS
@@ -46,8 +48,8 @@ class InterlockApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "launch", "Launch"),
         Binding("b", "breakers", "Breakers"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", show=False),  # shown first by each screen
+        Binding("q", "quit", "Quit", show=False),
         Binding("H", "home", "Home", show=False),
     ]
 
@@ -67,6 +69,7 @@ class InterlockApp(App[int]):
         )
         self.ctx = Context(bridge, pipelines_dir, db_path, ascii)
         self._stamp: tuple[tuple[str, float], ...] = ()
+        self._scrollbars = ascii_mode.AsciiScrollBarRender.__mro__[1]  # put back on unmount
 
     @property
     def bridge(self) -> Bridge:
@@ -86,6 +89,7 @@ class InterlockApp(App[int]):
 
     def on_mount(self) -> None:
         self.set_class(self.ctx.ascii, "-ascii")
+        self._scrollbars = ascii_mode.use_ascii_scrollbars(self.ctx.ascii)
         self.push_screen(HomeScreen(self.ctx))
         self._open()
 
@@ -116,6 +120,7 @@ class InterlockApp(App[int]):
             screen.post_message(PipelinesScanned(entries))
 
     async def on_unmount(self) -> None:
+        ascii_mode.restore_scrollbars(self._scrollbars)
         await self.bridge.close()
         gc.unfreeze()  # what was frozen can be collected again once the app is gone
 
@@ -135,7 +140,9 @@ class InterlockApp(App[int]):
         else:  # a run view or a node's detail: that run's pipeline (again, perhaps changed)
             state = getattr(screen, "state", None)
             selected = getattr(state, "pipeline_id", None)
-        self.push_screen(LaunchScreen(self.ctx.entries, selected), self._launched)
+        self.push_screen(
+            LaunchScreen(self.ctx.entries, selected, ascii=self.ctx.ascii), self._launched
+        )
 
     async def _launched(self, request: LaunchRequest | None) -> None:
         if request is None:
@@ -208,6 +215,16 @@ class InterlockApp(App[int]):
         self.exit(0)
 
     # -- command palette --------------------------------------------------------------------------
+
+    def get_key_display(self, binding: Binding) -> str:
+        shown = super().get_key_display(binding)
+        return ascii_mode.ascii_text(shown) if self.ctx.ascii else shown
+
+    def action_command_palette(self) -> None:
+        if not self.ctx.ascii:
+            super().action_command_palette()
+        elif self.use_command_palette and not CommandPalette.is_open(self):  # type: ignore[arg-type]  # App[int] is an App
+            self.push_screen(ascii_mode.AsciiCommandPalette(id="--command-palette"))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         for key in COMMANDS:

@@ -38,6 +38,13 @@ RUN_BINDINGS: list[BindingType] = [
 class ConsoleScreen(Screen[None]):
     """A screen that follows the bridge while it is mounted."""
 
+    # First in every footer, so that a narrow terminal (80 columns) still shows them; the app's
+    # own bindings of these keys are hidden from the footer.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "app.help", "Help"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
     def __init__(self, ctx: Context) -> None:
         super().__init__()
         self.ctx = ctx

@@ -53,8 +53,11 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         Binding("escape", "close", "Close"),
     ]
 
-    def __init__(self, entries: list[PipelineEntry], selected: str | None = None) -> None:
+    def __init__(
+        self, entries: list[PipelineEntry], selected: str | None = None, *, ascii: bool = False
+    ) -> None:
         super().__init__()
+        self._ascii = ascii
         self._pipelines = {e.pipeline.id: e.pipeline for e in entries if e.pipeline is not None}
         first = next(iter(self._pipelines), None)
         self._selected = selected if selected in self._pipelines else first
@@ -87,6 +90,13 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
     async def on_mount(self) -> None:
         await self._show_params()
         self._focus_first()
+        if self._ascii:
+            from tui.ascii import ASCII_TOGGLE, asciify_selects
+
+            box = self.query_one(SimulateBox)
+            box.BUTTON_LEFT, box.BUTTON_INNER, box.BUTTON_RIGHT = ASCII_TOGGLE
+            box.refresh()
+            asciify_selects(self)
 
     async def on_select_changed(self, event: Select.Changed) -> None:
         if isinstance(event.value, str) and event.value != self._selected:

@@ -46,6 +46,13 @@ class PipelineTable(DataTable[Text]):
         # What is left of the screen after the other columns and the cell padding.
         return max(10, self.app.size.width - 16 - 10 - 5 - 2 * 4 - 2)
 
+    def _cut(self, about: str) -> str:
+        # Rich's ellipsis is a Unicode one: with --ascii the cut is made here, with "...".
+        width = self._about_width()
+        if not self.ascii or len(about) <= width:
+            return about
+        return about[: max(0, width - 3)] + "..."
+
     @property
     def selected_entry(self) -> PipelineEntry | None:
         if not 0 <= self.cursor_row < len(self._entries):
@@ -64,7 +71,7 @@ class PipelineTable(DataTable[Text]):
                 Text(entry.name, style="bold"),
                 badge(entry, ascii=self.ascii),
                 Text(nodes, justify="right"),
-                Text(about or "", style="dim", no_wrap=True, overflow="ellipsis"),
+                Text(self._cut(about or ""), style="dim", no_wrap=True, overflow="ellipsis"),
                 key=str(entry.path),
             )
         if self._entries:

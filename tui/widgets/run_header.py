@@ -25,6 +25,7 @@ def header_text(
     stopping: bool = False,
     kill_in: float | None = None,
     can_force: bool = False,
+    width: int = 120,
 ) -> Text:
     """Two lines: what the run is and how it stands; then its clock and node counts.
 
@@ -64,7 +65,12 @@ def header_text(
     )
     second.append(f"  {marks}", style="dim")
     if state.reason and (state.is_terminal or state.state is RunStatus.INTERRUPTED):
-        second.append(f"  reason: {fmt.one_line(state.reason, 60)}", style="italic")
+        # Cut to what is left of the line, with an ellipsis: never cut off mid-word by the edge.
+        room = max(12, width - second.cell_len - len("  reason: ") - 1)
+        reason = fmt.one_line(state.reason, min(room, 80))
+        if ascii and reason.endswith("…"):
+            reason = reason[:-3] + "..."
+        second.append(f"  reason: {reason}", style="italic")
     return Text("\n").join([first, second])
 
 
@@ -94,7 +100,7 @@ class RunHeader(Static):
     ) -> None:
         text = header_text(
             state, now, ascii=ascii, source=source, updated=updated, stopping=stopping,
-            kill_in=kill_in, can_force=can_force,
+            kill_in=kill_in, can_force=can_force, width=self.size.width or 120,
         )
         if text != self._shown:  # most batches of events change neither line
             self._shown = text
