@@ -141,24 +141,23 @@ def note_graces(events: Iterable[Event], graces: dict[str, Grace]) -> None:
 
 
 def lost_at(
-    events: Iterable[Event], *, heard: float | None = None, before: float | None = None
+    events: list[Event], *, heard: float | None = None, before: float | None = None
 ) -> float | None:
     """When the owner of an interrupted run was last heard of: the time of the last event
     before the run was marked `interrupted` (`before`: that of the event preceding `events`),
     or the owner's last heartbeat if later but not after the mark; None if `events` hold no
-    such mark."""
-    previous, found = before, None
-    for event in events:
+    such mark. (Only the marks' neighbours are parsed: this runs on every batch of events.)"""
+    found: float | None = None
+    for index, event in enumerate(events):
+        if event.event_type != EventType.RUN_STATE_CHANGED:
+            continue
+        if (event.data or {}).get("to") != RunStatus.INTERRUPTED.value:
+            continue
         stamp = fmt.epoch(event.timestamp_utc)
-        data = event.data or {}
-        if (
-            event.event_type == EventType.RUN_STATE_CHANGED
-            and data.get("to") == RunStatus.INTERRUPTED.value
-        ):
-            found = previous if previous is not None else stamp
-            if heard is not None and stamp is not None and found is not None:
-                found = max(found, min(heard, stamp))
-        previous = stamp
+        previous = fmt.epoch(events[index - 1].timestamp_utc) if index else before
+        found = previous if previous is not None else stamp
+        if heard is not None and stamp is not None and found is not None:
+            found = max(found, min(heard, stamp))
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -17,6 +18,8 @@ from tui.widgets.dag_view import DagView
 from tui.widgets.event_log import EventLog
 from tui.widgets.node_table import NodeTable
 from tui.widgets.run_header import RunHeader
+
+REFRESH_EVERY = 0.25  # seconds: the least time between two redraws of the tables in a burst
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -87,6 +90,8 @@ class RunScreen(RunActionsScreen):
         self.graces: dict[str, view.Grace] = {}  # nodes whose process group got SIGTERM
         self._lost_at: float | None = None  # an interrupted run: when its owner was last heard
         self._last_event_at: float | None = None
+        self._refreshed = 0.0  # monotonic time of the last refresh
+        self._refresh_due = False  # a refresh is scheduled
         # The view's clock moves once a second: the durations and countdowns of 200 running
         # nodes then change once a second, not with every batch of events (ten a second), and
         # each change of the node table repaints all of it.
@@ -176,6 +181,23 @@ class RunScreen(RunActionsScreen):
         self.state = message.state
         self.log_view.add(message.events)  # kept as lines, drawn once in sight
         self._take(message.events)
+        self._refresh_soon()
+
+    def _refresh_soon(self) -> None:
+        """Refresh now, or, if the last refresh was under `REFRESH_EVERY` ago, once that much
+        has passed: in a burst (200 nodes starting at once) the tables are redrawn four times a
+        second rather than with every batch of events, and a key gets the frames in between."""
+        if self._refresh_due:
+            return
+        wait = self._refreshed + REFRESH_EVERY - time.monotonic()
+        if wait <= 0:
+            self.refresh_view()
+            return
+        self._refresh_due = True
+        self.set_timer(wait, self._refresh_now)
+
+    def _refresh_now(self) -> None:
+        self._refresh_due = False
         self.refresh_view()
 
     def _take(self, events: list[Event]) -> None:
@@ -212,6 +234,7 @@ class RunScreen(RunActionsScreen):
         state = self.state
         if state is None or not self.in_sight:
             return
+        self._refreshed = time.monotonic()
         now = self.clock()
         own = self.bridge.is_own(self.run_id)
         source, updated = "this console", None
