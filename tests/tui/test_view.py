@@ -185,3 +185,44 @@ def test_the_dag_grid_knows_which_cells_belong_to_which_node() -> None:
     grid = spans(layout)
     box = layout.boxes["b"]
     assert (box.x, box.x + box.width, "b", box.glyph_x) in grid[box.glyph_y]
+
+
+def test_a_node_in_its_grace_shows_cancelling_and_the_countdown_to_its_sigkill() -> None:
+    sigterm = (EventType.NODE_LOG, 12, {"node_id": "load", "data": {
+        "stream": "interlock", "line": "SIGTERM sent to process group 4242; SIGKILL after 8s"}})
+    stream = [*RUNNING, Event("e99", 99, sigterm[0], "r1", at(12), **sigterm[2])]
+    graces: dict[str, view.Grace] = {}
+    view.note_graces(stream, graces)
+    assert graces["load"].kill_at == pytest.approx(T0 + 20)
+    state = fold(stream)
+    infos = view.node_infos(load_dict(PIPELINE))
+    rows = {r.node_id: r for r in view.node_rows(state, infos, {}, T0 + 15, graces=graces)}
+    assert rows["load"].state == "cancelling"
+    assert rows["load"].left == pytest.approx(5.0)
+    assert rows["load"].total == 8.0
+    assert view.in_grace(state, graces) == [graces["load"]]
+
+
+def test_an_interrupted_run_marks_running_nodes_orphaned_and_stops_at_the_last_event() -> None:
+    mark = Event("e99", 99, EventType.RUN_STATE_CHANGED, "r1", at(3600), reason="gone",
+                 data={"from": "running", "to": "interrupted"})
+    stream = [*RUNNING, mark]
+    lost = view.lost_at(stream)
+    assert lost == pytest.approx(T0 + 10)  # the last event before the mark, not the mark
+    assert view.lost_at(stream, heard=T0 + 12) == pytest.approx(T0 + 12)  # a later heartbeat
+    assert view.lost_at([mark], before=T0 + 7) == pytest.approx(T0 + 7)  # the batch before
+    assert view.lost_at(RUNNING) is None
+    state = fold(stream)
+    infos = view.node_infos(load_dict(PIPELINE))
+    rows = {r.node_id: r for r in view.node_rows(state, infos, {}, lost)}
+    assert rows["load"].state == "orphaned"
+    assert rows["load"].left is None
+    assert rows["load"].duration == "0ms"
+
+
+def test_a_resumed_attempt_beyond_the_policy_shows_as_the_last_allowed() -> None:
+    state = fold(RUNNING)
+    infos = view.node_infos(load_dict(PIPELINE))
+    state.nodes["load"].attempts = 2  # a resume started attempt 2 of a 1-attempt policy
+    row = view.node_row(state.nodes["load"], infos["load"], {}, T0 + 12)
+    assert row.attempt == "2/2"
