@@ -188,9 +188,10 @@ def test_the_dag_grid_knows_which_cells_belong_to_which_node() -> None:
 
 
 def test_a_node_in_its_grace_shows_cancelling_and_the_countdown_to_its_sigkill() -> None:
-    sigterm = (EventType.NODE_LOG, 12, {"node_id": "load", "data": {
-        "stream": "interlock", "line": "SIGTERM sent to process group 4242; SIGKILL after 8s"}})
-    stream = [*RUNNING, Event("e99", 99, sigterm[0], "r1", at(12), **sigterm[2])]
+    line = "SIGTERM sent to process group 4242; SIGKILL after 8s"
+    sigterm = Event("e99", 99, EventType.NODE_LOG, "r1", at(12), node_id="load",
+                    data={"stream": "interlock", "line": line})
+    stream = [*RUNNING, sigterm]
     graces: dict[str, view.Grace] = {}
     view.note_graces(stream, graces)
     assert graces["load"].kill_at == pytest.approx(T0 + 20)
@@ -208,6 +209,7 @@ def test_an_interrupted_run_marks_running_nodes_orphaned_and_stops_at_the_last_e
                  data={"from": "running", "to": "interrupted"})
     stream = [*RUNNING, mark]
     lost = view.lost_at(stream)
+    assert lost is not None
     assert lost == pytest.approx(T0 + 10)  # the last event before the mark, not the mark
     assert view.lost_at(stream, heard=T0 + 12) == pytest.approx(T0 + 12)  # a later heartbeat
     assert view.lost_at([mark], before=T0 + 7) == pytest.approx(T0 + 7)  # the batch before
