@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Footer, Static
 from tui import format as fmt
 from tui.screens.base import ConsoleScreen
 from tui.screens.confirm import ConfirmScreen
+from tui.widgets.vim import VimTable
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -62,7 +63,7 @@ class BreakersScreen(ConsoleScreen):
             "cool-down, then let one trial through (half-open).",
             id="breakers-title",
         )
-        yield DataTable(id="breakers", cursor_type="row")
+        yield VimTable(id="breakers", cursor_type="row")
         yield Static("", id="breakers-empty")
         yield Footer()
 

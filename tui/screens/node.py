@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Label, RichLog, Static
 from tui import format as fmt
 from tui import view
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
+from tui.widgets.vim import VimTable
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -63,7 +64,11 @@ class NodeScreen(RunActionsScreen):
     """Everything about one node; follows the run live. `escape` goes back."""
 
     CSS_PATH = "node.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [*RUN_BINDINGS, Binding("escape", "back", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *RUN_BINDINGS,
+        Binding("L", "log_full", "Log full screen"),
+        Binding("escape", "back", "Back"),
+    ]
 
     def __init__(
         self, ctx: Context, run_id: str, node_id: str, infos: dict[str, view.NodeInfo]
@@ -90,7 +95,7 @@ class NodeScreen(RunActionsScreen):
         yield Static("", id="node-summary")
         with VerticalScroll(id="node-body"):
             yield Label("Attempts", classes="section")
-            yield DataTable(id="attempts", cursor_type="row")
+            yield VimTable(id="attempts", cursor_type="row")
             yield Label("Error", classes="section")
             yield Static("-", id="node-error")
             yield Label("Inputs", classes="section")
@@ -189,5 +194,16 @@ class NodeScreen(RunActionsScreen):
                 ),
             )
 
+    def action_log_full(self) -> None:
+        """The node's log alone on the screen (again: back to the whole detail)."""
+        full = not self.has_class("-log-full")
+        self.set_class(full, "-log-full")
+        if full:
+            self.logs.focus()
+            self.logs.scroll_end(animate=False)
+
     def action_back(self) -> None:
+        if self.has_class("-log-full"):  # escape leaves the full-screen log first
+            self.action_log_full()
+            return
         self.dismiss()

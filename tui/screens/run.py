@@ -76,6 +76,7 @@ class RunScreen(RunActionsScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         *RUN_BINDINGS,
         Binding("slash", "filter", "Filter log"),
+        Binding("F", "follow", "Follow log", show=False),
         Binding("escape", "back", "Back"),
     ]
 
@@ -159,6 +160,7 @@ class RunScreen(RunActionsScreen):
         if focus is not None:
             self.dag.select(focus)
         self.log_view.reset(events)
+        self._log_title()
         self._take(events)
         self.refresh_view()
         self.dag.focus()
@@ -314,8 +316,25 @@ class RunScreen(RunActionsScreen):
         self.log_filter.display = True
         self.log_filter.focus()
 
+    def action_follow(self) -> None:
+        """Follow the newest events, or stop (to read back while the run goes on)."""
+        log = self.log_view
+        log.follow = not log.follow
+        self._log_title()
+        self.notify("the log follows the run" if log.follow else "the log stays put (F follows)",
+                    timeout=3)
+
+    def _log_title(self) -> None:
+        log = self.log_view
+        parts = ["events"]
+        if log.query_text:
+            parts.append(f"matching '{log.query_text}' (escape clears)")
+        parts.append("following (F: stop)" if log.follow else "paused (F: follow)")
+        log.border_title = ", ".join(parts)
+
     def on_input_changed(self, event: Input.Changed) -> None:
         self.log_view.query_text = event.value.strip()
+        self._log_title()
 
     def on_input_submitted(self) -> None:
         if not self.log_filter.value.strip():
@@ -327,6 +346,7 @@ class RunScreen(RunActionsScreen):
         if self.log_filter.has_focus or self.log_filter.value or self.log_filter.display:
             self.log_filter.value = ""
             self.log_filter.display = False
+            self._log_title()
             self.dag.focus()
             return
         self.dismiss()

@@ -36,6 +36,8 @@ class DagView(ScrollView, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "move('up')", "Up", show=False),
         Binding("down", "move('down')", "Down", show=False),
+        Binding("j", "move('down')", "Down", show=False),
+        Binding("k", "move('up')", "Up", show=False),
         Binding("left", "move('left')", "Left", show=False),
         Binding("right", "move('right')", "Right", show=False),
         Binding("enter", "open", "Open node"),

@@ -10,6 +10,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from tui import format as fmt
+from tui.widgets.vim import VIM_TABLE_BINDINGS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -54,6 +55,7 @@ class NodeTable(DataTable[Text]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        *VIM_TABLE_BINDINGS,
         Binding("enter", "open_node", "Open node", show=False),
     ]
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.widgets import DataTable
 
+from tui.widgets.vim import VIM_TABLE_BINDINGS
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from textual.binding import BindingType
 
     from tui.messages import PipelineEntry
 
@@ -23,6 +27,8 @@ def badge(entry: PipelineEntry, *, ascii: bool) -> Text:
 
 class PipelineTable(DataTable[Text]):
     """Pipelines, one row each; `enter` on a valid one launches it (`DataTable.RowSelected`)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = VIM_TABLE_BINDINGS
 
     DEFAULT_CSS = """
     PipelineTable {
