@@ -51,6 +51,32 @@ async def test_at_80x24_the_footer_keeps_help_and_quit_and_the_dag_the_selection
         assert any(selected in row for row in dag_rows), f"{selected} not in the DAG pane"
 
 
+async def test_at_80x24_a_run_view_opens_with_its_running_node_in_the_dag_pane(
+    make_app: MakeApp,
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_until(pilot, lambda: app.bridge.ready, what="the database")
+        entry = app.ctx.entry("midflight")
+        assert entry is not None and entry.pipeline is not None
+        run_id = await app.bridge.launch(entry.pipeline, {})
+
+        async def crunching() -> bool:
+            state = await app.bridge.run_state(run_id)
+            return state.nodes["crunch"].state.value == "running"
+
+        await wait_until(pilot, crunching, what="crunch to run")
+        screen = RunScreen(app.ctx, run_id)
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.dag.current_layout is not None, what="the DAG")
+        assert screen.dag.selected == "crunch"  # the view opens on the node at work
+        await pilot.pause(0.5)
+        region = screen.dag.region
+        rows = screen_text(app).splitlines()[region.y : region.y + region.height]
+        assert any("crunch" in row for row in rows), "\n".join(rows)
+        await app.bridge.close()
+
+
 def test_header_line_two_cuts_a_long_reason_with_an_ellipsis_inside_the_width() -> None:
     state = RunState("a" * 32, pipeline_id="release", state=RunStatus.FAILED)
     state.reason = "gate failed: preflight_contract_check, " + "a long explanation " * 10

@@ -268,8 +268,10 @@ class RunScreen(RunActionsScreen):
             state, now, ascii=self.ctx.ascii, source=source, updated=updated,
             stopping=stopping, kill_in=kill_in, can_force=own,
         )
-        self.dag.set_states({n.node_id: n.state.value for n in state.nodes.values()})
-        self.table.show(view.node_rows(state, self.infos, self.breakers, now, graces=self.graces))
+        rows = view.node_rows(state, self.infos, self.breakers, now, graces=self.graces)
+        # The DAG marks what the table says: `cancelling` in a grace, `orphaned` when interrupted.
+        self.dag.set_states({row.node_id: row.state for row in rows})
+        self.table.show(rows)
         self._status_line()
 
     def _status_line(self) -> None:
