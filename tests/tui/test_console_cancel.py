@@ -105,7 +105,7 @@ async def test_quitting_during_a_grace_says_so_and_k_ends_it(
         await wait_for_text(pilot, "Quit and cancel 1 run?")
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, QuittingScreen))
-        await wait_for_text(pilot, "SIGKILL in")
+        await wait_for_text(pilot, "SIGKILL within")
         assert "K kills them now" in screen_text(app)
         pressed = time.monotonic()
         await pilot.press("K")
@@ -118,5 +118,5 @@ async def test_quitting_during_a_grace_says_so_and_k_ends_it(
 
 
 def test_the_quitting_notice_counts_down_to_the_sigkill() -> None:
-    assert "SIGKILL in 8s" in quitting_text(1, 7.2)
+    assert "SIGKILL within 8s" in quitting_text(1, 7.2)
     assert "Cancelling 2 runs" in quitting_text(2, None)

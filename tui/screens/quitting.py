@@ -30,7 +30,7 @@ def quitting_text(runs: int, left: float | None) -> str:
         return f"Cancelling {count} started here; the console closes when they have ended."
     return (
         f"Cancelling {count} started here. Their running nodes got SIGTERM; whatever is still "
-        f"running gets SIGKILL in {fmt.countdown(left)} (the cleanup grace).\n\n"
+        f"running gets SIGKILL within {fmt.countdown(left)} (the cleanup grace).\n\n"
         "K kills them now."
     )
 
