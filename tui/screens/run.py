@@ -230,7 +230,7 @@ class RunScreen(RunActionsScreen):
 
     def on_breakers_changed(self, message: BreakersChanged) -> None:
         self.breakers = message.breakers
-        self.refresh_view()
+        self._refresh_soon()
 
     def refresh_view(self) -> None:
         state = self.state
