@@ -48,6 +48,11 @@ async def test_an_interrupted_run_stops_its_clocks_and_marks_its_nodes_orphaned(
         await pilot.pause(1.3)  # a tick of the view's clock later: the same screen
         screen.refresh_view()
         assert screen_text(app).split("\n")[:2] == shown.split("\n")[:2]
+        await pilot.press("enter")  # the node's detail: orphaned, no countdown either
+        await wait_for_text(pilot, "Attempts")
+        summary = screen_text(app).split("\n")[:2]
+        assert "orphaned" in summary[0]
+        assert "timeout in" not in summary[1] and "1h" not in summary[1]
 
 
 async def test_approve_on_an_interrupted_run_refuses_at_once(

@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Label, RichLog, Static
 
+from engine.state import RunStatus
 from tui import format as fmt
 from tui import view
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from engine.state import NodeState, RunState
     from tui.context import Context
     from tui.messages import BreakersChanged, RunEventsArrived
+    from tui.screens.run import RunScreen
 
 
 def pretty(value: Any) -> str:
@@ -39,14 +41,14 @@ def node_summary(
     ascii: bool,
 ) -> Text:
     text = Text(" ")
-    text.append(f"{fmt.node_glyph(node.state.value, ascii=ascii)} {node.node_id}", style="bold")
-    text.append(f"  {node.state.value}", style=fmt.state_style(node.state.value))
+    text.append(f"{fmt.node_glyph(row.state, ascii=ascii)} {node.node_id}", style="bold")
+    text.append(f"  {row.state}", style=fmt.state_style(row.state))
     if info is not None:
         text.append(f"  type {info.node_type}  timeout {fmt.duration(info.timeout)}", style="dim")
     text.append(f"  in run {fmt.short_id(state.run_id)} ({state.pipeline_id})", style="dim")
     text.append(f"\n attempts {row.attempt}  took {row.duration}")
     if row.left is not None:
-        text.append("  timeout in ")
+        text.append("  SIGKILL in " if row.state == "cancelling" else "  timeout in ")
         text.append(fmt.countdown_bar(row.left, row.total, 20, ascii=ascii), style="cyan")
     if info is not None and info.breaker_key:
         text.append(f"  breaker {info.breaker_key}: {row.breaker}")
@@ -150,9 +152,16 @@ class NodeScreen(RunActionsScreen):
             return
         node = self.state.nodes[self.node_id]
         info = self.infos.get(self.node_id)
-        now = self.ctx.now()
+        run_view = self._run_view()
+        # The run view's clock and graces: an interrupted run's clocks stopped when its owner
+        # was lost, and a node in a cancel's grace counts down to its SIGKILL, here too.
+        now = run_view.clock() if run_view is not None else self.ctx.now()
+        grace = run_view.graces.get(self.node_id) if run_view is not None else None
         breakers = {**view.breakers_from_run(self.state), **self.breakers}
-        row = view.node_row(node, info, breakers, now)
+        row = view.node_row(
+            node, info, breakers, now, grace=grace,
+            orphaned=self.state.state is RunStatus.INTERRUPTED,
+        )
         self.query_one("#node-summary", Static).update(
             node_summary(self.state, node, info, row, ascii=self.ctx.ascii)
         )
@@ -193,6 +202,14 @@ class NodeScreen(RunActionsScreen):
                     f"{record.error_class}: {record.reason}" if record.error_class else "", 60
                 ),
             )
+
+    def _run_view(self) -> RunScreen | None:
+        from tui.screens.run import RunScreen
+
+        for screen in self.app.screen_stack:
+            if isinstance(screen, RunScreen) and screen.run_id == self.run_id:
+                return screen
+        return None
 
     def action_log_full(self) -> None:
         """The node's log alone on the screen (again: back to the whole detail)."""
