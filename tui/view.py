@@ -92,7 +92,7 @@ def breaker_text(view: BreakerView | None, now: float) -> str:
     if state == "open":
         return f"{label} {fmt.countdown(view.remaining(now))}"
     if state == "closed" and view.failures:
-        return f"{label} ({view.failures}✖)"
+        return f"{label} ({view.failures} failed)"  # plain ASCII: the same with --ascii
     return label
 
 

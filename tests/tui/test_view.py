@@ -228,3 +228,8 @@ def test_a_resumed_attempt_beyond_the_policy_shows_as_the_last_allowed() -> None
     state.nodes["load"].attempts = 2  # a resume started attempt 2 of a 1-attempt policy
     row = view.node_row(state.nodes["load"], infos["load"], {}, T0 + 12)
     assert row.attempt == "2/2"
+
+
+def test_a_closed_breaker_with_failures_says_so_in_plain_ascii() -> None:
+    breaker = view.BreakerView("warehouse", "closed", 2, None, 30.0)
+    assert view.breaker_text(breaker, T0) == "closed (2 failed)"
