@@ -88,5 +88,11 @@ async def test_every_screen_is_plain_ascii_with_ascii_on(
         await pilot.press("H")
         await wait_until(pilot, lambda: isinstance(app.screen, HomeScreen))
         await check(pilot, "home with a run")
+        await start(pilot, "hello", who="wörld ✓")  # what a node prints is not ours to draw
+        await wait_for_text(pilot, "SUCCEEDED")
+        await check(pilot, "run view, non-ASCII output")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, NodeScreen))
+        await check(pilot, "node detail, non-ASCII output")
         await app.bridge.close()
-    assert len(seen) == 12
+    assert len(seen) == 14

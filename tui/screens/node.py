@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Label, RichLog, Static
 from engine.state import RunStatus
 from tui import format as fmt
 from tui import view
+from tui.ascii import ascii_text
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
 from tui.widgets.vim import VimTable
 
@@ -168,6 +169,8 @@ class NodeScreen(RunActionsScreen):
         self._show_attempts(node, now)
         error = f"{node.error_class}: {node.reason}" if node.error_class else (node.reason or "-")
         style = "red" if node.error_class else ""
+        if self.ctx.ascii:
+            error = ascii_text(error)
         self.query_one("#node-error", Static).update(Text(error, style=style))
         inputs = view.node_inputs(self.state, self.node_id)
         self.query_one("#node-inputs", Static).update(pretty(inputs))
@@ -183,7 +186,7 @@ class NodeScreen(RunActionsScreen):
             self.logs.clear()
             shown = 0
         for line in lines[shown:]:
-            self.logs.write(Text(line))
+            self.logs.write(Text(ascii_text(line) if self.ctx.ascii else line))
         self._logs_shown = len(lines)
         self._log_tail = lines[-1] if lines else None
 

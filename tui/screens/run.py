@@ -13,6 +13,7 @@ from textual.widgets import Footer, Input, Static
 from engine.state import RunStatus
 from tui import format as fmt
 from tui import view
+from tui.ascii import ascii_text
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
 from tui.widgets.dag_view import DagView
 from tui.widgets.event_log import EventLog
@@ -65,7 +66,8 @@ def selected_line(
         line.append(f"  breaker {key}: ")
         line.append(row.breaker, style=fmt.BREAKER_STYLES.get(row.breaker_state or "", ""))
     if row.error:
-        line.append(f"  {fmt.one_line(row.error, 50)}", style="red")
+        error = fmt.one_line(row.error, 50)
+        line.append(f"  {ascii_text(error) if ascii else error}", style="red")
     return line
 
 
@@ -128,7 +130,7 @@ class RunScreen(RunActionsScreen):
         yield Static("", id="dag-status")
         yield NodeTable(ascii=self.ctx.ascii, id="nodes")
         yield Input(placeholder="filter events: words that must all appear", id="log-filter")
-        yield EventLog(id="events")
+        yield EventLog(ascii=self.ctx.ascii, id="events")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -16,6 +16,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tui import format as fmt
+from tui.ascii import ascii_text
 from tui.widgets.vim import VIM_SCROLL_BINDINGS
 
 if TYPE_CHECKING:
@@ -159,8 +160,9 @@ class EventLog(ScrollView, can_focus=True):
     """Keep the newest line in view as events arrive (off: the view stays where it was
     scrolled to, for reading back while the run goes on)."""
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, ascii: bool = False, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.ascii = ascii  # --ascii: what nodes print is spelled in ASCII too
         self._entries: list[tuple[int, str, str]] = []  # every event: (seq, text, style)
         self._lines: list[tuple[str, str]] = []  # (text, style) of the lines shown, oldest first
         self._dropped = 0  # lines trimmed off the top so far: line numbers stay unique
@@ -216,6 +218,8 @@ class EventLog(ScrollView, can_focus=True):
         widest = self._widest
         for _, text, style in entries:
             for line in text.split("\n") if "\n" in text else (text,):
+                if self.ascii and not line.isascii():
+                    line = ascii_text(line)
                 lines.append((line, style))
                 widest = max(widest, len(line) if line.isascii() else cell_len(line))
         self._widest = widest

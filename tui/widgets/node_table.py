@@ -10,6 +10,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from tui import format as fmt
+from tui.ascii import ascii_text
 from tui.widgets.vim import VIM_TABLE_BINDINGS
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def row_cells(row: NodeRow, *, ascii: bool) -> list[Text]:
     glyph = fmt.node_glyph(row.state, ascii=ascii)
     timeout = fmt.countdown_bar(row.left, row.total, BAR_WIDTH, ascii=ascii)
     breaker_style = fmt.BREAKER_STYLES.get(row.breaker_state or "", "")
+    error = fmt.one_line(row.error, 80)
     return [
         Text(row.node_id),
         Text(f"{glyph} {row.state}", style=style),
@@ -44,7 +46,7 @@ def row_cells(row: NodeRow, *, ascii: bool) -> list[Text]:
         Text(row.duration, justify="right"),
         Text(timeout, style="cyan" if row.left is not None else ""),
         Text(row.breaker, style=breaker_style),
-        Text(fmt.one_line(row.error, 80), style="red" if row.error else ""),
+        Text(error if not ascii else ascii_text(error), style="red" if row.error else ""),
     ]
 
 

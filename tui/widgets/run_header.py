@@ -10,6 +10,7 @@ from textual.widgets import Static
 from engine.state import RunStatus
 from tui import format as fmt
 from tui import view
+from tui.ascii import ascii_text
 
 if TYPE_CHECKING:
     from engine.state import RunState
@@ -74,6 +75,8 @@ def header_text(
         reason = fmt.one_line(state.reason, min(room, 80))
         if ascii and reason.endswith("…"):
             reason = reason[:-3] + "..."
+        if ascii:
+            reason = ascii_text(reason)
         second.append(f"  reason: {reason}", style="italic")
     return Text("\n").join([first, second])
 
