@@ -70,10 +70,13 @@ async def test_at_80x24_a_run_view_opens_with_its_running_node_in_the_dag_pane(
         await app.push_screen(screen)
         await wait_until(pilot, lambda: screen.dag.current_layout is not None, what="the DAG")
         assert screen.dag.selected == "crunch"  # the view opens on the node at work
-        await pilot.pause(0.5)
-        region = screen.dag.region
-        rows = screen_text(app).splitlines()[region.y : region.y + region.height]
-        assert any("crunch" in row for row in rows), "\n".join(rows)
+
+        def in_dag_pane() -> bool:
+            region = screen.dag.region
+            rows = screen_text(app).splitlines()[region.y : region.y + region.height]
+            return any("crunch" in row for row in rows)
+
+        await wait_until(pilot, in_dag_pane, timeout=10, what="crunch in the DAG pane")
         await app.bridge.close()
 
 
