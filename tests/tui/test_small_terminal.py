@@ -34,7 +34,12 @@ async def test_at_80x24_the_footer_keeps_help_and_quit_and_the_dag_the_selection
         await wait_until(pilot, lambda: app.bridge.ready, what="the database")
         await wait_for_text(pilot, "valid")
         assert isinstance(app.screen, HomeScreen)
-        assert "? Help" in footer(screen_text(app)) and "q Quit" in footer(screen_text(app))
+
+        def help_and_quit() -> bool:
+            shown = footer(screen_text(app))
+            return "? Help" in shown and "q Quit" in shown
+
+        await wait_until(pilot, help_and_quit, what="? Help and q Quit in the footer")
         await start(pilot, "wide-200")
         await wait_for_text(pilot, "SUCCEEDED", timeout=60)
         screen = app.screen
@@ -43,8 +48,8 @@ async def test_at_80x24_the_footer_keeps_help_and_quit_and_the_dag_the_selection
         await pilot.pause(0.3)
         selected = screen.dag.selected
         assert selected is not None and selected != "start"
+        await wait_until(pilot, help_and_quit, what="? Help and q Quit in the run's footer")
         text = screen_text(app)
-        assert "? Help" in footer(text) and "q Quit" in footer(text)
         region = screen.dag.region
         dag_rows = text.splitlines()[region.y : region.y + region.height]
         assert region.height >= 5

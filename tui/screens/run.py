@@ -136,6 +136,10 @@ class RunScreen(RunActionsScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.log_filter.display = False
+        # Focus first, before the run's events arrive: a focus change recomposes the footer
+        # (some 20 keys, a stylesheet pass each), which in a 200-node burst held up the first
+        # arrow key by a tenth of a second or more.
+        self.dag.focus()
         self.breakers = self.bridge.breakers
         self.set_interval(1.0, self._tick)
         self._follow()
