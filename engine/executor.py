@@ -676,6 +676,12 @@ class Executor:
         text = reason or "cancelled"
         self.request_stop(RunStatus.CANCELLED, text, "cancelled", actor)
 
+    @property
+    def stop_requested(self) -> bool:
+        """Whether a stop (cancel, run deadline, fail-fast) was asked for and the run is still
+        winding down: running nodes are in their cleanup grace."""
+        return self._stop is not None and not self._done
+
     def force(self) -> None:
         """After a stop: cancel running nodes again now, skipping what is left of the grace."""
         if self._stop is not None:

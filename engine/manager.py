@@ -385,6 +385,20 @@ class RunManager:
         handle.executor.cancel(reason, actor)
         return True
 
+    def force(self, run_id: str) -> bool:
+        """Kill the nodes of a run of this process whose cancel waits out its grace, now;
+        False if it is not running here or nothing stops it."""
+        handle = self._runs.get(run_id)
+        if handle is None or handle.done() or not handle.executor.stop_requested:
+            return False
+        handle.executor.force()
+        return True
+
+    def stopping(self, run_id: str) -> bool:
+        """Whether a run of this process was asked to stop and has not ended yet."""
+        handle = self._runs.get(run_id)
+        return handle is not None and not handle.done() and handle.executor.stop_requested
+
     async def cancel_all(self, reason: str = "cancelled") -> list[RunState]:
         handles = [h for h in self._runs.values() if not h.done()]
         for handle in handles:
@@ -549,7 +563,8 @@ class RunManager:
         self, run_id: str, kind: str, node_id: str | None, reason: str | None, actor: str
     ) -> str:
         if kind == "cancel":
-            return "cancelled" if self.cancel(run_id, reason, actor=actor) else "not running"
+            # Requested, not done: the run ends once its nodes have stopped (their grace).
+            return "cancel requested" if self.cancel(run_id, reason, actor=actor) else "not running"
         if kind in ("approve", "reject") and node_id is not None:
             decided = self._decide(run_id, node_id, kind == "approve", actor, reason)
             return ("approved" if kind == "approve" else "rejected") if decided else "not waiting"

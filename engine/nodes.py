@@ -727,7 +727,7 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
         if child.failure is not None:
             raise child.failure
     except BaseException:
-        child.stop_reading()
+        # Still reading: what the command writes while it cleans up in its grace is logged.
         try:
             await _terminate(child, ctx.cleanup_grace, ctx)
         finally:

@@ -18,6 +18,13 @@ if TYPE_CHECKING:
 __all__ = ["RunFilter", "RunPage", "parse_filter"]
 
 
+# Words that name a group of run states in a `state:` filter (the console's quick filters).
+STATE_GROUPS: dict[str, tuple[str, ...]] = {
+    "active": ("pending", "running", "waiting"),
+    "ended": ("succeeded", "failed", "timeout", "cancelled"),
+}
+
+
 @dataclass(frozen=True)
 class RunFilter:
     """Runs in one of `states` (any if empty), of `pipeline` (any if None), whose id, pipeline
@@ -57,7 +64,8 @@ def parse_filter(text: str) -> RunFilter:
     for token in text.split():
         key, sep, value = token.partition(":")
         if sep and value and key.lower() == "state":
-            states.extend(s for s in value.lower().split(",") if s)
+            for name in value.lower().split(","):
+                states.extend(STATE_GROUPS.get(name, (name,)) if name else ())
         elif sep and value and key.lower() == "pipeline":
             pipeline = value
         else:

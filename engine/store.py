@@ -385,7 +385,15 @@ def _runs_where(
     clauses: list[str] = []
     params: list[Any] = []
     if query is not None:
-        if len(query.states) == 1:  # `=`: the (state, created_at) index gives the order too
+        if "interrupted" in query.states:
+            # Interrupted is worked out from the lease, never written by a reader: a run whose
+            # lease has expired counts (the same-host dead-pid shortcut is not SQL's to see).
+            clauses.append(
+                "(state IN (SELECT value FROM json_each(?)) OR (state IN "
+                "('pending', 'running', 'waiting') AND lease_expires_at < ?))"
+            )
+            params += [json.dumps(list(query.states)), time.time()]
+        elif len(query.states) == 1:  # `=`: the (state, created_at) index gives the order too
             clauses.append("state = ?")
             params.append(query.states[0])
         elif query.states:

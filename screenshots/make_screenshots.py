@@ -26,10 +26,13 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "tui")]
 
 import seeding  # type: ignore[import-not-found]  # noqa: E402  (lives with the console's tests)
 from scenes import (  # type: ignore[import-not-found]  # noqa: E402  (the snapshot tests' scenes)
+    INTERRUPTED,
     breakers,
+    cancel_in_grace,
     diff_view,
     help_screen,
     home,
+    interrupted_view,
     node_detail,
     playback,
     run_view,
@@ -61,6 +64,8 @@ SHOTS: list[tuple[str, Callable[[Pilot[Any]], Awaitable[None]], tuple[int, int],
     ("help", help_screen, (120, 36), False),
     ("diff", diff_view, (120, 36), False),
     ("timeline", timeline, (120, 36), False),
+    ("cancel-grace", cancel_in_grace, (120, 36), False),
+    ("interrupted", interrupted_view, (120, 36), False),
 ]
 
 
@@ -69,10 +74,14 @@ async def seed_all(root: Path) -> tuple[Path, Path]:
         root / "pipelines",
         bundled=("approval", "branching", "diamond", "flaky", "hello", "release", "timeouts",
                  "wide-200"),
-        extra=("broken", "midflight"),
+        extra=("broken", "midflight", "cleanup"),
     )
     db = root / "runs.db"
     await seeding.seed(db, pipelines, slow=True)
+    # A release whose process died at its first step, a few minutes before the pictures' now.
+    await seeding.interrupted_run(
+        db, pipelines / "release.yaml", INTERRUPTED, at=seeding.START + 420.0
+    )
     clock = seeding.FakeClock(seeding.START + 500.0, step=0.004)
     from engine.breaker import BreakerRegistry
     from engine.manager import RunManager
@@ -97,6 +106,8 @@ async def shoot(db: Path, pipelines: Path, out: Path) -> None:
         async with app.run_test(size=size) as pilot:
             await before(pilot)
             svg = app.export_screenshot(title=f"Interlock — {name}")
+            for run in app.bridge.active_runs():  # a cancel in its grace need not wait it out
+                app.bridge.manager.force(run)
             await app.bridge.close()
         (out / f"{name}.svg").write_text(svg)
         shutil.rmtree(work, ignore_errors=True)

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.screen import ModalScreen
 
+from tui import ascii as ascii_mode
 from tui.bridge import Bridge, CommandError, folder_stamp
 from tui.context import Context
 from tui.keys import COMMANDS
@@ -26,6 +28,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
 from tui.screens.launch import LaunchRequest, LaunchScreen
+from tui.screens.quitting import QuittingScreen
 from tui.screens.run import RunScreen
 
 if TYPE_CHECKING:
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 
     from textual.screen import Screen
 
-_GLOBAL = frozenset({"launch", "breakers", "help", "quit"})
+_GLOBAL = frozenset({"launch", "breakers", "help", "quit", "home"})
 RESCAN_EVERY = 3.0  # seconds between looks at the pipelines folder for edited files
 
 
@@ -46,8 +49,9 @@ class InterlockApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "launch", "Launch"),
         Binding("b", "breakers", "Breakers"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", show=False),  # shown first by each screen
+        Binding("q", "quit", "Quit", show=False),
+        Binding("H", "home", "Home", show=False),
     ]
 
     def __init__(
@@ -67,6 +71,7 @@ class InterlockApp(App[int]):
         self.ctx = Context(bridge, pipelines_dir, db_path, ascii)
         self._stamp: tuple[tuple[str, float], ...] = ()
         self._signal_seen = False
+        self._scrollbars = ascii_mode.AsciiScrollBarRender.__mro__[1]  # put back on unmount
 
     @property
     def bridge(self) -> Bridge:
@@ -86,6 +91,7 @@ class InterlockApp(App[int]):
 
     def on_mount(self) -> None:
         self.set_class(self.ctx.ascii, "-ascii")
+        self._scrollbars = ascii_mode.use_ascii_scrollbars(self.ctx.ascii)
         self.push_screen(HomeScreen(self.ctx))
         self._open()
         # A hangup (closed terminal, dropped SSH) or SIGTERM: this console's runs are cancelled
@@ -130,6 +136,7 @@ class InterlockApp(App[int]):
             screen.post_message(PipelinesScanned(entries))
 
     async def on_unmount(self) -> None:
+        ascii_mode.restore_scrollbars(self._scrollbars)
         await self.bridge.close()
         gc.unfreeze()  # what was frozen can be collected again once the app is gone
 
@@ -144,8 +151,14 @@ class InterlockApp(App[int]):
             self.notify("still opening the database", severity="warning")
             return
         screen = self.screen
-        selected = screen.highlighted_pipeline if isinstance(screen, HomeScreen) else None
-        self.push_screen(LaunchScreen(self.ctx.entries, selected), self._launched)
+        if isinstance(screen, HomeScreen):
+            selected = screen.highlighted_pipeline
+        else:  # a run view or a node's detail: that run's pipeline (again, perhaps changed)
+            state = getattr(screen, "state", None)
+            selected = getattr(state, "pipeline_id", None)
+        self.push_screen(
+            LaunchScreen(self.ctx.entries, selected, ascii=self.ctx.ascii), self._launched
+        )
 
     async def _launched(self, request: LaunchRequest | None) -> None:
         if request is None:
@@ -157,7 +170,20 @@ class InterlockApp(App[int]):
         except (CommandError, Exception) as exc:  # a refusal is shown, never raised
             self.notify(str(exc), title="Not started", severity="error")
             return
-        self.push_screen(RunScreen(self.ctx, run_id))
+        await self.show_run(run_id)
+
+    async def show_run(self, run_id: str) -> None:
+        """Open a run's view right above the home screen: one escape goes home, however many
+        runs were launched (or replayed) from run views."""
+        await self.pop_to_home()
+        await self.push_screen(RunScreen(self.ctx, run_id))
+
+    async def pop_to_home(self) -> None:
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
+            await self.pop_screen()
+
+    async def action_home(self) -> None:
+        await self.pop_to_home()
 
     def action_breakers(self) -> None:
         if not isinstance(self.screen, BreakersScreen):
@@ -192,10 +218,29 @@ class InterlockApp(App[int]):
 
     async def _quit_answered(self, answer: bool | None) -> None:
         if answer:
-            await self.bridge.close()
-            self.exit(0)
+            self._quit_now()
+
+    @work(exclusive=True, group="quit", exit_on_error=False)
+    async def _quit_now(self) -> None:
+        # Cancelling waits out the nodes' cleanup grace: a notice says so (and offers K) rather
+        # than a console that looks frozen for seconds.
+        active = self.bridge.active_runs()
+        if active:
+            await self.push_screen(QuittingScreen(self.bridge, active))
+        await self.bridge.close()
+        self.exit(0)
 
     # -- command palette --------------------------------------------------------------------------
+
+    def get_key_display(self, binding: Binding) -> str:
+        shown = super().get_key_display(binding)
+        return ascii_mode.ascii_text(shown) if self.ctx.ascii else shown
+
+    def action_command_palette(self) -> None:
+        if not self.ctx.ascii:
+            super().action_command_palette()
+        elif self.use_command_palette and not CommandPalette.is_open(self):  # type: ignore[arg-type]  # App[int] is an App
+            self.push_screen(ascii_mode.AsciiCommandPalette(id="--command-palette"))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         for key in COMMANDS:

@@ -106,7 +106,7 @@ def _open_store(args: argparse.Namespace, *, create: bool = True, read: bool = F
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, Any]:
-    import yaml
+    from tui.params import parse_param
 
     params: dict[str, Any] = {}
     for item in items:
@@ -114,15 +114,12 @@ def _parse_params(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise UsageError(f"--param needs KEY=VALUE, got '{item}'")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+            params[key.strip()] = parse_param(raw)
         except ValueError:  # an int past Python's digit limit (4300)
             raise UsageError(
                 f"--param {key.strip()}: a number of {len(raw.strip())} digits is too long "
                 "(pass it quoted, as a string, if it is not a number)"
             ) from None
-        params[key.strip()] = value if isinstance(value, str | int | float | bool) else raw
     return params
 
 
@@ -193,7 +190,12 @@ def _status_line(event: Any) -> str | None:
         return f"{time_part} ⛔ gate {node} failed: {event.reason}"
     if etype == "breaker.state_changed":
         data = event.data or {}
-        return f"{time_part} breaker {data.get('key')}: {data.get('from')} → {data.get('to')}"
+        from tui.format import breaker_label
+
+        return (
+            f"{time_part} breaker {data.get('key')}: {breaker_label(data.get('from'))} → "
+            f"{breaker_label(data.get('to'))}"
+        )
     if etype == "run.completed":
         state = (event.data or {}).get("state")
         return f"{time_part} run {state}" + (f": {event.reason}" if event.reason else "")
@@ -528,11 +530,17 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
             return EXIT_OK
 
         result = await _post_and_wait(store, row.run_id, "cancel", reason=args.reason)
-    if result is None:
-        _say(f"cancel requested for {row.run_id}; the owner (pid {row.owner_pid}) has not "
-             "acknowledged yet")
-    else:
+        if result is None:
+            _say(f"cancel requested for {row.run_id}; the owner (pid {row.owner_pid}) has not "
+                 "acknowledged yet")
+            return EXIT_OK
         _say(f"run {row.run_id}: {result} (acknowledged by pid {row.owner_pid})")
+        if result != "cancel requested" or args.no_wait:
+            return EXIT_OK
+        from tui.cli_cancel import wait_for_end
+
+        _say("waiting for it to end (its nodes get their cleanup grace; --no-wait not to wait)")
+        _say(await wait_for_end(store, row.run_id, _owner_alive))
     return EXIT_OK
 
 
@@ -591,27 +599,14 @@ async def cmd_breakers(args: argparse.Namespace) -> int:
     if _nothing_stored_yet(args):
         _say("[]" if args.json else "no breakers yet")
         return EXIT_OK
+    from tui.format import breaker_label
+    from tui.runs import breaker_item, merge_breakers
+
     async with _open_store(args, read=True) as store:
         records = await store.load_breakers()
     now = time.time()
-    items = []
-    for record in sorted(records.values(), key=lambda r: r.key):
-        state = record.state
-        remaining = 0.0
-        if state == "open" and record.opened_at is not None:
-            remaining = max(0.0, record.opened_at + record.recovery_timeout - now)
-            if remaining == 0.0:
-                state = "half_open"
-        items.append(
-            {
-                "key": record.key,
-                "state": state,
-                "failures": record.failures,
-                "opened_at": record.opened_at,
-                "recovery_timeout": record.recovery_timeout,
-                "remaining": round(remaining, 3),
-            }
-        )
+    # The console's `b` reads the same views through the same functions: one state, one count.
+    items = [breaker_item(view, now) for view in merge_breakers(records, []).values()]
     if args.json:
         _say(json.dumps(items, separators=(",", ":")))
     elif not items:
@@ -620,7 +615,8 @@ async def cmd_breakers(args: argparse.Namespace) -> int:
         _say(f"{'KEY':40}  {'STATE':9}  {'FAILURES':8}  COOL-DOWN")
         for item in items:
             cool = f"{item['remaining']:.1f}s left" if item["remaining"] else "-"
-            _say(f"{item['key']:40}  {item['state']:9}  {item['failures']:<8}  {cool}")
+            label = breaker_label(item["state"])
+            _say(f"{item['key']:40}  {label:9}  {item['failures']:<8}  {cool}")
     return EXIT_OK
 
 
@@ -749,6 +745,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", parents=[common], help="cancel a run (from any process)")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--reason", metavar="TEXT")
+    p.add_argument("--no-wait", action="store_true",
+                   help="return once the owner acknowledged, not when the run has ended")
 
     p = sub.add_parser("approve", parents=[common], help="approve a waiting approval node")
     p.add_argument("run", metavar="RUN")

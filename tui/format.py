@@ -9,6 +9,7 @@ and an ASCII spelling for `--ascii`.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from engine.events import parse_timestamp
@@ -25,6 +26,9 @@ NODE_GLYPHS: dict[str, str] = {
     NodeStatus.TIMED_OUT: "⌛",
     NodeStatus.SKIPPED: "⊘",
     NodeStatus.CANCELLED: "■",
+    # Shown, not stored: a running node in its cleanup grace, a running node whose owner is lost.
+    "cancelling": "◼",
+    "orphaned": "↯",
 }
 NODE_GLYPHS_ASCII: dict[str, str] = {
     NodeStatus.PENDING: ".",
@@ -36,6 +40,8 @@ NODE_GLYPHS_ASCII: dict[str, str] = {
     NodeStatus.TIMED_OUT: "T",
     NodeStatus.SKIPPED: "-",
     NodeStatus.CANCELLED: "#",
+    "cancelling": "K",
+    "orphaned": "!",
 }
 # Runs reuse the node marks; `timeout` and `interrupted` get their own.
 RUN_GLYPHS: dict[str, str] = {
@@ -47,6 +53,7 @@ RUN_GLYPHS: dict[str, str] = {
     RunStatus.TIMEOUT: "⌛",
     RunStatus.CANCELLED: "■",
     RunStatus.INTERRUPTED: "↯",
+    "cancelling": "◼",
 }
 RUN_GLYPHS_ASCII: dict[str, str] = {
     RunStatus.PENDING: ".",
@@ -57,6 +64,7 @@ RUN_GLYPHS_ASCII: dict[str, str] = {
     RunStatus.TIMEOUT: "T",
     RunStatus.CANCELLED: "#",
     RunStatus.INTERRUPTED: "!",
+    "cancelling": "K",
 }
 # Rich style per state (node and run states share names where they mean the same).
 STATE_STYLES: dict[str, str] = {
@@ -71,9 +79,17 @@ STATE_STYLES: dict[str, str] = {
     "skipped": "dim italic",
     "cancelled": "yellow",
     "interrupted": "bold yellow",
+    "cancelling": "bold yellow",
+    "orphaned": "bold yellow",
 }
 BREAKER_STYLES: dict[str, str] = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 BREAKER_LABELS: dict[str, str] = {"closed": "closed", "half_open": "half-open", "open": "open"}
+
+
+def breaker_label(state: object) -> str:
+    """A breaker state as people read it (`half-open`, never `half_open`)."""
+    text = str(state or "")
+    return BREAKER_LABELS.get(text, text.replace("_", "-"))
 
 
 def node_glyph(state: str, *, ascii: bool = False) -> str:
@@ -212,6 +228,11 @@ def day_time(timestamp: str | None) -> str:
     return timestamp[:19].replace("T", " ")
 
 
+def epoch_clock_time(seconds: float) -> str:
+    """`HH:MM:SS` (UTC) of an epoch time."""
+    return time.strftime("%H:%M:%S", time.gmtime(seconds))
+
+
 def one_line(text: Any, width: int) -> str:
     """The first line of `text`, cut to `width` characters with an ellipsis."""
     lines = ("" if text is None else str(text)).strip().splitlines()
@@ -220,20 +241,15 @@ def one_line(text: Any, width: int) -> str:
 
 
 def parse_param(text: str) -> Any:
-    """A param typed in a form, read like `--param K=V`: YAML scalars, else the text itself."""
-    import yaml
+    """A param typed in a form, read like `--param K=V`: a YAML 1.2 scalar (`tui.params`)."""
+    from tui.params import parse_param as parse
 
-    if not text.strip():
-        return ""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        return parse(text)
     except ValueError:  # an int past Python's digit limit (4300)
         raise ValueError(
             f"a number of {len(text.strip()):,} digits is too long (quote it to pass it as text)"
         ) from None
-    return value if isinstance(value, str | int | float | bool) else text
 
 
 def show_param(value: Any) -> str:
@@ -242,4 +258,8 @@ def show_param(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and parse_param(value) != value:
+        import json
+
+        return json.dumps(value)  # a string that reads as a number: quoted, it stays a string
     return str(value)

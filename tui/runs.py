@@ -29,6 +29,9 @@ def summary(row: Any, *, own: bool) -> RunSummary:
     # Another process's run that lost its lease shows `interrupted` (worked out, not written).
     shown = getattr(row, "shown_state", None)
     state = str(row.state) if own or shown is None else str(shown())
+    if state == RunStatus.INTERRUPTED.value and not own:
+        # Its owner is gone: the pid names a dead process, not one to look for.
+        owner = "lost" if owner == "-" else f"lost ({owner})"
     return RunSummary(
         run_id=row.run_id,
         pipeline_id=row.pipeline_id,
@@ -69,13 +72,63 @@ def merge_breakers(
     return dict(sorted(views.items()))
 
 
+def breaker_item(view: BreakerView, now: float) -> dict[str, Any]:
+    """One breaker as `interlock breakers --json` lists it (`state` as the engine spells it,
+    `half_open` once an open breaker's cool-down is over, as the console shows it)."""
+    return {
+        "key": view.key,
+        "state": view.shown_state(now),
+        "failures": view.failures,
+        "opened_at": view.opened_at,
+        "recovery_timeout": view.recovery_timeout,
+        "remaining": round(view.remaining(now), 3),
+    }
+
+
+# Words that name a group of run states in a `state:` filter.
+STATE_GROUPS: dict[str, frozenset[str]] = {
+    "active": frozenset({"pending", "running", "waiting"}),
+    "ended": TERMINAL,
+}
+# The quick filters of the home screen's number keys (0 clears).
+QUICK_FILTERS: dict[str, str] = {
+    "1": "state:active",
+    "2": "state:failed,timeout",
+    "3": "state:succeeded",
+    "4": "state:cancelled",
+    "5": "state:interrupted",
+}
+
+
 def matches(run: RunSummary, query: str) -> bool:
-    """The runs filter: every word must appear in the id, pipeline, state or owner."""
+    """The runs filter: every word must appear in the id, pipeline, state or owner; a word
+    `state:S[,S...]` (S a state or `active`/`ended`), `pipeline:P` or `owner:O` must match that
+    column exactly (the pipeline and owner by prefix)."""
     haystack = f"{run.run_id} {run.pipeline_id} {run.state} {run.owner}".lower()
-    return all(word in haystack for word in query.lower().split())
+    for word in query.lower().split():
+        field, sep, wanted = word.partition(":")
+        if sep and field == "state":
+            states: set[str] = set()
+            for name in wanted.split(","):
+                states |= STATE_GROUPS.get(name, {name})
+            if run.state not in states:
+                return False
+        elif sep and field == "pipeline":
+            if not run.pipeline_id.lower().startswith(wanted):
+                return False
+        elif sep and field == "owner":
+            if not run.owner.lower().startswith(wanted):
+                return False
+        elif word not in haystack:
+            return False
+    return True
 
 
 SORT_KEYS = ("created", "pipeline", "state", "duration")
+SORT_ORDER = {  # how each sort runs, as the runs table's title says it
+    "created": "newest first", "pipeline": "A to Z", "state": "A to Z",
+    "duration": "longest first",
+}
 
 
 def sort_runs(runs: list[RunSummary], key: str, now: float) -> list[RunSummary]:

@@ -7,16 +7,19 @@ and `now` go in; rows of plain values come out. The widgets only paint these.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from engine.events import EventType
 from engine.state import NodeStatus, RunStatus
 from tui import format as fmt
 from tui.escape import printable
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
+    from engine.events import Event
     from engine.spec import Pipeline
     from engine.state import NodeState, RunState
 
@@ -88,11 +91,11 @@ def breaker_text(view: BreakerView | None, now: float) -> str:
     if view is None:
         return "-"
     state = view.shown_state(now)
-    label = fmt.BREAKER_LABELS.get(state, state)
+    label = fmt.breaker_label(state)
     if state == "open":
         return f"{label} {fmt.countdown(view.remaining(now))}"
     if state == "closed" and view.failures:
-        return f"{label} ({view.failures}✖)"
+        return f"{label} ({view.failures} failed)"  # plain ASCII: the same with --ascii
     return label
 
 
@@ -109,6 +112,56 @@ def breakers_from_run(state: RunState) -> dict[str, BreakerView]:
             float(raw.get("recovery_timeout") or 0.0),
         )
     return views
+
+
+# The line the engine logs (stream `interlock`) when it SIGTERMs a node's process group: the
+# grace before the SIGKILL starts at that event's timestamp.
+_SIGTERM_LINE = re.compile(r"SIGTERM sent to process group \d+; SIGKILL after ([0-9.]+)s")
+
+
+@dataclass(frozen=True)
+class Grace:
+    """A node's attempt in its cleanup grace: SIGTERM sent, SIGKILL due at `kill_at`."""
+
+    attempt: int
+    kill_at: float
+    seconds: float
+
+
+def note_graces(events: Iterable[Event], graces: dict[str, Grace]) -> None:
+    """Record in `graces` the nodes whose process group got SIGTERM in `events`."""
+    for event in events:
+        if event.event_type != EventType.NODE_LOG or event.node_id is None:
+            continue
+        data = event.data or {}
+        if data.get("stream") != "interlock":
+            continue
+        found = _SIGTERM_LINE.match(str(data.get("line", "")))
+        sent = fmt.epoch(event.timestamp_utc)
+        if found and sent is not None:
+            seconds = float(found[1])
+            graces[event.node_id] = Grace(event.attempt, sent + seconds, seconds)
+
+
+def lost_at(
+    events: list[Event], *, heard: float | None = None, before: float | None = None
+) -> float | None:
+    """When the owner of an interrupted run was last heard of: the time of the last event
+    before the run was marked `interrupted` (`before`: that of the event preceding `events`),
+    or the owner's last heartbeat if later but not after the mark; None if `events` hold no
+    such mark. (Only the marks' neighbours are parsed: this runs on every batch of events.)"""
+    found: float | None = None
+    for index, event in enumerate(events):
+        if event.event_type != EventType.RUN_STATE_CHANGED:
+            continue
+        if (event.data or {}).get("to") != RunStatus.INTERRUPTED.value:
+            continue
+        stamp = fmt.epoch(event.timestamp_utc)
+        previous = fmt.epoch(events[index - 1].timestamp_utc) if index else before
+        found = previous if previous is not None else stamp
+        if heard is not None and stamp is not None and found is not None:
+            found = max(found, min(heard, stamp))
+    return found
 
 
 @dataclass(frozen=True)
@@ -148,6 +201,10 @@ def node_seconds(node: NodeState, now: float) -> float | None:
     """Seconds the node's attempts ran (a running attempt counts up to `now`)."""
     total, seen = 0.0, False
     for record in node.history:
+        if record.outcome == "interrupted":
+            # Closed by the resume, not when it really stopped (the owner died unseen): the
+            # downtime is not time the node ran.
+            continue
         span = fmt.elapsed(record.started_at, record.ended_at, now)
         if span is not None:
             total += span
@@ -162,25 +219,41 @@ def node_row(
     now: float,
     *,
     live: bool = True,
+    grace: Grace | None = None,
+    orphaned: bool = False,
 ) -> NodeRow:
-    max_attempts = info.max_attempts if info else max(1, node.attempts)
+    # A resumed run may have given a node more attempts than its policy (each resume adds one).
+    max_attempts = max(info.max_attempts if info else 1, node.attempts)
     key = info.breaker_key if info else None
     breaker = breakers.get(key) if key else None
-    deadline = attempt_deadline(node) if live else None
+    deadline = attempt_deadline(node) if live and not orphaned else None
     left = fmt.remaining(deadline, now)
+    total = node.timeout if deadline is not None else None
     if left is not None and node.timeout is not None:
         # `now` may lag the start (a view's clock ticks once a second): never more than it had.
         left = min(left, node.timeout)
+    shown = node.state.value
+    active = node.state in (NodeStatus.RUNNING, NodeStatus.WAITING)
+    if active and orphaned:
+        shown = "orphaned"
+    elif (
+        live and grace is not None and grace.attempt == node.attempts
+        and node.state is NodeStatus.RUNNING
+    ):
+        # The bar counts down to the SIGKILL now, not to the attempt's timeout.
+        shown = "cancelling"
+        left = min(fmt.remaining(grace.kill_at, now) or 0.0, grace.seconds)
+        total = grace.seconds
     error = ""
     if node.error_class:
         error = printable(f"{node.error_class}: {node.reason or ''}".rstrip(": "))
     return NodeRow(
         node_id=node.node_id,
-        state=node.state.value,
+        state=shown,
         attempt=f"{node.attempts}/{max_attempts}" if node.attempts else f"-/{max_attempts}",
         duration=fmt.duration(node_seconds(node, now)),
         left=left,
-        total=node.timeout if deadline is not None else None,
+        total=total,
         breaker=breaker_text(breaker, now) if key else "",
         breaker_state=breaker.shown_state(now) if breaker else None,
         error=error,
@@ -194,12 +267,28 @@ def node_rows(
     now: float,
     *,
     live: bool = True,
+    graces: Mapping[str, Grace] | None = None,
 ) -> list[NodeRow]:
     merged = {**breakers_from_run(state), **breakers}
+    orphaned = state.state is RunStatus.INTERRUPTED
+    graces = graces or {}
     return [
-        node_row(node, infos.get(node.node_id), merged, now, live=live)
+        node_row(
+            node, infos.get(node.node_id), merged, now, live=live,
+            grace=graces.get(node.node_id), orphaned=orphaned,
+        )
         for node in state.nodes.values()
     ]
+
+
+def in_grace(state: RunState, graces: Mapping[str, Grace]) -> list[Grace]:
+    """The graces of the nodes that are still running in them."""
+    found = []
+    for node_id, grace in graces.items():
+        node = state.nodes.get(node_id)
+        if node is not None and node.state is NodeStatus.RUNNING and node.attempts == grace.attempt:
+            found.append(grace)
+    return found
 
 
 def run_deadline_left(state: RunState, now: float) -> float | None:

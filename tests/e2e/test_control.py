@@ -37,7 +37,8 @@ def test_cancel_from_another_process_stops_the_run_within_a_second_and_kills_its
     children = _spawned_sleeps(run)
 
     issued = time.monotonic()
-    cancel = cli("cancel", run.run_id, "--reason", "operator says stop")
+    # --no-wait: the clock stops when the run ends, not when `cancel` has seen it end.
+    cancel = cli("cancel", run.run_id, "--reason", "operator says stop", "--no-wait")
     code = run.wait()
     elapsed = time.monotonic() - issued
 

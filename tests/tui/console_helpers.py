@@ -110,3 +110,14 @@ async def open_home_run(pilot: Pilot[Any], run_id: str) -> RunScreen:
     screen = app.screen
     assert isinstance(screen, RunScreen)
     return screen
+
+
+def notified(app: App[Any], text: str) -> bool:
+    """Whether a notification (a toast, however it wraps) says `text`."""
+    return any(text in n.message for n in app._notifications)
+
+
+async def wait_for_notice(pilot: Pilot[Any], text: str, *, timeout: float = 15.0) -> None:
+    await wait_until(
+        pilot, lambda: notified(pilot.app, text), timeout=timeout, what=f"a notice {text!r}"
+    )

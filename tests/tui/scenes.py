@@ -149,4 +149,53 @@ async def diff_view(pilot: Pilot[Any]) -> None:
     home_screen.runs_table.move_cursor(row=home_screen.runs_table.get_row_index(later))
     await pilot.press("d")
     await wait_until(pilot, lambda: isinstance(app.screen, DiffScreen), what="the diff")
+
+
+CANCELLING = seeding.run_id("cleanup-cancelled")
+INTERRUPTED = seeding.run_id("release-interrupted")
+
+
+async def cancel_in_grace(pilot: Pilot[Any]) -> None:
+    """A run of the `cleanup` pipeline cancelled while its export cleans up: CANCELLING, the
+    node `cancelling` with the countdown to its SIGKILL (`K` kills it now)."""
+    app = app_of(pilot)
+    await wait_until(pilot, lambda: app.bridge.ready)
+    await wait_until(pilot, lambda: bool(app.bridge.runs))
+    pipeline = load_file(app.ctx.pipelines_dir / "cleanup.yaml")
+    await app.bridge.launch(pipeline, {}, run_id=CANCELLING)
+    await app.push_screen(RunScreen(app.ctx, CANCELLING))
+
+    async def exporting() -> bool:
+        state = await app.bridge.run_state(CANCELLING)
+        return "exporting" in state.nodes["export"].logs
+
+    await wait_until(pilot, exporting, what="the export to start")
+    await pilot.press("c")
+    await wait_until(pilot, lambda: not isinstance(app.screen, RunScreen), what="the question")
+    await pilot.press("enter")
+
+    async def flushing() -> bool:
+        state = await app.bridge.run_state(CANCELLING)
+        return "flushing partial export" in state.nodes["export"].logs
+
+    await wait_until(pilot, flushing, what="the export to flush in its grace")
+    await pilot.pause(1.2)  # a tick of the view's clock: the countdown is drawn
+    await settle(pilot)
+
+
+async def interrupted_view(pilot: Pilot[Any]) -> None:
+    """The seeded interrupted release (its owner died): clocks stopped, nodes orphaned."""
+    app = app_of(pilot)
+    await wait_until(pilot, lambda: app.bridge.ready)
+    await wait_until(
+        pilot,
+        lambda: any(r.run_id == INTERRUPTED and r.state == "interrupted" for r in app.bridge.runs),
+        what="the run to be marked interrupted",
+    )
+    await app.push_screen(RunScreen(app.ctx, INTERRUPTED))
+    await wait_until(
+        pilot,
+        lambda: isinstance(app.screen, RunScreen) and app.screen.dag.current_layout is not None,
+        what="the DAG",
+    )
     await settle(pilot)

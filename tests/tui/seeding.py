@@ -8,8 +8,10 @@ console clock that stands still.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,12 +151,16 @@ def console(
     return InterlockApp(pipelines_dir=pipelines, db_path=db, ascii=ascii, bridge=bridge)
 
 
-async def interrupted_run(db: Path, pipeline_file: Path, run: str) -> str:
+async def interrupted_run(
+    db: Path, pipeline_file: Path, run: str, *, ago: float = 0.0, at: float | None = None
+) -> str:
     """A run whose process died mid-flight: its first node started, its owner is a dead pid.
 
-    The events are the executor's own (`create`), then the ones a live run writes next.
+    The events are the executor's own (`create`), then the ones a live run writes next; `ago`
+    seconds in the past (a process that died that long ago), or from the epoch time `at` on, a
+    quarter of a second apart (for pictures that come out the same every time).
     """
-    from engine.events import Event, EventType, new_id, utc_now_iso
+    from engine.events import Event, EventType, new_id
     from engine.executor import Executor
     from engine.store import Owner
 
@@ -162,17 +168,41 @@ async def interrupted_run(db: Path, pipeline_file: Path, run: str) -> str:
     first = pipeline.nodes[0].id
     async with Store(db) as store:
         params = resolve_params(pipeline, {})
-        executor = Executor(pipeline, run_id=run, params=params, sinks=[store])
+        fixed = [at - 0.25] if at is not None else None
+
+        def then() -> str:
+            if fixed is not None:
+                fixed[0] += 0.25
+            when = fixed[0] if fixed is not None else time.time() - ago
+            return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+        executor = Executor(pipeline, run_id=run, params=params, sinks=[store], now=then)
         executor.create(actor="cli")
         follow: list[tuple[str, str | None, dict[str, Any]]] = [
             (EventType.RUN_STATE_CHANGED, None, {"from": "pending", "to": "running"}),
             (EventType.NODE_STARTED, first, {"timeout": pipeline.timeout_for(pipeline.nodes[0])}),
         ]
         events = [
-            Event(new_id(), seq, kind, run, utc_now_iso(), node_id=node, data=data)
+            Event(new_id(), seq, kind, run, then(), node_id=node, data=data)
             for seq, (kind, node, data) in enumerate(follow, start=2)
         ]
+        if fixed is not None:
+            # Found dead five minutes later, at a fixed time too (not when the picture is made).
+            fixed[0] += 300.0
+            events.append(Event(
+                new_id(), len(events) + 2, EventType.RUN_STATE_CHANGED, run, then(),
+                reason="owner process is gone",
+                data={"from": "running", "to": "interrupted", "owner_pid": 2**22 + 12345},
+            ))
         await store.append(events)
         dead = Owner(Owner.current().host, 2**22 + 12345, 1.0)  # above Linux's default pid_max
         await store.claim_run(run, dead)
+    if ago or at is not None:
+        # Its last heartbeat too was then (the claim stamps it now). Test data only: the store
+        # has no call to back-date a heartbeat, nor should it.
+        import sqlite3
+
+        heard = at if at is not None else time.time() - ago
+        with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+            conn.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", (heard, run))
     return run

@@ -199,3 +199,51 @@ def test_the_console_shows_the_stored_breaker_count_that_interlock_breakers_show
     views = run_views.merge_breakers(stored, local + mine)
     assert (views["k"].state, views["k"].failures) == ("open", 2)
     assert (views["mine"].state, views["mine"].failures) == ("closed", 1)
+
+
+def test_a_node_in_its_grace_shows_cancelling_and_the_countdown_to_its_sigkill() -> None:
+    line = "SIGTERM sent to process group 4242; SIGKILL after 8s"
+    sigterm = Event("e99", 99, EventType.NODE_LOG, "r1", at(12), node_id="load",
+                    data={"stream": "interlock", "line": line})
+    stream = [*RUNNING, sigterm]
+    graces: dict[str, view.Grace] = {}
+    view.note_graces(stream, graces)
+    assert graces["load"].kill_at == pytest.approx(T0 + 20)
+    state = fold(stream)
+    infos = view.node_infos(load_dict(PIPELINE))
+    rows = {r.node_id: r for r in view.node_rows(state, infos, {}, T0 + 15, graces=graces)}
+    assert rows["load"].state == "cancelling"
+    assert rows["load"].left == pytest.approx(5.0)
+    assert rows["load"].total == 8.0
+    assert view.in_grace(state, graces) == [graces["load"]]
+
+
+def test_an_interrupted_run_marks_running_nodes_orphaned_and_stops_at_the_last_event() -> None:
+    mark = Event("e99", 99, EventType.RUN_STATE_CHANGED, "r1", at(3600), reason="gone",
+                 data={"from": "running", "to": "interrupted"})
+    stream = [*RUNNING, mark]
+    lost = view.lost_at(stream)
+    assert lost is not None
+    assert lost == pytest.approx(T0 + 10)  # the last event before the mark, not the mark
+    assert view.lost_at(stream, heard=T0 + 12) == pytest.approx(T0 + 12)  # a later heartbeat
+    assert view.lost_at([mark], before=T0 + 7) == pytest.approx(T0 + 7)  # the batch before
+    assert view.lost_at(RUNNING) is None
+    state = fold(stream)
+    infos = view.node_infos(load_dict(PIPELINE))
+    rows = {r.node_id: r for r in view.node_rows(state, infos, {}, lost)}
+    assert rows["load"].state == "orphaned"
+    assert rows["load"].left is None
+    assert rows["load"].duration == "0ms"
+
+
+def test_a_resumed_attempt_beyond_the_policy_shows_as_the_last_allowed() -> None:
+    state = fold(RUNNING)
+    infos = view.node_infos(load_dict(PIPELINE))
+    state.nodes["load"].attempts = 2  # a resume started attempt 2 of a 1-attempt policy
+    row = view.node_row(state.nodes["load"], infos["load"], {}, T0 + 12)
+    assert row.attempt == "2/2"
+
+
+def test_a_closed_breaker_with_failures_says_so_in_plain_ascii() -> None:
+    breaker = view.BreakerView("warehouse", "closed", 2, None, 30.0)
+    assert view.breaker_text(breaker, T0) == "closed (2 failed)"

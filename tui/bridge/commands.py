@@ -83,10 +83,33 @@ class Commands:
         return handle.run_id
 
     async def cancel(self, run_id: str, reason: str | None = None) -> str:
-        reason = reason or f"cancelled by {self.actor}"
+        # The event names the operator (its actor): the reason does not say it a second time.
+        reason = reason or "cancelled from the console"
         if self.manager.cancel(run_id, reason, actor=self.actor):
-            return "cancelling"
+            return "cancel requested"
         return await self._remote(run_id, "cancel", None, reason)
+
+    def stopping(self, run_id: str) -> bool:
+        """Whether a run of this console was asked to stop and its nodes are in their grace."""
+        return self.manager.stopping(run_id)
+
+    def cleanup_grace(self, run_id: str) -> float:
+        """The cleanup grace of a run of this console (0 if it is not running here)."""
+        handle = self.manager.get(run_id)
+        return handle.pipeline.cleanup_grace if handle is not None else 0.0
+
+    def force(self, run_id: str) -> str:
+        """Kill the nodes of a run of this console whose cancel waits out its grace, now."""
+        if self.manager.force(run_id):
+            return "killing its nodes now (SIGKILL)"
+        if self.manager.is_running(run_id):
+            raise CommandError(
+                f"run {run_id[:8]} is not being cancelled: press c first, then K to skip the grace"
+            )
+        raise CommandError(
+            f"run {run_id[:8]} is not running in this console: force-kill it where it runs "
+            "(Ctrl-C twice on `interlock run`)"
+        )
 
     async def approve(self, run_id: str, node_id: str, reason: str | None = None) -> str:
         if self.manager.approve(run_id, node_id, actor=self.actor, reason=reason):

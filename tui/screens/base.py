@@ -12,7 +12,7 @@ from textual import work
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from engine.state import NodeStatus
+from engine.state import NodeStatus, RunStatus
 from tui import format as fmt
 from tui.bridge import CommandError
 from tui.screens.actions import RunToolActions
@@ -35,11 +35,19 @@ RUN_BINDINGS: list[BindingType] = [
     Binding("p", "playback", "Playback"),
     Binding("f", "retry", "Retry", show=False),
     Binding("T", "timeline", "Timeline", show=False),
+    Binding("K", "force_kill", "Kill now", show=False),
 ]
 
 
 class ConsoleScreen(Screen[None]):
     """A screen that follows the bridge while it is mounted."""
+
+    # First in every footer, so that a narrow terminal (80 columns) still shows them; the app's
+    # own bindings of these keys are hidden from the footer.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "app.help", "Help"),
+        Binding("q", "app.quit", "Quit"),
+    ]
 
     def __init__(self, ctx: Context) -> None:
         super().__init__()
@@ -99,29 +107,80 @@ class RunActionsScreen(RunToolActions, ConsoleScreen):
         return run_id
 
     def open_run(self, run_id: str) -> None:
+        from tui.app import InterlockApp
         from tui.screens.run import RunScreen
 
-        self.app.push_screen(RunScreen(self.ctx, run_id))
+        app = self.app
+        if isinstance(app, InterlockApp):
+            app.run_worker(app.show_run(run_id), exit_on_error=False)
+        else:
+            app.push_screen(RunScreen(self.ctx, run_id))
 
     @work(group="command", exit_on_error=False)
     async def action_cancel(self) -> None:
         run_id = self._run_or_say()
-        if run_id is None:
+        state = await self._state(run_id) if run_id else None
+        if run_id is None or state is None:
+            return
+        short = fmt.short_id(run_id)
+        # Refused at once, not after a question the answer to which changes nothing.
+        if state.is_terminal:
+            self.notify(f"run {short} already ended ({state.state.value})", severity="warning")
+            return
+        if self.bridge.is_running_here(run_id) and self.bridge.stopping(run_id):
+            self.notify(f"run {short} is already cancelling: K kills its nodes now",
+                        severity="warning")
             return
         question = ConfirmScreen(
-            f"Cancel run {fmt.short_id(run_id)}?",
-            "No new node starts; running nodes are stopped (their processes are killed after "
-            "the pipeline's cleanup grace). The run ends `cancelled`.",
+            f"Cancel run {short}?",
+            "No new node starts; running nodes get SIGTERM and are killed (SIGKILL) after the "
+            "pipeline's cleanup grace, or at once with K. The run ends `cancelled`.",
             yes="Cancel the run",
             no="Keep it",
         )
         if await self.app.push_screen_wait(question):
-            await self.attempt(self.bridge.cancel(run_id), f"run {fmt.short_id(run_id)}: {{}}")
+            await self.attempt(self.bridge.cancel(run_id), f"run {short}: {{}}")
+
+    @work(group="command", exit_on_error=False)
+    async def action_force_kill(self) -> None:
+        run_id = self._run_or_say()
+        if run_id is None:
+            return
+        short = fmt.short_id(run_id)
+        if not (self.bridge.is_running_here(run_id) and self.bridge.stopping(run_id)):
+            try:
+                self.bridge.force(run_id)  # refused with the reason why
+            except CommandError as exc:
+                self.notify(str(exc), title="Refused", severity="warning", timeout=8)
+            return
+        question = ConfirmScreen(
+            f"Kill the nodes of run {short} now?",
+            "Its running nodes get SIGKILL at once instead of at the end of their cleanup "
+            "grace: what they were cleaning up is left as it is.",
+            yes="Kill now",
+            no="Wait for the grace",
+        )
+        if await self.app.push_screen_wait(question):
+            try:
+                done = self.bridge.force(run_id)
+            except CommandError as exc:
+                self.notify(str(exc), title="Refused", severity="warning", timeout=8)
+                return
+            self.notify(f"run {short}: {done}", timeout=4)
 
     @work(group="command", exit_on_error=False)
     async def action_replay(self) -> None:
         run_id = self._run_or_say()
         if run_id is None:
+            return
+        question = ConfirmScreen(
+            f"Replay run {fmt.short_id(run_id)}?",
+            "A new run starts now from this run's stored definition and params (its work "
+            "really runs again). The old run is left as it is.",
+            yes="Replay",
+            no="Not now",
+        )
+        if not await self.app.push_screen_wait(question):
             return
         new = await self.attempt(self.bridge.replay(run_id), "replay started: run {}")
         if new is not None:
@@ -135,8 +194,32 @@ class RunActionsScreen(RunToolActions, ConsoleScreen):
         state = await self._state(run_id)
         if state is None:
             return
+        short = fmt.short_id(run_id)
+        if self.bridge.is_running_here(run_id):
+            self.notify(f"run {short} is running in this console", severity="warning")
+            return
+        if not state.is_terminal and state.state is not RunStatus.INTERRUPTED:
+            listed = self.bridge.summary(run_id)
+            owner = listed.owner if listed is not None else "another process"
+            self.notify(f"run {short} is still running ({owner}): only an interrupted run "
+                        "resumes", severity="warning")
+            return
+        if state.is_terminal and not state.gate_failures:
+            self.notify(f"run {short} ended ({state.state.value}): only an interrupted run "
+                        "resumes (r replays it)", severity="warning")
+            return
         override, reason = False, None
-        if state.gate_failures and state.is_terminal:
+        if not state.is_terminal:
+            question = ConfirmScreen(
+                f"Resume run {short} here?",
+                "This console takes the run over and runs what is left: nodes that were running "
+                "or pending run again (their work may run twice); succeeded nodes are kept.",
+                yes="Resume",
+                no="Not now",
+            )
+            if not await self.app.push_screen_wait(question):
+                return
+        elif state.gate_failures:
             reason = await self.app.push_screen_wait(
                 ReasonScreen(
                     f"Override the hard gate of run {fmt.short_id(run_id)}?",
@@ -162,6 +245,10 @@ class RunActionsScreen(RunToolActions, ConsoleScreen):
     async def _waiting_node(self, run_id: str) -> str | None:
         state = await self._state(run_id)
         if state is None:
+            return None
+        if state.state is RunStatus.INTERRUPTED:
+            self.notify(f"run {fmt.short_id(run_id)} is interrupted (no live process owns it): "
+                        "resume it (R) first", severity="warning")
             return None
         node = self.target_node()
         if node in state.nodes and state.nodes[node].state is NodeStatus.WAITING:
@@ -198,7 +285,8 @@ class RunActionsScreen(RunToolActions, ConsoleScreen):
         )
         reason = await self.app.push_screen_wait(
             ReasonScreen(
-                f"{verb} {node} of run {fmt.short_id(run_id)}?", body, send=f"{verb} (enter)"
+                f"{verb} {node} of run {fmt.short_id(run_id)}?", body, send=f"{verb} (enter)",
+                required=not approve,
             )
         )
         if reason is None:

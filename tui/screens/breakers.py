@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Footer, Static
 from tui import format as fmt
 from tui.screens.base import ConsoleScreen
 from tui.screens.confirm import ConfirmScreen
+from tui.widgets.vim import VimTable
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -31,7 +32,7 @@ def breaker_cells(view: BreakerView, now: float, *, ascii: bool) -> list[Text]:
         cool = "one trial allowed"
     return [
         Text(view.key, style="bold"),
-        Text(fmt.BREAKER_LABELS.get(state, state), style=fmt.BREAKER_STYLES.get(state, "")),
+        Text(fmt.breaker_label(state), style=fmt.BREAKER_STYLES.get(state, "")),
         Text(str(view.failures), justify="right"),
         Text(cool, style="cyan" if state == "open" else "dim"),
         Text(fmt.duration(view.recovery_timeout), justify="right"),
@@ -62,7 +63,7 @@ class BreakersScreen(ConsoleScreen):
             "cool-down, then let one trial through (half-open).",
             id="breakers-title",
         )
-        yield DataTable(id="breakers", cursor_type="row")
+        yield VimTable(id="breakers", cursor_type="row")
         yield Static("", id="breakers-empty")
         yield Footer()
 

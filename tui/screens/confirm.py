@@ -34,11 +34,12 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Label(self._title, classes="dialog-title")
             yield Static(self._body, classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
-                yield Button(f"{self._yes} (y)", id="yes", variant="error", compact=True)
-                yield Button(f"{self._no} (n)", id="no", compact=True)
+                yield Button(f"{self._yes} (enter)", id="yes", variant="error", compact=True)
+                yield Button(f"{self._no} (esc)", id="no", compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
+        # Enter does the main action (as in every dialog); tab then enter, `n` or escape say no.
+        self.query_one("#yes", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

@@ -46,6 +46,8 @@ class HomeScreen(RunActionsScreen):
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        *(Binding(key, f"quick_filter('{key}')", "Quick filter", show=False)
+          for key in ("0", *run_views.QUICK_FILTERS)),
     ]
 
     def __init__(self, ctx: Context) -> None:
@@ -129,8 +131,9 @@ class HomeScreen(RunActionsScreen):
         now = self.ctx.now()
         self.runs_table.show(run_views.sort_runs(shown, self._sort, now), now)
         active = sum(1 for r in self._runs if r.own and r.state not in run_views.SETTLED)
+        order = run_views.SORT_ORDER.get(self._sort, "")
         total = max(self._total or 0, len(shown))
-        title = f"Runs  ({len(shown)} of {total}, sorted by {self._sort}"
+        title = f"Runs  ({len(shown)} of {total}, sorted by {self._sort}, {order}"
         title += f", filter: {query.describe()})" if query else ")"
         self.query_one("#runs-title", Label).update(title)
         ready = "" if self.bridge.ready else "  | opening the database..."
@@ -195,6 +198,18 @@ class HomeScreen(RunActionsScreen):
     def action_filter(self) -> None:
         self.filter_input.display = True
         self.filter_input.focus()
+
+    def action_quick_filter(self, key: str) -> None:
+        """`1`-`5`: runs in a group of states (active, failed, succeeded, cancelled,
+        interrupted); `0`: all runs."""
+        query = run_views.QUICK_FILTERS.get(key)
+        if query is None:
+            self.action_clear_filter()
+            return
+        self.filter_input.value = query
+        self.filter_input.display = True
+        self.runs_table.focus()
+        self._show_runs()
 
     def action_clear_filter(self) -> None:
         self.filter_input.value = ""

@@ -26,6 +26,15 @@ def simulate_label(on: bool) -> str:
     return "simulate: off (the work really runs)"
 
 
+class SimulateBox(Checkbox, inherit_bindings=False):
+    """The simulate checkbox: `space` toggles it, never `enter` (which starts the run): two
+    enters must not turn a real run into a simulated one."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle_button", "Toggle", show=False),
+    ]
+
+
 @dataclass(frozen=True)
 class LaunchRequest:
     pipeline: Pipeline
@@ -34,16 +43,21 @@ class LaunchRequest:
 
 
 class LaunchScreen(ModalScreen[LaunchRequest | None]):
-    """`ctrl+s` (or the Start button) starts the run; `escape` closes without starting."""
+    """`enter` (in a param, on the simulate box or the Start button), `ctrl+s` from anywhere,
+    starts the run; `escape` closes without starting. `enter` on the pipeline picker opens it."""
 
     CSS_PATH = "launch.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "start", "Start", priority=True),
+        Binding("enter", "start", "Start", show=False),
         Binding("escape", "close", "Close"),
     ]
 
-    def __init__(self, entries: list[PipelineEntry], selected: str | None = None) -> None:
+    def __init__(
+        self, entries: list[PipelineEntry], selected: str | None = None, *, ascii: bool = False
+    ) -> None:
         super().__init__()
+        self._ascii = ascii
         self._pipelines = {e.pipeline.id: e.pipeline for e in entries if e.pipeline is not None}
         first = next(iter(self._pipelines), None)
         self._selected = selected if selected in self._pipelines else first
@@ -68,23 +82,36 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
             yield Static("", id="launch-about")
             with VerticalScroll(id="launch-scroll", can_focus=False):
                 yield Vertical(id="launch-params")
-            yield Checkbox(simulate_label(False), compact=True, id="launch-simulate")
+            yield SimulateBox(simulate_label(False), compact=True, id="launch-simulate")
             with Horizontal(id="launch-buttons"):
-                yield Button("Start (ctrl+s)", id="launch-start", variant="primary", compact=True)
+                yield Button("Start (enter)", id="launch-start", variant="primary", compact=True)
                 yield Button("Close (esc)", id="launch-close", compact=True)
 
     async def on_mount(self) -> None:
         await self._show_params()
-        inputs = self.form.query(Input)
-        if inputs:
-            inputs.first().focus()
-        elif self._pipelines:
-            self.picker.focus()
+        self._focus_first()
+        if self._ascii:
+            from tui.ascii import ASCII_TOGGLE, asciify_selects
+
+            box = self.query_one(SimulateBox)
+            box.BUTTON_LEFT, box.BUTTON_INNER, box.BUTTON_RIGHT = ASCII_TOGGLE
+            box.refresh()
+            asciify_selects(self)
 
     async def on_select_changed(self, event: Select.Changed) -> None:
         if isinstance(event.value, str) and event.value != self._selected:
             self._selected = event.value
             await self._show_params()
+            self._focus_first()
+
+    def _focus_first(self) -> None:
+        """The first param to edit; with none, the Start button (enter launches)."""
+        inputs = self.form.query(Input)
+        if inputs:
+            inputs.first().focus()
+        elif self._pipelines:
+            # Enter launches: on the picker it would open the list of pipelines instead.
+            self.query_one("#launch-start", Button).focus()
 
     async def _show_params(self) -> None:
         pipeline = self._pipelines.get(self._selected or "")
@@ -114,8 +141,9 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         event.checkbox.label = simulate_label(event.value)
 
-    def on_input_submitted(self) -> None:
-        self.focus_next()
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_start()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "launch-start":

@@ -11,11 +11,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Label, RichLog, Static
 
+from engine.state import RunStatus
 from tui import format as fmt
 from tui import view
+from tui.ascii import ascii_text
 from tui.escape import printable
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
 from tui.screens.node_test import NodeTestKey
+from tui.widgets.vim import VimTable
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from engine.state import NodeState, RunState
     from tui.context import Context
     from tui.messages import BreakersChanged, RunEventsArrived
+    from tui.screens.run import RunScreen
 
 
 def pretty(value: Any) -> str:
@@ -40,14 +44,14 @@ def node_summary(
     ascii: bool,
 ) -> Text:
     text = Text(" ")
-    text.append(f"{fmt.node_glyph(node.state.value, ascii=ascii)} {node.node_id}", style="bold")
-    text.append(f"  {node.state.value}", style=fmt.state_style(node.state.value))
+    text.append(f"{fmt.node_glyph(row.state, ascii=ascii)} {node.node_id}", style="bold")
+    text.append(f"  {row.state}", style=fmt.state_style(row.state))
     if info is not None:
         text.append(f"  type {info.node_type}  timeout {fmt.duration(info.timeout)}", style="dim")
     text.append(f"  in run {fmt.short_id(state.run_id)} ({state.pipeline_id})", style="dim")
     text.append(f"\n attempts {row.attempt}  took {row.duration}")
     if row.left is not None:
-        text.append("  timeout in ")
+        text.append("  SIGKILL in " if row.state == "cancelling" else "  timeout in ")
         text.append(fmt.countdown_bar(row.left, row.total, 20, ascii=ascii), style="cyan")
     if info is not None and info.breaker_key:
         text.append(f"  breaker {info.breaker_key}: {row.breaker}")
@@ -65,7 +69,11 @@ class NodeScreen(NodeTestKey, RunActionsScreen):
     """Everything about one node; follows the run live. `escape` goes back."""
 
     CSS_PATH = "node.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [*RUN_BINDINGS, Binding("escape", "back", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *RUN_BINDINGS,
+        Binding("L", "log_full", "Log full screen"),
+        Binding("escape", "back", "Back"),
+    ]
     RETRY_FROM_NODE = True  # `f` here runs this node again too, and what is downstream of it
 
     def __init__(
@@ -93,7 +101,7 @@ class NodeScreen(NodeTestKey, RunActionsScreen):
         yield Static("", id="node-summary")
         with VerticalScroll(id="node-body"):
             yield Label("Attempts", classes="section")
-            yield DataTable(id="attempts", cursor_type="row")
+            yield VimTable(id="attempts", cursor_type="row")
             yield Label("Error", classes="section")
             yield Static("-", id="node-error")
             yield Label("Inputs", classes="section")
@@ -148,16 +156,26 @@ class NodeScreen(NodeTestKey, RunActionsScreen):
             return
         node = self.state.nodes[self.node_id]
         info = self.infos.get(self.node_id)
-        now = self.ctx.now()
+        run_view = self._run_view()
+        # The run view's clock and graces: an interrupted run's clocks stopped when its owner
+        # was lost, and a node in a cancel's grace counts down to its SIGKILL, here too.
+        now = run_view.clock() if run_view is not None else self.ctx.now()
+        grace = run_view.graces.get(self.node_id) if run_view is not None else None
         breakers = {**view.breakers_from_run(self.state), **self.breakers}
-        row = view.node_row(node, info, breakers, now)
+        row = view.node_row(
+            node, info, breakers, now, grace=grace,
+            orphaned=self.state.state is RunStatus.INTERRUPTED,
+        )
         self.query_one("#node-summary", Static).update(
             node_summary(self.state, node, info, row, ascii=self.ctx.ascii)
         )
         self._show_attempts(node, now)
         error = f"{node.error_class}: {node.reason}" if node.error_class else (node.reason or "-")
         style = "red" if node.error_class else ""
-        self.query_one("#node-error", Static).update(Text(printable(error), style=style))
+        error = printable(error)
+        if self.ctx.ascii:
+            error = ascii_text(error)
+        self.query_one("#node-error", Static).update(Text(error, style=style))
         inputs = view.node_inputs(self.state, self.node_id)
         self.query_one("#node-inputs", Static).update(pretty(inputs))
         self.query_one("#node-output", Static).update(pretty(node.output))
@@ -172,7 +190,8 @@ class NodeScreen(NodeTestKey, RunActionsScreen):
             self.logs.clear()
             shown = 0
         for line in lines[shown:]:
-            self.logs.write(Text(printable(line)))
+            line = printable(line)
+            self.logs.write(Text(ascii_text(line) if self.ctx.ascii else line))
         self._logs_shown = len(lines)
         self._log_tail = lines[-1] if lines else None
 
@@ -192,5 +211,24 @@ class NodeScreen(NodeTestKey, RunActionsScreen):
                 ),
             )
 
+    def _run_view(self) -> RunScreen | None:
+        from tui.screens.run import RunScreen
+
+        for screen in self.app.screen_stack:
+            if isinstance(screen, RunScreen) and screen.run_id == self.run_id:
+                return screen
+        return None
+
+    def action_log_full(self) -> None:
+        """The node's log alone on the screen (again: back to the whole detail)."""
+        full = not self.has_class("-log-full")
+        self.set_class(full, "-log-full")
+        if full:
+            self.logs.focus()
+            self.logs.scroll_end(animate=False)
+
     def action_back(self) -> None:
+        if self.has_class("-log-full"):  # escape leaves the full-screen log first
+            self.action_log_full()
+            return
         self.dismiss()

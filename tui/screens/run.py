@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -9,17 +10,22 @@ from textual import work
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Input, Static
 
+from engine.state import RunStatus
 from tui import format as fmt
 from tui import view
+from tui.ascii import ascii_text
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
 from tui.widgets.dag_view import DagView
 from tui.widgets.event_log import EventLog
 from tui.widgets.node_table import NodeTable
 from tui.widgets.run_header import RunHeader
 
+REFRESH_EVERY = 0.25  # seconds: the least time between two redraws of the tables in a burst
+
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
+    from engine.events import Event
     from engine.state import RunState
     from tui.context import Context
     from tui.messages import BreakersChanged, RunEventsArrived
@@ -34,13 +40,18 @@ def selected_line(
     *,
     ascii: bool,
     live: bool = True,
+    graces: dict[str, view.Grace] | None = None,
 ) -> Text:
-    """The status line under the DAG: the selected node, its timeout countdown, its breaker."""
+    """The status line under the DAG: the selected node, its timeout countdown (or the one to
+    its SIGKILL, in a cancel's grace), its breaker."""
     node = state.nodes.get(node_id)
     if node is None:
         return Text(f" {node_id}")
     info = infos.get(node_id)
-    row = view.node_row(node, info, {**view.breakers_from_run(state), **breakers}, now, live=live)
+    row = view.node_row(
+        node, info, {**view.breakers_from_run(state), **breakers}, now, live=live,
+        grace=(graces or {}).get(node_id), orphaned=state.state is RunStatus.INTERRUPTED,
+    )
     line = Text(" ")
     line.append(f"{fmt.node_glyph(row.state, ascii=ascii)} {node_id}", style="bold")
     line.append(f"  {row.state}", style=fmt.state_style(row.state))
@@ -48,14 +59,15 @@ def selected_line(
         line.append(f"  {info.node_type}", style="dim")
     line.append(f"  try {row.attempt}  took {row.duration}")
     if row.left is not None:
-        line.append("  timeout ")
+        line.append("  SIGKILL in " if row.state == "cancelling" else "  timeout ")
         line.append(fmt.countdown_bar(row.left, row.total, 16, ascii=ascii), style="cyan")
     if row.breaker:
         key = info.breaker_key if info else ""
         line.append(f"  breaker {key}: ")
         line.append(row.breaker, style=fmt.BREAKER_STYLES.get(row.breaker_state or "", ""))
     if row.error:
-        line.append(f"  {fmt.one_line(row.error, 50)}", style="red")
+        error = fmt.one_line(row.error, 50)
+        line.append(f"  {ascii_text(error) if ascii else error}", style="red")
     return line
 
 
@@ -66,6 +78,7 @@ class RunScreen(RunActionsScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         *RUN_BINDINGS,
         Binding("slash", "filter", "Filter log"),
+        Binding("F", "follow", "Follow log", show=False),
         Binding("escape", "back", "Back"),
     ]
 
@@ -77,6 +90,11 @@ class RunScreen(RunActionsScreen):
         self.breakers: dict[str, view.BreakerView] = {}
         self._watching = False
         self._status_shown: Text | None = None
+        self.graces: dict[str, view.Grace] = {}  # nodes whose process group got SIGTERM
+        self._lost_at: float | None = None  # an interrupted run: when its owner was last heard
+        self._last_event_at: float | None = None
+        self._refreshed = 0.0  # monotonic time of the last refresh
+        self._refresh_due = False  # a refresh is scheduled
         # The view's clock moves once a second: the durations and countdowns of 200 running
         # nodes then change once a second, not with every batch of events (ten a second), and
         # each change of the node table repaints all of it.
@@ -112,12 +130,16 @@ class RunScreen(RunActionsScreen):
         yield Static("", id="dag-status")
         yield NodeTable(ascii=self.ctx.ascii, id="nodes")
         yield Input(placeholder="filter events: words that must all appear", id="log-filter")
-        yield EventLog(id="events")
+        yield EventLog(ascii=self.ctx.ascii, id="events")
         yield Footer()
 
     def on_mount(self) -> None:
         super().on_mount()
         self.log_filter.display = False
+        # Focus first, before the run's events arrive: a focus change recomposes the footer
+        # (some 20 keys, a stylesheet pass each), which in a 200-node burst held up the first
+        # arrow key by a tenth of a second or more.
+        self.dag.focus()
         self.breakers = self.bridge.breakers
         self.set_interval(1.0, self._tick)
         self._follow()
@@ -144,6 +166,8 @@ class RunScreen(RunActionsScreen):
         if focus is not None:
             self.dag.select(focus)
         self.log_view.reset(events)
+        self._log_title()
+        self._take(events)
         self.refresh_view()
         self.dag.focus()
 
@@ -164,7 +188,43 @@ class RunScreen(RunActionsScreen):
             return
         self.state = message.state
         self.log_view.add(message.events)  # kept as lines, drawn once in sight
+        self._take(message.events)
+        self._refresh_soon()
+
+    def _refresh_soon(self) -> None:
+        """Refresh now, or, if the last refresh was under `REFRESH_EVERY` ago, once that much
+        has passed: in a burst (200 nodes starting at once) the tables are redrawn four times a
+        second rather than with every batch of events, and a key gets the frames in between."""
+        if self._refresh_due:
+            return
+        wait = self._refreshed + REFRESH_EVERY - time.monotonic()
+        if wait <= 0:
+            self.refresh_view()
+            return
+        self._refresh_due = True
+        self.set_timer(wait, self._refresh_now)
+
+    def _refresh_now(self) -> None:
+        self._refresh_due = False
         self.refresh_view()
+
+    def _take(self, events: list[Event]) -> None:
+        view.note_graces(events, self.graces)
+        if not events:
+            return
+        listed = self.bridge.summary(self.run_id)
+        heard = listed.heartbeat_at if listed is not None else None
+        lost = view.lost_at(events, heard=heard, before=self._last_event_at)
+        if lost is not None:
+            self._lost_at = lost
+        self._last_event_at = fmt.epoch(events[-1].timestamp_utc)
+
+    def clock(self) -> float:
+        """The view's now: an interrupted run's clocks stop when its owner was lost."""
+        state = self.state
+        if state is not None and state.state is RunStatus.INTERRUPTED and self._lost_at:
+            return min(self._now, self._lost_at)
+        return self._now
 
     def on_screen_resume(self) -> None:
         if self._watching:
@@ -176,16 +236,26 @@ class RunScreen(RunActionsScreen):
 
     def on_breakers_changed(self, message: BreakersChanged) -> None:
         self.breakers = message.breakers
-        self.refresh_view()
+        self._refresh_soon()
 
     def refresh_view(self) -> None:
         state = self.state
         if state is None or not self.in_sight:
             return
-        now = self._now
+        self._refreshed = time.monotonic()
+        now = self.clock()
         own = self.bridge.is_own(self.run_id)
         source, updated = "this console", None
-        if not own:
+        interrupted = state.state is RunStatus.INTERRUPTED
+        if interrupted:
+            listed = self.bridge.summary(self.run_id)
+            owner = listed.owner if listed is not None else "-"
+            source = "owner lost"
+            if owner not in ("lost", "-"):
+                source += f" {owner.removeprefix('lost ')}"
+            if self._lost_at is not None:
+                source += f", last heard {fmt.epoch_clock_time(self._lost_at)}"
+        elif not own:
             listed = self.bridge.summary(self.run_id)
             source = "followed from the store"
             if listed is not None and listed.owner != "-":
@@ -195,9 +265,19 @@ class RunScreen(RunActionsScreen):
             if listed is not None and listed.heartbeat_at is not None:
                 heard.append(listed.heartbeat_at)
             updated = max(0.0, now - max(heard))
-        self.header.show(state, now, ascii=self.ctx.ascii, source=source, updated=updated)
-        self.dag.set_states({n.node_id: n.state.value for n in state.nodes.values()})
-        self.table.show(view.node_rows(state, self.infos, self.breakers, now))
+        graces = view.in_grace(state, self.graces) if not state.is_terminal else []
+        stopping = not state.is_terminal and (
+            bool(graces) or (own and self.bridge.stopping(self.run_id))
+        )
+        kill_in = min((min(g.kill_at - now, g.seconds) for g in graces), default=None)
+        self.header.show(
+            state, now, ascii=self.ctx.ascii, source=source, updated=updated,
+            stopping=stopping, kill_in=kill_in, can_force=own,
+        )
+        rows = view.node_rows(state, self.infos, self.breakers, now, graces=self.graces)
+        # The DAG marks what the table says: `cancelling` in a grace, `orphaned` when interrupted.
+        self.dag.set_states({row.node_id: row.state for row in rows})
+        self.table.show(rows)
         self._status_line()
 
     def _status_line(self) -> None:
@@ -205,8 +285,8 @@ class RunScreen(RunActionsScreen):
         line = Text()
         if self.state is not None and selected is not None:
             line = selected_line(
-                self.state, selected, self.infos, self.breakers, self._now,
-                ascii=self.ctx.ascii,
+                self.state, selected, self.infos, self.breakers, self.clock(),
+                ascii=self.ctx.ascii, graces=self.graces,
             )
         if line != self._status_shown:
             self._status_shown = line
@@ -244,8 +324,25 @@ class RunScreen(RunActionsScreen):
         self.log_filter.display = True
         self.log_filter.focus()
 
+    def action_follow(self) -> None:
+        """Follow the newest events, or stop (to read back while the run goes on)."""
+        log = self.log_view
+        log.follow = not log.follow
+        self._log_title()
+        self.notify("the log follows the run" if log.follow else "the log stays put (F follows)",
+                    timeout=3)
+
+    def _log_title(self) -> None:
+        log = self.log_view
+        parts = ["events"]
+        if log.query_text:
+            parts.append(f"matching '{log.query_text}' (escape clears)")
+        parts.append("following (F: stop)" if log.follow else "paused (F: follow)")
+        log.border_title = ", ".join(parts)
+
     def on_input_changed(self, event: Input.Changed) -> None:
         self.log_view.query_text = event.value.strip()
+        self._log_title()
 
     def on_input_submitted(self) -> None:
         if not self.log_filter.value.strip():
@@ -253,9 +350,11 @@ class RunScreen(RunActionsScreen):
         self.log_view.focus()
 
     def action_back(self) -> None:
-        if self.log_filter.has_focus:
+        # Escape undoes the filter first (wherever the focus is), then leaves.
+        if self.log_filter.has_focus or self.log_filter.value or self.log_filter.display:
             self.log_filter.value = ""
             self.log_filter.display = False
+            self._log_title()
             self.dag.focus()
             return
         self.dismiss()

@@ -36,6 +36,8 @@ class DagView(ScrollView, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "move('up')", "Up", show=False),
         Binding("down", "move('down')", "Down", show=False),
+        Binding("j", "move('down')", "Down", show=False),
+        Binding("k", "move('up')", "Up", show=False),
         Binding("left", "move('left')", "Left", show=False),
         Binding("right", "move('right')", "Right", show=False),
         Binding("enter", "open", "Open node"),
@@ -46,6 +48,8 @@ class DagView(ScrollView, can_focus=True):
         "dag-view--edge",
         "dag-view--selected",
         *(f"dag-view--{status.value}" for status in NodeStatus),
+        "dag-view--cancelling",  # shown, not stored: a running node in its cleanup grace
+        "dag-view--orphaned",  # a running node of an interrupted run
     }
 
     DEFAULT_CSS = """
@@ -63,6 +67,8 @@ class DagView(ScrollView, can_focus=True):
         & > .dag-view--timed_out { color: $error; }
         & > .dag-view--skipped { color: $foreground 50%; text-style: italic; }
         & > .dag-view--cancelled { color: $warning; }
+        & > .dag-view--cancelling { color: $warning; text-style: bold; }
+        & > .dag-view--orphaned { color: $warning; text-style: bold italic; }
         &:focus { background-tint: $foreground 3%; }
     }
     """
@@ -156,7 +162,9 @@ class DagView(ScrollView, can_focus=True):
             if first is not None:
                 self.selected = first
         else:
-            self._scroll_to_selected()
+            # Once the new virtual size is in effect: before, the scroll is clamped to the old
+            # (empty) one and a selection below the first rows stayed out of view at 80x24.
+            self.call_after_refresh(self._scroll_to_selected)
         self.refresh()
 
     # -- keys -------------------------------------------------------------------------------------
@@ -191,6 +199,7 @@ class DagView(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self.refresh()
+        self.call_after_refresh(self._scroll_to_selected)  # a smaller pane keeps it in view
 
     def on_click(self, event: events.Click) -> None:
         if self._layout is None:

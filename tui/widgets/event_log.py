@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.cells import cell_len
 from rich.control import strip_control_codes
@@ -16,10 +16,14 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tui import format as fmt
+from tui.ascii import ascii_text
 from tui.escape import printable_lines
+from tui.widgets.vim import VIM_SCROLL_BINDINGS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from textual.binding import BindingType
 
     from engine.events import Event
 
@@ -61,7 +65,10 @@ def describe(event: Event) -> str:
     elif event.event_type == "node.retried":
         parts.append(f"attempt {event.attempt}, next in {fmt.duration(data.get('delay'))}")
     elif event.event_type == "breaker.state_changed":
-        parts.append(f"{data.get('key')}: {data.get('from')} -> {data.get('to')}")
+        parts.append(
+            f"{data.get('key')}: {fmt.breaker_label(data.get('from'))} -> "
+            f"{fmt.breaker_label(data.get('to'))}"
+        )
     if event.error_class:
         parts.append(f"[{event.error_class}]")
     if event.reason:
@@ -93,6 +100,29 @@ def line_matches(line: str, query: str) -> bool:
     return all(word in line for word in query.lower().split())
 
 
+def match_spans(line: str, query: str) -> list[tuple[int, int]]:
+    """Where the words of `query` occur in `line` (case-insensitive), as sorted, merged
+    (start, end) spans: what the log highlights."""
+    words = [w for w in query.lower().split() if w]
+    if not words:
+        return []
+    lower = line.lower()
+    spans: list[tuple[int, int]] = []
+    for word in words:
+        start = lower.find(word)
+        while start >= 0:
+            spans.append((start, start + len(word)))
+            start = lower.find(word, start + len(word))
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def log_entry(event: Event) -> tuple[int, str, str]:
     """(seq, text, style) of an event's line, the text as a `Text` would show it: no control
     codes, tabs expanded (a reason may run over several lines)."""
@@ -113,6 +143,8 @@ class EventLog(ScrollView, can_focus=True):
     garbage collector, however long the run.
     """
 
+    BINDINGS: ClassVar[list[BindingType]] = VIM_SCROLL_BINDINGS
+
     DEFAULT_CSS = """
     EventLog {
         height: 1fr;
@@ -125,10 +157,15 @@ class EventLog(ScrollView, can_focus=True):
     """
 
     query_text: reactive[str] = reactive("", init=False)
-    """The filter: only events whose line contains every word are shown."""
+    """The filter: only events whose line contains every word are shown, the words highlighted."""
 
-    def __init__(self, *, id: str | None = None) -> None:
+    follow: reactive[bool] = reactive(True, init=False)
+    """Keep the newest line in view as events arrive (off: the view stays where it was
+    scrolled to, for reading back while the run goes on)."""
+
+    def __init__(self, *, ascii: bool = False, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.ascii = ascii  # --ascii: what nodes print is spelled in ASCII too
         self._entries: list[tuple[int, str, str]] = []  # every event: (seq, text, style)
         self._lines: list[tuple[str, str]] = []  # (text, style) of the lines shown, oldest first
         self._dropped = 0  # lines trimmed off the top so far: line numbers stay unique
@@ -184,6 +221,8 @@ class EventLog(ScrollView, can_focus=True):
         widest = self._widest
         for _, text, style in entries:
             for line in text.split("\n") if "\n" in text else (text,):
+                if self.ascii and not line.isascii():
+                    line = ascii_text(line)
                 lines.append((line, style))
                 widest = max(widest, len(line) if line.isascii() else cell_len(line))
         self._widest = widest
@@ -193,7 +232,12 @@ class EventLog(ScrollView, can_focus=True):
             self._dropped += excess
             self.refresh()  # every line moved up
         self.virtual_size = Size(widest, len(lines))
-        self.scroll_end(animate=False, immediate=False, x_axis=False)
+        if self.follow:
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
+
+    def watch_follow(self, follow: bool) -> None:
+        if follow:
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
@@ -205,9 +249,25 @@ class EventLog(ScrollView, can_focus=True):
         strip = self._cache.get(key)
         if strip is None:
             text, style = self._lines[index]
-            whole = Strip([Segment(text, self._style(style))], cell_len(text))
+            whole = Strip(self._segments(text, self._style(style)), cell_len(text))
             strip = self._cache[key] = whole.crop_extend(scroll_x, scroll_x + width, None)
         return strip.apply_style(self.rich_style)
+
+    def _segments(self, text: str, style: Style) -> list[Segment]:
+        spans = match_spans(text, self.query_text) if self.query_text else []
+        if not spans:
+            return [Segment(text, style)]
+        # Reverse video: a match stands out without colour too (NO_COLOR, --ascii terminals).
+        mark = style + Style(reverse=True, bold=True)
+        segments, at = [], 0
+        for start, end in spans:
+            if start > at:
+                segments.append(Segment(text[at:start], style))
+            segments.append(Segment(text[start:end], mark))
+            at = end
+        if at < len(text):
+            segments.append(Segment(text[at:], style))
+        return segments
 
     def _style(self, name: str) -> Style:
         style = self._styles.get(name)

@@ -11,6 +11,8 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from tui import format as fmt
+from tui.ascii import ascii_text
+from tui.widgets.vim import VIM_TABLE_BINDINGS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,6 +40,7 @@ def row_cells(row: NodeRow, *, ascii: bool) -> list[Text]:
     glyph = fmt.node_glyph(row.state, ascii=ascii)
     timeout = fmt.countdown_bar(row.left, row.total, BAR_WIDTH, ascii=ascii)
     breaker_style = fmt.BREAKER_STYLES.get(row.breaker_state or "", "")
+    error = fmt.one_line(row.error, 80)
     return [
         Text(row.node_id),
         Text(f"{glyph} {row.state}", style=style),
@@ -45,7 +48,7 @@ def row_cells(row: NodeRow, *, ascii: bool) -> list[Text]:
         Text(row.duration, justify="right"),
         Text(timeout, style="cyan" if row.left is not None else ""),
         Text(row.breaker, style=breaker_style),
-        Text(fmt.one_line(row.error, 80), style="red" if row.error else ""),
+        Text(error if not ascii else ascii_text(error), style="red" if row.error else ""),
     ]
 
 
@@ -56,6 +59,7 @@ class NodeTable(DataTable[Text]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        *VIM_TABLE_BINDINGS,
         Binding("enter", "open_node", "Open node", show=False),
     ]
 

@@ -4,13 +4,17 @@ scheduled pipeline, when `interlock serve` fires it next)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.widgets import DataTable
 
+from tui.widgets.vim import VIM_TABLE_BINDINGS
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from textual.binding import BindingType
 
     from engine.spec import Pipeline
     from tui.messages import PipelineEntry
@@ -40,6 +44,8 @@ def next_fire_label(pipeline: Pipeline, now: datetime) -> str | None:
 class PipelineTable(DataTable[Text]):
     """Pipelines, one row each; `enter` on a valid one launches it (`DataTable.RowSelected`)."""
 
+    BINDINGS: ClassVar[list[BindingType]] = VIM_TABLE_BINDINGS
+
     DEFAULT_CSS = """
     PipelineTable {
         height: auto;
@@ -62,6 +68,13 @@ class PipelineTable(DataTable[Text]):
         # What is left of the screen after the other columns and the cell padding.
         return max(10, self.app.size.width - 16 - 10 - 5 - 2 * 4 - 2)
 
+    def _cut(self, about: str) -> str:
+        # Rich's ellipsis is a Unicode one: with --ascii the cut is made here, with "...".
+        width = self._about_width()
+        if not self.ascii or len(about) <= width:
+            return about
+        return about[: max(0, width - 3)] + "..."
+
     @property
     def selected_entry(self) -> PipelineEntry | None:
         if not 0 <= self.cursor_row < len(self._entries):
@@ -76,11 +89,12 @@ class PipelineTable(DataTable[Text]):
             pipeline = entry.pipeline
             nodes = str(len(pipeline.nodes)) if pipeline is not None else "-"
             about = (pipeline.description or pipeline.label) if pipeline else entry.path.name
-            text = Text(about or "", style="dim", no_wrap=True, overflow="ellipsis")
             fires = next_fire_label(pipeline, datetime.now(UTC)) if pipeline else None
             if fires:
-                text = Text.assemble((fires, "cyan"), " · ", text, no_wrap=True,
-                                     overflow="ellipsis")
+                about = f"{fires} - {about or ''}" if self.ascii else f"{fires} · {about or ''}"
+            text = Text(self._cut(about or ""), style="dim", no_wrap=True, overflow="ellipsis")
+            if fires:
+                text.stylize("cyan", 0, len(fires))
             self.add_row(
                 Text(entry.name, style="bold"),
                 badge(entry, ascii=self.ascii),

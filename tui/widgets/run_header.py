@@ -10,6 +10,7 @@ from textual.widgets import Static
 from engine.state import RunStatus
 from tui import format as fmt
 from tui import view
+from tui.ascii import ascii_text
 
 if TYPE_CHECKING:
     from engine.state import RunState
@@ -22,11 +23,19 @@ def header_text(
     ascii: bool = False,
     source: str = "",
     updated: float | None = None,
+    stopping: bool = False,
+    kill_in: float | None = None,
+    can_force: bool = False,
+    width: int = 120,
 ) -> Text:
-    """Two lines: what the run is and how it stands; then its clock and node counts."""
-    glyph = fmt.run_glyph(state.state.value, ascii=ascii)
+    """Two lines: what the run is and how it stands; then its clock and node counts.
+
+    `stopping`: a cancel (or the run deadline) stops it and its nodes are in their cleanup
+    grace, the SIGKILL due in `kill_in` seconds; `can_force`: `K` can skip the grace here."""
+    shown = "cancelling" if stopping else state.state.value
+    glyph = fmt.run_glyph(shown, ascii=ascii)
     first = Text()
-    first.append(f" {glyph} {state.state.value.upper()} ", style=fmt.state_style(state.state.value))
+    first.append(f" {glyph} {shown.upper()} ", style=fmt.state_style(shown))
     first.append(f" {state.pipeline_id}", style="bold")
     first.append(f"  run {fmt.short_id(state.run_id)}")
     if state.replay_of:
@@ -44,17 +53,33 @@ def header_text(
 
     second = Text(" ")
     second.append(f"elapsed {fmt.duration(view.run_elapsed(state, now))}")
+    if kill_in is not None:
+        second.append("  SIGKILL in ")
+        second.append(fmt.countdown(max(0.0, kill_in)), style="bold red")
+        if can_force:
+            second.append(" (K: now)", style="dim")
     left = view.run_deadline_left(state, now)
     if left is not None:
         second.append("  deadline in ")
         second.append(fmt.countdown(left), style="bold cyan" if left > 10 else "bold red")
     counts = view.counts(state)
+    shown_as = "orphaned" if state.state is RunStatus.INTERRUPTED else "cancelling"
+    # The running nodes named as the node table names them.
+    if (stopping or state.state is RunStatus.INTERRUPTED) and "running" in counts:
+        counts[shown_as] = counts.pop("running")
     marks = "  ".join(
         f"{fmt.node_glyph(s, ascii=ascii)}{n} {s}" for s, n in counts.items() if n
     )
     second.append(f"  {marks}", style="dim")
     if state.reason and (state.is_terminal or state.state is RunStatus.INTERRUPTED):
-        second.append(f"  reason: {fmt.one_line(state.reason, 60)}", style="italic")
+        # Cut to what is left of the line, with an ellipsis: never cut off mid-word by the edge.
+        room = max(12, width - second.cell_len - len("  reason: ") - 1)
+        reason = fmt.one_line(state.reason, min(room, 80))
+        if ascii and reason.endswith("…"):
+            reason = reason[:-3] + "..."
+        if ascii:
+            reason = ascii_text(reason)
+        second.append(f"  reason: {reason}", style="italic")
     return Text("\n").join([first, second])
 
 
@@ -78,8 +103,14 @@ class RunHeader(Static):
         ascii: bool = False,
         source: str = "",
         updated: float | None = None,
+        stopping: bool = False,
+        kill_in: float | None = None,
+        can_force: bool = False,
     ) -> None:
-        text = header_text(state, now, ascii=ascii, source=source, updated=updated)
+        text = header_text(
+            state, now, ascii=ascii, source=source, updated=updated, stopping=stopping,
+            kill_in=kill_in, can_force=can_force, width=self.size.width or 120,
+        )
         if text != self._shown:  # most batches of events change neither line
             self._shown = text
             self.update(text, layout=False)  # two lines whatever they say: no layout

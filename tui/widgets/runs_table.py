@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.widgets import DataTable
 
 from tui import format as fmt
 from tui import runs as run_views
+from tui.widgets.vim import VIM_TABLE_BINDINGS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from textual.binding import BindingType
 
     from tui.messages import RunSummary
 
@@ -41,6 +44,8 @@ def run_cells(run: RunSummary, now: float, *, ascii: bool) -> list[Text]:
 
 class RunsTable(DataTable[Text]):
     """Runs, one row each, keyed by run id; `enter` selects (`DataTable.RowSelected`)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = VIM_TABLE_BINDINGS
 
     DEFAULT_CSS = """
     RunsTable {
