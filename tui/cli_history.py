@@ -56,5 +56,5 @@ async def linked_runs_of(args: argparse.Namespace, run_id: str) -> list[tuple[st
     """The runs made from `run_id` (run id, 'retry' or 'replay'), oldest first."""
     from tui.cli import _open_store
 
-    async with _open_store(args, create=False) as store:
+    async with _open_store(args, create=False, read=True) as store:
         return await store.linked_runs(run_id)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 async def cmd_diff(args: argparse.Namespace) -> int:
     from engine.diff import diff_runs, diff_text
 
-    async with _open_store(args, create=False) as store:
+    async with _open_store(args, create=False, read=True) as store:
         row_a = await _find_run(store, args.run_a)
         row_b = await _find_run(store, args.run_b)
         state_a = await store.fold_run(row_a.run_id)

@@ -84,7 +84,7 @@ async def cmd_test(args: argparse.Namespace) -> int:
     given = _given_inputs(args.input)
     source = None
     if args.inputs_from:
-        async with _open_store(args, create=False) as store:
+        async with _open_store(args, create=False, read=True) as store:
             row = await _find_run(store, args.inputs_from)
             source = await store.fold_run(row.run_id)
         if source.pipeline_id != pipeline.id:
