@@ -63,7 +63,7 @@ async def test_the_filter_answers_over_every_stored_run_not_the_loaded_page(
         await wait_for_text(pilot, "Runs  (60 of 60")
         assert "filter: state:cancelled pipeline:billing" in screen_text(app)
         await pilot.press("escape")
-        await wait_for_text(pilot, "Runs  (500 of 1200, sorted by created)")
+        await wait_for_text(pilot, "Runs  (500 of 1200, sorted by created, newest first)")
 
 
 async def test_first_paint_and_a_filter_on_20000_runs_stay_well_within_bounds(

@@ -15,7 +15,7 @@ from tui.screens.run import RunScreen
     ("text", "value"),
     [
         ("no", "no"), ("yes", "yes"), ("on", "on"), ("off", "off"), ("y", "y"),
-        ("0755", "0755"), ("007", "007"), ("1:30", "1:30"), (".inf", ".inf"), ("null", "null"),
+        ("0755", "0755"), ("007", "007"), ("1:30", "1:30"), ("null", "null"),
         ("true", True), ("False", False), ("TRUE", True),
         ("42", 42), ("-3", -3), ("0", 0), ("0o17", 15), ("0x1f", 31),
         ("1.5", 1.5), ("1e3", 1000.0), ("-.5", -0.5),
@@ -26,6 +26,19 @@ def test_a_param_is_read_as_a_yaml_1_2_scalar(text: str, value: object) -> None:
     parsed = parse_param(text)
     assert parsed == value
     assert type(parsed) is type(value)
+
+
+@pytest.mark.parametrize(("text", "sign"), [(".inf", 1), ("-.inf", -1), ("+.Inf", 1)])
+def test_yaml_infinities_are_read_as_floats_for_the_strict_json_check_to_refuse(
+    text: str, sign: int
+) -> None:
+    assert parse_param(text) == sign * float("inf")
+
+
+def test_yaml_nan_is_read_as_a_float_for_the_strict_json_check_to_refuse() -> None:
+    value = parse_param(".nan")
+    assert isinstance(value, float)
+    assert value != value  # NaN
 
 
 @pytest.mark.parametrize("value", ["42", "true", "no", "0755", 7, 1.5, False, "staging"])

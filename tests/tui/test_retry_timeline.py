@@ -6,7 +6,14 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console_helpers import SIZE, screen_text, start, wait_for_text, wait_until
+from console_helpers import (
+    SIZE,
+    open_home_run,
+    screen_text,
+    start,
+    wait_for_text,
+    wait_until,
+)
 
 from engine.state import NodeStatus, RunStatus
 from tui.screens.node import NodeScreen
@@ -57,7 +64,8 @@ async def test_f_shows_what_is_reused_and_what_runs_again_and_enter_starts_the_r
         screen = app.screen
         assert isinstance(screen, RunScreen)
         state = await app.bridge.run_state(screen.run_id)
-        await pilot.press("escape")  # back to the old run: it names its retry
+        await pilot.press("escape")  # the retry replaced the old run's view: home, one escape
+        await open_home_run(pilot, first)  # the old run names its retry
         await wait_for_text(pilot, f"retried as {screen.run_id[:8]}")
     assert state.state is RunStatus.SUCCEEDED
     assert state.retry_of == first

@@ -222,9 +222,16 @@ class RunScreen(RunActionsScreen):
     def clock(self) -> float:
         """The view's now: an interrupted run's clocks stop when its owner was lost."""
         state = self.state
-        if state is not None and state.state is RunStatus.INTERRUPTED and self._lost_at:
-            return min(self._now, self._lost_at)
-        return self._now
+        if state is None or state.state is not RunStatus.INTERRUPTED:
+            return self._now
+        lost = self._lost_at
+        if lost is None:
+            # Lost by its lease (nothing recorded: reading never writes): the owner was last
+            # heard at its last event or its last heartbeat, whichever came later.
+            listed = self.bridge.summary(self.run_id)
+            heard = [t for t in (self._last_event_at, listed and listed.heartbeat_at) if t]
+            lost = max(heard) if heard else None
+        return min(self._now, lost) if lost else self._now
 
     def on_screen_resume(self) -> None:
         if self._watching:
@@ -253,8 +260,8 @@ class RunScreen(RunActionsScreen):
             source = "owner lost"
             if owner not in ("lost", "-"):
                 source += f" {owner.removeprefix('lost ')}"
-            if self._lost_at is not None:
-                source += f", last heard {fmt.epoch_clock_time(self._lost_at)}"
+            if now < self._now:
+                source += f", last heard {fmt.epoch_clock_time(now)}"
         elif not own:
             listed = self.bridge.summary(self.run_id)
             source = "followed from the store"
