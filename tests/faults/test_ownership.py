@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,9 @@ class Interlock:
         self.spawned: list[subprocess.Popen[str]] = []
 
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        err = (self.tmp_path / f"stderr-{len(self.spawned)}.txt").open("w")
+        # A name of its own: racers spawn from several threads at once, and a count of those
+        # spawned so far could name two processes' files alike.
+        err = (self.tmp_path / f"stderr-{uuid.uuid4().hex}.txt").open("w")
         proc = subprocess.Popen(
             [INTERLOCK, *args, "--db", str(self.db)],
             stdin=subprocess.DEVNULL,
