@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import threading
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -107,6 +109,16 @@ class InterlockApp(App[int]):
 
     async def _close_on_signal(self, signame: str) -> None:
         await self.bridge.close(f"{signame} received")
+        # Everything of ours is recorded and closed now. After a hangup the terminal is gone:
+        # Textual's restore of it writes to a dead tty, its writer thread stops at the first
+        # error, and the exit then waits forever on a full queue (seen: consoles left behind
+        # by tmux kill-session). So a hangup leaves at once, and any other signal gets a few
+        # seconds of ordinary exit before the same.
+        if signame == "SIGHUP":
+            os._exit(0)
+        watchdog = threading.Timer(5.0, os._exit, args=(0,))
+        watchdog.daemon = True
+        watchdog.start()
         self.exit(0)
 
     @work(exit_on_error=False)

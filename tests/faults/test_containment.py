@@ -275,10 +275,15 @@ def test_closing_the_consoles_terminal_cancels_its_run_and_leaves_no_descendant(
         wait_for(lambda: db.exists() and bool(_run_ids(db)), 30, "the run to exist")
         run_id = _run_ids(db)[0]
         before = _escaped(db, run_id, 5)
+        console = psutil.Process(int(tmux("display-message", "-p", "-t", "console",
+                                          "#{pane_pid}").strip()))
         tmux("kill-session", "-t", "console")
         wait_for(lambda: _completed_state(db, run_id) is not None, 30, "the run to end")
         assert _completed_state(db, run_id) == "cancelled"
         assert processes_of_run(run_id, settle=1.0) == []
+        # The console itself goes too: it has no terminal left to draw on.
+        wait_for(lambda: not console.is_running() or console.status() == psutil.STATUS_ZOMBIE,
+                 15, "the console to exit")
         report(f"console hangup: run cancelled, {len(before)} processes gone")
     finally:
         subprocess.run([TMUX, "-L", socket, "kill-server"], check=False, capture_output=True,
