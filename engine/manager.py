@@ -738,16 +738,6 @@ async def take_over(
     return taken, verdict.reason
 
 
-async def reconcile(store: Store, run_id: str) -> bool:
-    """Whether the run is `interrupted` now (its lease lost). Writes nothing: reading a run never
-    writes to it (DESIGN section 4); the resume or cancel that acts on an interruption records
-    it. Kept under its old name for callers that used to mark runs here."""
-    row = await store.run_row(run_id)
-    if row is None:
-        raise UnknownRunError(run_id)
-    return row.shown_state() == RunStatus.INTERRUPTED.value
-
-
 async def _taker(store: Store, run_id: str) -> str | None:
     """Who took the run over last, as its latest interruption record says ('pid N on H')."""
     for event in reversed(await store.tail_events(run_id, 64)):

@@ -557,13 +557,6 @@ class _Child:
             self._unwatch(fd)
             os.close(fd)
 
-    def stop_reading(self) -> None:
-        """Nothing more reaches the sinks, nor the command's input. The pipes stay open until
-        `close_pipes`: a command cleaning up on SIGTERM may still write (and must not die of
-        SIGPIPE for it)."""
-        for fd in self._open:
-            self._unwatch(fd)
-
     def close_pipes(self) -> None:
         """Stop reading and writing, and close this end of the pipes; idempotent."""
         for fd in list(self._open):

@@ -26,8 +26,6 @@ async def wait_for_end(
     store: Store, run_id: str, owner_alive: Callable[[RunRow], bool], *, poll: float = POLL
 ) -> str:
     """Block until run `run_id` ends; the line that says how."""
-    from engine.manager import reconcile
-
     began = time.monotonic()
     while True:
         row = await store.run_row(run_id)
@@ -37,7 +35,6 @@ async def wait_for_end(
         if RunStatus(row.state).is_terminal:
             return f"run {run_id} ended {row.state} ({took:.1f}s after the request)"
         if row.state == RunStatus.INTERRUPTED.value or not owner_alive(row):
-            await reconcile(store, run_id)
             return (
                 f"run {run_id} is interrupted: its owner (pid {row.owner_pid}) stopped before "
                 "the run ended; `interlock cancel` it again to mark it cancelled"

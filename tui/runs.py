@@ -85,12 +85,8 @@ def breaker_item(view: BreakerView, now: float) -> dict[str, Any]:
     }
 
 
-# Words that name a group of run states in a `state:` filter.
-STATE_GROUPS: dict[str, frozenset[str]] = {
-    "active": frozenset({"pending", "running", "waiting"}),
-    "ended": TERMINAL,
-}
-# The quick filters of the home screen's number keys (0 clears).
+# The quick filters of the home screen's number keys (0 clears); the store reads them
+# (`engine.run_filter.parse_filter`), like any filter typed after `/`.
 QUICK_FILTERS: dict[str, str] = {
     "1": "state:active",
     "2": "state:failed,timeout",
@@ -98,30 +94,6 @@ QUICK_FILTERS: dict[str, str] = {
     "4": "state:cancelled",
     "5": "state:interrupted",
 }
-
-
-def matches(run: RunSummary, query: str) -> bool:
-    """The runs filter: every word must appear in the id, pipeline, state or owner; a word
-    `state:S[,S...]` (S a state or `active`/`ended`), `pipeline:P` or `owner:O` must match that
-    column exactly (the pipeline and owner by prefix)."""
-    haystack = f"{run.run_id} {run.pipeline_id} {run.state} {run.owner}".lower()
-    for word in query.lower().split():
-        field, sep, wanted = word.partition(":")
-        if sep and field == "state":
-            states: set[str] = set()
-            for name in wanted.split(","):
-                states |= STATE_GROUPS.get(name, {name})
-            if run.state not in states:
-                return False
-        elif sep and field == "pipeline":
-            if not run.pipeline_id.lower().startswith(wanted):
-                return False
-        elif sep and field == "owner":
-            if not run.owner.lower().startswith(wanted):
-                return False
-        elif word not in haystack:
-            return False
-    return True
 
 
 SORT_KEYS = ("created", "pipeline", "state", "duration")

@@ -113,3 +113,35 @@ async def test_a_database_from_before_retry_is_upgraded_and_its_runs_page_and_fi
     assert [row.run_id for row in page.rows] == ["run0018", "run0017", "run0016"]
     assert all(row.retry_of is None for row in page.rows)
     assert links == []
+
+
+async def test_state_interrupted_finds_runs_whose_lease_expired_without_anything_written(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    db = tmp_path / "db.sqlite"
+    async with Store(db) as store:
+        await seed_history(store, 20)
+        rows = await store.list_runs()
+    lost, alive = rows[3].run_id, rows[5].run_id
+    now = time.time()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(
+            "UPDATE runs SET state = 'running', lease_expires_at = ? WHERE run_id = ?",
+            (now - 60, lost),
+        )
+        conn.execute(
+            "UPDATE runs SET state = 'running', lease_expires_at = ? WHERE run_id = ?",
+            (now + 60, alive),
+        )
+    recorded = {r for (r,) in conn.execute("SELECT run_id FROM runs WHERE state = 'interrupted'")}
+    conn.close()
+    async with Store(db) as store:
+        found = await store.list_runs_page(limit=100, query=parse_filter("state:interrupted"))
+        running = await store.list_runs_page(limit=100, query=parse_filter("state:running"))
+
+    assert {r.run_id for r in found.rows} == recorded | {lost}
+    assert alive not in {r.run_id for r in found.rows}
+    assert alive in {r.run_id for r in running.rows}

@@ -14,7 +14,6 @@ from console_helpers import (
 from rich.style import Style
 
 from tui import runs as run_views
-from tui.messages import RunSummary
 from tui.screens.home import HomeScreen
 from tui.screens.node import NodeScreen
 from tui.screens.run import RunScreen
@@ -65,17 +64,18 @@ async def test_number_keys_filter_the_runs_by_state_and_the_title_says_the_order
         await wait_for_text(pilot, "sorted by pipeline, A to Z")
 
 
-def test_a_state_word_in_the_runs_filter_matches_the_state_exactly() -> None:
-    def run(state: str, pipeline: str = "hello") -> RunSummary:
-        return RunSummary("r" * 32, pipeline, state, None, None, None, own=False, owner="-")
+def test_the_quick_filters_are_store_filters_of_the_states_they_name() -> None:
+    from engine.run_filter import RunFilter, parse_filter
 
-    assert run_views.matches(run("failed"), "state:failed")
-    assert not run_views.matches(run("succeeded"), "state:failed")
-    assert run_views.matches(run("timeout"), "state:failed,timeout")
-    assert run_views.matches(run("waiting"), "state:active")
-    assert run_views.matches(run("failed", "release"), "state:failed pipeline:rel")
-    assert not run_views.matches(run("failed", "hello"), "state:failed pipeline:rel")
-    assert run_views.matches(run("failed"), "hell")
+    quick = {key: parse_filter(text) for key, text in run_views.QUICK_FILTERS.items()}
+    assert quick["1"] == RunFilter(("pending", "running", "waiting"))
+    assert quick["2"] == RunFilter(("failed", "timeout"))
+    assert quick["3"] == RunFilter(("succeeded",))
+    assert quick["4"] == RunFilter(("cancelled",))
+    assert quick["5"] == RunFilter(("interrupted",))
+    assert parse_filter("state:failed pipeline:release hell") == RunFilter(
+        ("failed",), "release", ("hell",)
+    )
 
 
 def test_a_log_search_marks_every_occurrence_of_its_words() -> None:

@@ -147,13 +147,12 @@ def summary(run_id: str, pipeline: str, state: str, created: str, **kw: Any) -> 
     return RunSummary(run_id, pipeline, state, created, created, kw.get("ended"), False, "-")
 
 
-def test_the_runs_filter_needs_every_word_and_sorting_is_by_column() -> None:
+def test_sorting_the_runs_is_by_column() -> None:
     runs = [
         summary("aaa1", "hello", "succeeded", at(0), ended=at(1)),
         summary("bbb2", "approval", "waiting", at(5)),
         summary("ccc3", "hello", "failed", at(9), ended=at(12)),
     ]
-    assert [r.run_id for r in runs if run_views.matches(r, "hello fail")] == ["ccc3"]
     assert [r.run_id for r in run_views.sort_runs(runs, "created", T0)] == ["ccc3", "bbb2", "aaa1"]
     assert run_views.sort_runs(runs, "pipeline", T0)[0].run_id == "bbb2"
     longest = run_views.sort_runs(runs, "duration", T0 + 100)

@@ -16,8 +16,6 @@ Contract (DESIGN sections 6 and 8):
 from __future__ import annotations
 
 import hmac
-import ipaddress
-import os
 import shlex
 import socket
 import sys
@@ -34,29 +32,6 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 COOKIE = "interlock_token"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def read_token(token_file: str | None) -> str | None:
-    """The token from `--token-file` (its first line) or `$INTERLOCK_TOKEN`; None if neither."""
-    if token_file:
-        try:
-            text = Path(token_file).expanduser().read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read --token-file {token_file}: {exc.strerror}") from None
-        token = text.strip().splitlines()[0].strip() if text.strip() else ""
-        if not token:
-            raise UsageError(f"--token-file {token_file} is empty")
-        return token
-    return os.environ.get("INTERLOCK_TOKEN") or None
 
 
 def console_command(db: Path, pipelines: Path, ascii: bool) -> str:
@@ -132,7 +107,12 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    token = read_token(args.token_file)
+    from tui.serve.auth import ConfigError, is_loopback, load_token
+
+    try:  # the same token rule as `interlock serve` (DESIGN section 8)
+        token = load_token(args.token_file)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     if not is_loopback(args.host) and token is None:
         raise UsageError(
             f"--host {args.host} is not a loopback address: serving the console there needs a "
