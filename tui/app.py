@@ -159,10 +159,20 @@ class InterlockApp(App[int]):
     # -- global keys ------------------------------------------------------------------------------
 
     def action_launch(self) -> None:
-        if not self.bridge.ready:
-            self.notify("still opening the database", severity="warning")
+        if not self.bridge.ready:  # pressed while the database opens: the dialog comes after
+            self.notify("opening the database; the launch dialog follows", timeout=3)
+            self.run_worker(self._launch_when_ready(), exit_on_error=False)
             return
+        self._push_launch()
+
+    async def _launch_when_ready(self) -> None:
+        await self.bridge.wait_ready()
+        self._push_launch()
+
+    def _push_launch(self) -> None:
         screen = self.screen
+        if isinstance(screen, LaunchScreen):  # `l` pressed twice while the database opened
+            return
         if isinstance(screen, HomeScreen):
             selected = screen.highlighted_pipeline
         else:  # a run view or a node's detail: that run's pipeline (again, perhaps changed)

@@ -4,6 +4,8 @@ escape undoes a filter before it leaves, a reject needs a reason."""
 
 from __future__ import annotations
 
+import asyncio
+
 from console_helpers import (
     SIZE,
     MakeApp,
@@ -145,3 +147,28 @@ async def test_a_reject_without_a_reason_is_refused_in_place(make_app: MakeApp) 
         state = await app.bridge.run_state(run_id)
     assert state.nodes["publish_gate"].decision is not None
     assert state.nodes["publish_gate"].decision.get("reason") == "wrong build"
+
+
+async def test_l_pressed_while_the_database_opens_opens_the_dialog_once_it_is_open(
+    make_app: MakeApp,
+) -> None:
+    app = make_app()
+    opened = app.bridge.open
+    release = asyncio.Event()
+
+    async def slow_open() -> None:  # a database that takes its time (a busy disk, a big file)
+        await release.wait()
+        await opened()
+
+    app.bridge.open = slow_open  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert not app.bridge.ready
+        await pilot.press("l")
+        await pilot.press("l")  # twice, impatiently
+        await pilot.pause()
+        assert not isinstance(app.screen, LaunchScreen)
+        release.set()
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the dialog")
+        await pilot.pause(0.2)
+        assert sum(isinstance(s, LaunchScreen) for s in app.screen_stack) == 1

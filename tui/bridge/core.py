@@ -97,6 +97,7 @@ class Bridge(Polling, History, Commands):
         self._breakers: dict[str, BreakerView] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._closed = False
+        self._opened = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -115,6 +116,10 @@ class Bridge(Polling, History, Commands):
     @property
     def ready(self) -> bool:
         return self._manager is not None
+
+    async def wait_ready(self) -> None:
+        """Return once `open()` has finished (a key pressed while the database opens waits)."""
+        await self._opened.wait()
 
     async def open(self) -> None:
         from engine.manager import RunManager
@@ -146,6 +151,7 @@ class Bridge(Polling, History, Commands):
             loop.create_task(self._drain_loop(), name="interlock-bridge-drain"),
             loop.create_task(self._poll_loop(), name="interlock-bridge-poll"),
         ]
+        self._opened.set()
 
     async def close(self, reason: str = "the console quit") -> None:
         """Cancel this console's runs, stop polling, close the database. Idempotent."""
