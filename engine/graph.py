@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import graphlib
 import heapq
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Iterator, Sequence
 
     from engine.spec import Pipeline
 
@@ -58,8 +59,10 @@ class Graph:
         self._children = MappingProxyType(
             {node: tuple(sorted(kids, key=index.__getitem__)) for node, kids in child_lists.items()}
         )
-        self._order = self._topological_order()
-        self._levels = self._compute_levels()
+        # Order and levels are worked out on first use: validation and the scheduler need only
+        # parents and children, and a 10,000-node file should not pay for a sort it never reads.
+        self._order_cache: tuple[str, ...] | None = None
+        self._levels_cache: tuple[tuple[str, ...], ...] | None = None
 
     @classmethod
     def from_pipeline(cls, pipeline: Pipeline) -> Graph:
@@ -67,6 +70,25 @@ class Graph:
         return cls(
             [node.id for node in pipeline.nodes],
             {node.id: pipeline.needs_of(node) for node in pipeline.nodes},
+        )
+
+    @classmethod
+    def from_definition(cls, definition: Mapping[str, Any]) -> Graph:
+        """The graph of a stored run's `run.created` definition (the console and the fold read
+        runs, not files). Entries that are not nodes, and parents that name no node, are left
+        out: a definition in the store was valid when it was written."""
+        parents: dict[str, list[str]] = {}
+        for raw in definition.get("nodes") or ():
+            if isinstance(raw, Mapping) and isinstance(raw.get("id"), str):
+                parents[raw["id"]] = [str(n) for n in raw.get("needs") or ()]
+        for edge in definition.get("edges") or ():
+            if isinstance(edge, Mapping):
+                src, dst = edge.get("from"), edge.get("to")
+                if isinstance(src, str) and dst in parents:
+                    parents[dst].append(src)
+        return cls(
+            list(parents),
+            {node: [p for p in needs if p in parents] for node, needs in parents.items()},
         )
 
     # -- structure ---------------------------------------------------------------------------
@@ -89,12 +111,12 @@ class Graph:
     @property
     def order(self) -> list[str]:
         """A topological order; ties go to the node that comes first in the file."""
-        return list(self._order)
+        return list(self._ordered())
 
     @property
     def levels(self) -> list[list[str]]:
         """Nodes grouped by the longest path from a source (level 0), each level in file order."""
-        return [list(level) for level in self._levels]
+        return [list(level) for level in self._leveled()]
 
     @property
     def sources(self) -> list[str]:
@@ -128,7 +150,7 @@ class Graph:
         return iter(self._nodes)
 
     def __repr__(self) -> str:
-        return f"Graph({len(self._nodes)} nodes, {len(self._levels)} levels)"
+        return f"Graph({len(self._nodes)} nodes, {len(self._leveled())} levels)"
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -143,6 +165,16 @@ class Graph:
                 seen.add(node)
                 stack.extend(links[node])
         return seen
+
+    def _ordered(self) -> tuple[str, ...]:
+        if self._order_cache is None:
+            self._order_cache = self._topological_order()
+        return self._order_cache
+
+    def _leveled(self) -> tuple[tuple[str, ...], ...]:
+        if self._levels_cache is None:
+            self._levels_cache = self._compute_levels()
+        return self._levels_cache
 
     def _topological_order(self) -> tuple[str, ...]:
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
@@ -161,7 +193,7 @@ class Graph:
 
     def _compute_levels(self) -> tuple[tuple[str, ...], ...]:
         depth: dict[str, int] = {}
-        for node in self._order:
+        for node in self._ordered():
             depth[node] = 1 + max((depth[p] for p in self._parents[node]), default=-1)
         levels: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
         for node in self._nodes:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +28,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+if TYPE_CHECKING:
+    from engine.graph import Graph
 
 PIPELINE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -412,6 +416,26 @@ class Pipeline(_Model):
     @property
     def label(self) -> str:
         return self.name or self.id
+
+    @cached_property
+    def graph(self) -> Graph:
+        """The pipeline's one DAG (needs and top-level edges merged), built on first use and
+        shared by validation, the scheduler, the fold and the console. Raises `ValueError` for
+        a cycle or an unknown need: the loader reports those before anyone asks for it."""
+        from engine.graph import Graph
+
+        parents = {node.id: list(node.needs) for node in self.nodes}
+        for edge in self.edges:
+            if edge.to in parents:
+                parents[edge.to].append(edge.from_)
+        return Graph([node.id for node in self.nodes], parents)
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> Pipeline:
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("graph", None)  # a copy with other nodes must not keep this one's DAG
+        return copy
 
     def node(self, node_id: str) -> NodeBase:
         for node in self.nodes:
