@@ -59,6 +59,18 @@ class BreakerSnapshot:
         return max(0.0, self.opened_at + self.recovery_timeout - now)
 
 
+@dataclass(frozen=True)
+class BreakerRecord:
+    """A circuit breaker's persisted state (the store's row); times are epoch seconds."""
+
+    key: str
+    state: str
+    failures: int
+    opened_at: float | None
+    recovery_timeout: float
+    updated_at: float
+
+
 class CircuitOpenError(Exception):
     def __init__(self, key: str, remaining: float) -> None:
         self.key = key

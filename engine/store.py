@@ -86,6 +86,7 @@ import aiosqlite
 import psutil
 
 from engine import dbfile
+from engine.breaker import BreakerRecord
 from engine.errors import InterlockError, UnknownRunError
 from engine.events import Event, EventType, trusted_event
 from engine.run_filter import RunFilter, RunPage
@@ -216,18 +217,6 @@ class Command:
     created_at: float
     acked_at: float | None
     result: str | None
-
-
-@dataclass(frozen=True)
-class BreakerRecord:
-    """A circuit breaker's persisted state; times are epoch seconds."""
-
-    key: str
-    state: str
-    failures: int
-    opened_at: float | None
-    recovery_timeout: float
-    updated_at: float
 
 
 # ---------------------------------------------------------------------------------------------
