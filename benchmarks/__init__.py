@@ -11,5 +11,8 @@ The modules, one per group of workloads:
   console-attached variants of W1 and W2;
 - `peers`: the same W1-W4 on Prefect, Dagster and Apache Hamilton (`--peers`), each in a
   process of its own;
+- `side_by_side`: `--baseline REV`, W1 and W2 of this tree and of a git revision in one run;
 - `report`: the table and `RESULTS.md`.
+
+What the figures taught, and why the hot path is built as it is: `NOTES.md`.
 """

@@ -4,6 +4,8 @@
     python -m benchmarks --quick          # a smoke run: fewer and smaller repetitions
     python -m benchmarks --only W1,W3     # some workloads (RESULTS.md only with --out)
     python -m benchmarks --peers          # also Prefect, Dagster and Apache Hamilton (if installed)
+    python -m benchmarks --baseline REV   # W1 and W2 of this tree and of git revision REV, side
+                                          # by side in one run, with their ratios
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "benchmarks/RESULTS.md for a whole run, nowhere for --quick or --only)")
     parser.add_argument("--readme", type=Path, metavar="README.md",
                         help="also replace the table between the benchmark markers of this file")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="measure W1 and W2 (in memory and durable) of this tree and of git "
+                        "revision REV side by side, alternating, and print the ratios "
+                        "(flagging anything more than 10%% slower)")
     # One workload in this process, its rows as JSON on stdout: what `measure` runs each
     # workload in.
     parser.add_argument("--worker", metavar="WN", help=argparse.SUPPRESS)
@@ -67,6 +73,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown workload {', '.join(unknown)} (choose from {', '.join(ALL)})")
     args.chosen = chosen
+    if args.baseline is not None:
+        from benchmarks.side_by_side import WORKLOADS
+
+        if not args.only:
+            args.chosen = list(WORKLOADS)
+        elif not set(chosen) <= set(WORKLOADS):
+            parser.error(f"--baseline measures {' and '.join(WORKLOADS)} only")
     return args
 
 
@@ -143,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker is not None:
         write_result(asyncio.run(worker(args.worker, settings)))
         return 0
+    if args.baseline is not None:
+        from benchmarks import side_by_side
+
+        return side_by_side.main(args.baseline, args.chosen, quick=args.quick)
     started = time.perf_counter()
     failed: list[str] = []
     rows = asyncio.run(measure(args.chosen, settings, failed))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,62 @@ def test_a_subprocess_result_is_its_last_line_whatever_came_before() -> None:
     assert read_result(b'a framework says hello\n{"rows": []}\n') == {"rows": []}
     assert read_result(b"Traceback (most recent call last):\n  ...\n") is None
     assert read_result(b"") is None
+
+
+def test_a_side_by_side_run_measures_this_tree_and_a_revision_and_prints_their_ratios() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--baseline", "HEAD", "--quick", "--only", "W2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert any(line.split()[:2] == ["W", "variant"] for line in lines)
+    measured = [re.split(r"\s{2,}", line) for line in lines if line.startswith("W2 ")]
+    assert [cells[1] for cells in measured] == [
+        "engine, in-memory sink",
+        "engine, durable store (FULL)",
+    ]
+    for cells in measured:
+        # this tree, the revision, their ratio (a quick run is too short to judge either)
+        assert cells[2].endswith(" us") and cells[3].endswith(" us")
+        assert float(cells[4]) > 0
+    # The revision's checkout is gone afterwards.
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
+    )
+    assert "interlock-baseline-" not in listed.stdout
+
+
+def test_a_side_by_side_run_flags_a_variant_more_than_ten_percent_slower() -> None:
+    from benchmarks.side_by_side import Pair, table
+
+    pairs = [
+        Pair("W1", "memory", "engine, in-memory sink", [22.0, 23.0, 24.0], [20.0, 20.0, 21.0]),
+        Pair("W1", "FULL", "engine, durable store (FULL)", [40.0], [39.0]),
+    ]
+    text = table(pairs, "v1")
+    assert "SLOWER by 15%" in text
+    assert "more than 10% slower: W1 engine, in-memory sink" in text
+    assert "1.026" in text and text.count("SLOWER") == 1
+
+
+def test_a_side_by_side_run_against_an_unknown_revision_says_so() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--baseline", "no-such-rev", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "no commit 'no-such-rev'" in done.stderr
+
+
+def test_a_side_by_side_run_measures_only_w1_and_w2() -> None:
+    with pytest.raises(SystemExit):
+        bench_main.parse_args(["--baseline", "HEAD", "--only", "W3"])
