@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.api import PipelineBuilder, pipeline
-    from engine.bus import Bus, EventSink, MemorySink
+    from engine.bus import EventSink, MemorySink
     from engine.errors import (
         InterlockError,
         NodeError,
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 # Imported on first use: `import engine` stays cheap, so `interlock validate` starts fast and a
 # module half-way through development never breaks the others.
 _LAZY = {
-    "Bus": "engine.bus",
     "ErrorClass": "engine.state",
     "Event": "engine.events",
     "EventSink": "engine.bus",
@@ -72,7 +71,6 @@ _LAZY = {
 __version__ = "0.1.0"
 
 __all__ = [
-    "Bus",
     "ErrorClass",
     "Event",
     "EventSink",

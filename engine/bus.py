@@ -1,23 +1,21 @@
-"""Where events go: the sink interface, an in-memory sink, and the live in-process bus.
+"""Where events go: the sink interface, and an in-memory sink.
 
 Contract: a sink has `publish(event)` (synchronous, must not block the loop) and `flush()`
 (returns once everything published so far is durable, or at once for sinks that are not
 durable). The executor publishes each event to every sink in order and awaits `flush()` of
-every sink before it reports a run as ended. The durable `Store` is one such sink.
-
-The `Bus` delivers events live to subscribers in this process (the console's bridge, metrics,
-`interlock run`'s progress): each subscriber gets a callback; a slow subscriber must batch on
-its side, the bus never buffers on its behalf.
+every sink before it reports a run as ended. The durable `Store` is one such sink; whatever
+follows a run live in this process (the console's bridge, metrics, `interlock run`'s progress)
+is another, given to the `RunManager` as a sink: a slow one batches on its side, nothing
+buffers on its behalf.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from engine.events import Event
+if TYPE_CHECKING:
+    from engine.events import Event
 
 
 @runtime_checkable
@@ -48,45 +46,3 @@ class MemorySink:
         """Forget every event kept so far."""
         self.events.clear()
         self.by_run.clear()
-
-
-Subscriber = Callable[[Event], None]
-
-
-class Bus:
-    """Live fan-out of events to in-process subscribers."""
-
-    def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
-
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Register `callback`; returns a function that unsubscribes it."""
-        self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    def publish(self, event: Event) -> None:
-        for callback in tuple(self._subscribers):
-            callback(event)
-
-    async def flush(self) -> None:
-        return None
-
-    async def stream(self, run_id: str | None = None) -> AsyncIterator[Event]:
-        """Iterate over live events (of one run, or all) until the consumer stops."""
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-
-        def put(event: Event) -> None:
-            if run_id is None or event.run_id == run_id:
-                queue.put_nowait(event)
-
-        unsubscribe = self.subscribe(put)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            unsubscribe()

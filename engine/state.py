@@ -17,9 +17,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from engine.encoding import definition_shape
 from engine.events import Event, EventType
+
+if TYPE_CHECKING:
+    from engine.graph import Graph
 
 
 class RunStatus(StrEnum):
@@ -149,6 +153,9 @@ class RunState:
     breakers: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     last_seq: int = 0
+    # The run's DAG, read from its definition by `run.created` (None before, or for a
+    # definition with a cycle). Not part of the state's value: it is the definition's.
+    graph: Graph | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_terminal(self) -> bool:
@@ -156,6 +163,14 @@ class RunState:
 
     def nodes_in(self, *states: NodeStatus) -> list[str]:
         return [n.node_id for n in self.nodes.values() if n.state in states]
+
+
+# The statuses `apply` sets, as module names: reading a member off an enum class costs ten
+# times a global, and folding spends an eighth of its time on it (benchmarks/NOTES.md).
+_RUNNING, _WAITING, _PENDING = NodeStatus.RUNNING, NodeStatus.WAITING, NodeStatus.PENDING
+_SUCCEEDED, _FAILED, _TIMED_OUT = NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.TIMED_OUT
+_CANCELLED, _SKIPPED, _RETRYING = NodeStatus.CANCELLED, NodeStatus.SKIPPED, NodeStatus.RETRYING
+_OUTCOMES = {status: status.value for status in NodeStatus}  # `.value` is a property call
 
 
 def _node(state: RunState, node_id: str | None) -> NodeState:
@@ -193,54 +208,6 @@ def _finish_node(node: NodeState, event: Event, status: NodeStatus) -> None:
     _close_attempt(node, event, _OUTCOMES[status])
 
 
-_OUTCOMES = {status: status.value for status in NodeStatus}  # `.value` is a property call
-
-
-def _definition_nodes(definition: Mapping[str, Any]) -> dict[str, NodeState]:
-    return {
-        node_id: NodeState(node_id, node_type, needs)
-        for node_id, node_type, needs in _definition_shape(definition)
-    }
-
-
-# The last definitions read, by identity (each held, so that its id cannot be reused): the
-# runs of one pipeline in a process share one definition object (the executor's snapshot), and
-# reading it again for each run cost more per node than running a no-op node's events.
-_SHAPES: dict[int, tuple[Mapping[str, Any], list[tuple[str, str, tuple[str, ...]]]]] = {}
-_SHAPES_KEPT = 8
-
-
-def _definition_shape(definition: Mapping[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(id, type, needs) of each node of a `run.created` definition, edges folded into needs."""
-    hit = _SHAPES.get(id(definition))
-    if hit is not None and hit[0] is definition:
-        return hit[1]
-    nodes: dict[str, tuple[str, tuple[str, ...]]] = {}
-    raw_nodes = definition.get("nodes") or []
-    for raw in raw_nodes:
-        if isinstance(raw, Mapping) and isinstance(raw.get("id"), str):
-            needs = tuple(str(n) for n in raw.get("needs") or ())
-            nodes[raw["id"]] = (str(raw.get("type", "")), needs)
-    for edge in definition.get("edges") or []:
-        if isinstance(edge, Mapping):
-            src, dst = edge.get("from"), edge.get("to")
-            if isinstance(src, str) and dst in nodes and src not in nodes[dst][1]:
-                nodes[dst] = (nodes[dst][0], (*nodes[dst][1], src))
-    shape = [(node_id, node_type, needs) for node_id, (node_type, needs) in nodes.items()]
-    if len(_SHAPES) >= _SHAPES_KEPT:
-        _SHAPES.pop(next(iter(_SHAPES)))
-    _SHAPES[id(definition)] = (definition, shape)
-    return shape
-
-
-# `apply` looks an event's type up in this table of small functions, one per type, instead of
-# comparing it with each type in turn: a node's events are the most frequent and came third
-# to ninth in the chain, each comparison reading an enum member off its class. The statuses
-# are bound to module names for the same reason (a class attribute of an enum costs several
-# times a global).
-_RUNNING, _WAITING, _PENDING = NodeStatus.RUNNING, NodeStatus.WAITING, NodeStatus.PENDING
-_SUCCEEDED, _FAILED, _TIMED_OUT = NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.TIMED_OUT
-_CANCELLED, _SKIPPED, _RETRYING = NodeStatus.CANCELLED, NodeStatus.SKIPPED, NodeStatus.RETRYING
 _NO_DATA: Mapping[str, Any] = MappingProxyType({})
 
 _Apply = Callable[[RunState, Event, Mapping[str, Any]], None]
@@ -335,7 +302,9 @@ def _run_created(state: RunState, event: Event, data: Mapping[str, Any]) -> None
     state.simulate = bool(data.get("simulate", False))
     state.created_at = event.timestamp_utc
     state.state = RunStatus.PENDING
-    state.nodes = _definition_nodes(definition)
+    shape = definition_shape(definition)
+    state.graph = shape.graph
+    state.nodes = {node: NodeState(node, kind, needs) for node, kind, needs in shape.nodes}
 
 
 def _run_completed(state: RunState, event: Event, data: Mapping[str, Any]) -> None:
@@ -390,7 +359,8 @@ def _artifact_emitted(state: RunState, event: Event, data: Mapping[str, Any]) ->
     state.artifacts.append({"node_id": event.node_id, **dict(data)})
 
 
-_APPLY_BY_TYPE: dict[EventType, _Apply] = {
+# What each event type changes, one small function per type, looked up by the type's name.
+_APPLY: dict[str, _Apply] = {
     EventType.NODE_LOG: _node_log,
     EventType.NODE_STARTED: _node_started,
     EventType.NODE_SUCCEEDED: _node_succeeded,
@@ -411,8 +381,6 @@ _APPLY_BY_TYPE: dict[EventType, _Apply] = {
     EventType.BREAKER_STATE_CHANGED: _breaker_state_changed,
     EventType.ARTIFACT_EMITTED: _artifact_emitted,
 }
-# Keyed by the plain strings: a table of exact str keys is the fast kind of dict.
-_APPLY: dict[str, _Apply] = {etype.value: change for etype, change in _APPLY_BY_TYPE.items()}
 
 
 def apply(state: RunState, event: Event) -> RunState:

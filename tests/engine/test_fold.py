@@ -203,3 +203,47 @@ def test_folding_no_events_needs_a_run_id() -> None:
     assert fold([], run_id="r9").state is RunStatus.PENDING
     with pytest.raises(ValueError, match="run id"):
         fold([])
+
+
+def test_a_runs_nodes_need_their_needs_and_edges_as_the_runs_graph_says() -> None:
+    definition = {
+        "id": "p",
+        "nodes": [
+            {"id": "a", "type": "shell", "command": "x"},
+            {"id": "b", "type": "python", "call": "m:f", "needs": ["a"]},
+            {"id": "c", "type": "approval"},
+        ],
+        "edges": [{"from": "b", "to": "c"}, {"from": "a", "to": "c"}],
+    }
+    state = fold([event(1, "run.created", data={"pipeline_id": "p", "definition": definition})])
+    assert [(n.node_id, n.node_type, n.needs) for n in state.nodes.values()] == [
+        ("a", "shell", ()),
+        ("b", "python", ("a",)),
+        ("c", "approval", ("b", "a")),
+    ]
+    assert state.graph is not None
+    assert state.graph.order == ["a", "b", "c"]
+    assert dict(state.graph.parents) == {n.node_id: n.needs for n in state.nodes.values()}
+    # The same definition object read again: the same graph; an equal one: an equal state.
+    again = fold([event(1, "run.created", data={"pipeline_id": "p", "definition": definition})])
+    assert again.graph is state.graph
+    copied = copy.deepcopy(definition)
+    assert fold([event(1, "run.created", data={"definition": copied, "pipeline_id": "p"})]) == state
+
+
+def test_a_definition_with_a_cycle_is_folded_without_its_edges() -> None:
+    # Never written by the engine, but a log imported from elsewhere may say anything.
+    definition = {
+        "id": "p",
+        "nodes": [{"id": "a", "type": "shell", "needs": ["b"]}, {"id": "b", "type": "shell"}],
+        "edges": [{"from": "a", "to": "b"}],
+    }
+    state = fold(
+        [
+            event(1, "run.created", data={"pipeline_id": "p", "definition": definition}),
+            event(2, "node.started", "a"),
+        ]
+    )
+    assert state.graph is None
+    assert [(n.node_id, n.needs) for n in state.nodes.values()] == [("a", ()), ("b", ())]
+    assert state.nodes["a"].state is NodeStatus.RUNNING
