@@ -338,17 +338,21 @@ class Shape(NamedTuple):
     nodes: tuple[tuple[str, str, tuple[str, ...]], ...]
 
 
-def definition_shape_reference(definition: Mapping[str, Any]) -> Shape:
-    """The shape of a `run.created` definition, its parents from `Graph.from_definition`."""
+def definition_shape_reference(
+    definition: Mapping[str, Any], graph: Graph | None = None
+) -> Shape:
+    """The shape of a `run.created` definition, its parents from `Graph.from_definition` (or
+    from `graph`, the definition's graph built already)."""
     types = {
         raw["id"]: str(raw.get("type", ""))
         for raw in definition.get("nodes") or ()
         if isinstance(raw, Mapping) and isinstance(raw.get("id"), str)
     }
-    try:
-        graph: Graph | None = Graph.from_definition(definition)
-    except ValueError:
-        graph = None
+    if graph is None:
+        try:
+            graph = Graph.from_definition(definition)
+        except ValueError:
+            graph = None
     parents: Mapping[str, tuple[str, ...]] = graph.parents if graph is not None else {}
     return Shape(graph, tuple((node, kind, parents.get(node, ())) for node, kind in types.items()))
 
@@ -373,7 +377,13 @@ class DefinitionShapes:
         for held, shape in self._held:
             if held is definition:
                 return shape
-        shape = definition_shape_reference(definition)
+        return self.remember(definition)
+
+    def remember(self, definition: Mapping[str, Any], graph: Graph | None = None) -> Shape:
+        """Read `definition` now, taking `graph` as its graph if given: the executor can hand
+        over its pipeline's graph with the snapshot it made of that pipeline, so that the fold
+        of its runs uses the one graph built for the pipeline."""
+        shape = definition_shape_reference(definition, graph)
         self._held = [(definition, shape), *self._held[: self.size - 1]]
         return shape
 

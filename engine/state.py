@@ -9,6 +9,11 @@ Contract: the event log is the single source of truth. Every view of a run (the 
 form) is not affordable; `fold` owns the state it builds, which keeps it pure from the outside.
 The live executor keeps its own `RunState` through the very same `apply`, so the live state and a
 later fold of the stored events cannot drift apart.
+
+A run's nodes and their needs come from its `run.created` definition, read through the one DAG
+(`Graph.from_definition`), which `RunState.graph` keeps for the run's views. Reading it is
+remembered per definition object by `engine.encoding.definition_shape`, the one cache on the
+fold's path (the executor shares a definition among a pipeline's runs).
 """
 
 from __future__ import annotations
@@ -83,8 +88,6 @@ class ErrorClass(StrEnum):
     CANCELLED = "cancelled"
     CONFIG = "config"
 
-
-ERROR_CLASSES: frozenset[str] = frozenset(c.value for c in ErrorClass)
 
 # How many node.log lines a NodeState keeps (the store keeps them all).
 LOG_LINES_KEPT = 500

@@ -34,6 +34,7 @@ from engine.encoding import (
     utc_now_iso,
 )
 from engine.events import Event, EventType
+from engine.loader import load_dict
 
 TEXT = st.text(max_size=12)  # any characters: quotes, escapes, non-ASCII, surrogates
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | TEXT
@@ -222,5 +223,14 @@ def test_a_shape_is_remembered_by_identity_for_the_last_few_definitions_only() -
     assert shapes(a) is not first
 
 
-def test_the_folds_memo_is_the_module_one() -> None:
-    assert isinstance(encoding.definition_shape, DefinitionShapes)
+def test_a_definition_can_be_given_the_graph_built_for_its_pipeline() -> None:
+    pipeline = load_dict(
+        {"id": "p", "nodes": [{"id": "a", "type": "shell", "command": "x"},
+                              {"id": "b", "type": "shell", "command": "x", "needs": ["a"]}]}
+    )
+    snapshot = pipeline.snapshot()
+    shapes = DefinitionShapes()
+    shapes.remember(snapshot, pipeline.graph)
+    assert shapes(snapshot).graph is pipeline.graph
+    assert shapes(snapshot).nodes == definition_shape_reference(snapshot).nodes
+    assert isinstance(encoding.definition_shape, DefinitionShapes)  # the fold's
