@@ -2,7 +2,8 @@
 
 Contract: every fast function here returns exactly what its reference returns (for ids, which
 are random, the same form); `tests/engine/test_encoding.py` checks each pair with hypothesis.
-The rest of the engine calls the names that `engine.events` exports and never sees a trick.
+The rest of the engine calls the names that `engine.events` exports (and the fold calls
+`definition_shape`) and never sees a trick.
 A trick stays only while it pays for itself: each was measured against its reference in W1/W2
 (figures in `benchmarks/NOTES.md`, "Events and the fold").
 
@@ -11,9 +12,10 @@ A trick stays only while it pays for itself: each was measured against its refer
     canonical_json(value)        the same with sort_keys=True           (idem)
     event_json(event)            compact_json(event.to_dict())          the dict built to encode
     EncodedData                  a dict, encoded when written           encoding it per run
-    utc_now_iso()                datetime.now(UTC).strftime(...)        formatting the date
+    utc_now_iso()                utc_iso_reference(time.time_ns())      formatting the date
     new_id(), new_event_id()     os.urandom(...).hex() per id           a system call per id
     event_builder(Event)         Event(...)                             the frozen __init__
+                                 (events.new_event and trusted_event build with it)
     definition_shape(d)          definition_shape_reference(d)          reading it per run
 
 Everything here is pure but for the clock and the random bytes it is asked for, and the caches
@@ -38,8 +40,10 @@ if TYPE_CHECKING:
     from engine.events import Event
 
 __all__ = [
+    "DefinitionShapes",
     "EncodedData",
     "EventBuilder",
+    "Shape",
     "canonical_json",
     "canonical_json_reference",
     "compact_json",
