@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
+import engine.loader as loader_package
 import engine.loader.yamlread as yamlread
 from engine import registry
 from engine.agents import echo_agent
@@ -737,6 +738,18 @@ def test_unusual_text_is_left_to_the_careful_reader(text: str) -> None:
 
 def test_a_json_duplicate_key_is_left_to_the_careful_reader() -> None:
     assert yamlread.read_fast('{"a": 1, "a": 2}', "json") is yamlread.SLOW
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML without LibYAML")
+@pytest.mark.parametrize("name", ["hello.yaml", "wide-200.yaml", "release.yaml"])
+def test_a_valid_file_is_loaded_without_working_out_line_numbers(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def careful(*args: object) -> None:
+        raise AssertionError("the line-tracking reader ran for a valid file")
+
+    monkeypatch.setattr(loader_package, "parse", careful)
+    assert load_file(ROOT / "pipelines" / name).nodes
 
 
 def test_issues_found_after_a_fast_read_still_carry_their_lines(tmp_path: Path) -> None:
