@@ -414,8 +414,8 @@ def read_fast(text: str, fmt: Format | None) -> Any:
         return SLOW
     try:
         return _yaml_fast(text)
-    except (_NotFast, yaml.YAMLError, UnicodeEncodeError, ValueError, OverflowError):
-        return SLOW
+    except (_NotFast, yaml.YAMLError, UnicodeError, ValueError, TypeError, OverflowError):
+        return SLOW  # the careful reader says what is wrong, in PyYAML's words
 
 
 def _json_fast(text: str) -> Any:
