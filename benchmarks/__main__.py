@@ -22,7 +22,7 @@ from benchmarks.common import BenchmarkError, Row, Settings, read_result, write_
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9")
+ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W10")
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 

@@ -1,4 +1,4 @@
-"""W9: `interlock run` and `interlock validate` through the real command, whole process.
+"""W10: `interlock run` and `interlock validate` through the real command, whole process.
 
 What a user pays: spawn, imports, reading and validating the file, the run (durable, into a
 fresh SQLite file), progress output, exit. A run's cost per node is its wall time minus the
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TITLE = "interlock run / validate, whole process"
 TARGET_PER_NODE = Target(100.0)  # us a node, minus the 1-node run
 TARGET_VALIDATE = Target(500.0)  # ms for a 10,000-node file
-BODY = "w9_bodies"  # written beside the pipeline files, where a python node's call is looked up
+BODY = "w10_bodies"  # written beside the pipeline files, where a python node's call is looked up
 BODIES = """\
 async def noop(payload, ctx=None):
     return {}
@@ -120,11 +120,11 @@ def _per_node(runs: list[float], base: list[float], nodes: int) -> list[float]:
     return [(run - one) * 1e3 / nodes for run, one in zip(runs, base, strict=True)]
 
 
-async def w9(settings: Settings) -> list[Row]:
+async def w10(settings: Settings) -> list[Row]:
     reps = settings.reps(9, 2)
     interlock = interlock_command()
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="interlock-w9-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="interlock-w10-") as tmp:
         folder = Path(tmp)
         (folder / f"{BODY}.py").write_text(BODIES)
         files = {
@@ -146,21 +146,21 @@ async def w9(settings: Settings) -> list[Row]:
             variant = f"interlock run, {label}, durable"
             note = "wall minus a 1-node run"
             rows.append(
-                Row("W9", TITLE, variant, "per node", "us",
+                Row("W10", TITLE, variant, "per node", "us",
                     _per_node(runs[0], base[0], extra_nodes), target=TARGET_PER_NODE, note=note,
                     extra={"one_node_ms": base[0]})
             )
             rows.append(
-                Row("W9", TITLE, variant, "cpu per node", "us",
+                Row("W10", TITLE, variant, "cpu per node", "us",
                     _per_node(runs[1], base[1], extra_nodes), note="CPU minus a 1-node run")
             )
         big_file = folder / "validate-10000.yaml"
         big_file.write_text(validate_yaml(10_000))
         walls, cpus = wall([*interlock, "validate", str(big_file)], reps)
         variant = "interlock validate, 10,000 nodes"
-        rows.append(Row("W9", TITLE, variant, "wall", "ms", walls, target=TARGET_VALIDATE))
-        rows.append(Row("W9", TITLE, variant, "cpu", "ms", cpus))
+        rows.append(Row("W10", TITLE, variant, "wall", "ms", walls, target=TARGET_VALIDATE))
+        rows.append(Row("W10", TITLE, variant, "cpu", "ms", cpus))
     return rows
 
 
-WORKLOADS: dict[str, Callable[[Settings], Awaitable[list[Row]]]] = {"W9": w9}
+WORKLOADS: dict[str, Callable[[Settings], Awaitable[list[Row]]]] = {"W10": w10}
