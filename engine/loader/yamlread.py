@@ -466,64 +466,70 @@ def _yaml_fast(text: str) -> Any:
         get()  # StreamStart
         if not isinstance(get(), events.DocumentStartEvent):
             raise _NotFast  # an empty stream
-        # `stack` holds the open containers; `keys` the pending key of each (`no_key` when the
-        # next value in a mapping is a key; unused for lists).
-        stack: list[Any] = []
-        keys: list[Any] = []
+        # `top` is the innermost open container (None at the top level), `key` its pending key
+        # (`no_key` when the next value of a mapping is a key); `outer` saves the enclosing ones.
+        top: Any = None
+        top_is_list = False
+        key: Any = no_key
+        outer: list[tuple[Any, bool, Any]] = []
         count = 0
         root: Any = no_key
         while root is no_key:
             event: Any = get()
             kind = type(event)
             if kind is scalar_event:
-                if event.anchor is not None or event.tag is not None:
+                if event.tag is not None or event.anchor is not None:
                     raise _NotFast
                 value = event.value
-                if not event.implicit[0]:
-                    item: Any = value
-                elif value in plain:
-                    item = plain[value]
-                else:
-                    tag = _STR_TAG
-                    for candidate, regexp in resolvers.get(value[:1], []) + wildcard:
-                        if regexp.match(value):
-                            tag = candidate
-                            break
-                    item = _scalar(constructor, tag, value)
-                    if len(plain) < _PLAIN_CACHE_LIMIT:
-                        plain[value] = item
-                count += 1
-                if count > MAX_EXPANDED_NODES:
-                    raise _NotFast
+                item: Any = value
+                if event.implicit[0]:
+                    if value in plain:
+                        item = plain[value]
+                    else:
+                        tag = _STR_TAG
+                        for candidate, regexp in resolvers.get(value[:1], []) + wildcard:
+                            if regexp.match(value):
+                                tag = candidate
+                                break
+                        item = _scalar(constructor, tag, value)
+                        if len(plain) < _PLAIN_CACHE_LIMIT:
+                            plain[value] = item
             elif kind is mapping_start or kind is sequence_start:
-                if event.anchor is not None or event.tag is not None:
+                if event.tag is not None or event.anchor is not None:
                     raise _NotFast
-                if stack and keys[-1] is no_key and type(stack[-1]) is dict:
+                if key is no_key and top is not None and not top_is_list:
                     raise _NotFast  # a mapping or list as a key
-                if len(stack) >= FAST_MAX_DEPTH:
+                if len(outer) >= FAST_MAX_DEPTH:
                     raise _NotFast
-                stack.append({} if kind is mapping_start else [])
-                keys.append(no_key)
+                outer.append((top, top_is_list, key))
+                top_is_list = kind is sequence_start
+                top = [] if top_is_list else {}
+                key = no_key
                 count += 1
-                if count > MAX_EXPANDED_NODES:
-                    raise _NotFast
                 continue
             elif kind is mapping_end or kind is sequence_end:
-                item = stack.pop()
-                keys.pop()
+                item = top
+                top, top_is_list, key = outer.pop()
+                if top is None:
+                    root = item
+                    continue
             else:
                 raise _NotFast  # an alias
-            if not stack:
-                root = item
-            elif type(stack[-1]) is list:
-                stack[-1].append(item)
-            elif keys[-1] is no_key:
-                if type(item) is not str or item in stack[-1]:
+            count += 1
+            if count > MAX_EXPANDED_NODES:
+                raise _NotFast
+            if top_is_list:
+                top.append(item)
+            elif key is no_key:
+                if top is None:
+                    root = item  # a document that is one scalar
+                elif type(item) is not str or item in top:
                     raise _NotFast  # a duplicate key, or one the careful reader must judge
-                keys[-1] = item
+                else:
+                    key = item
             else:
-                stack[-1][keys[-1]] = item
-                keys[-1] = no_key
+                top[key] = item
+                key = no_key
         if not isinstance(get(), events.DocumentEndEvent):
             raise _NotFast
         if not isinstance(get(), events.StreamEndEvent):
