@@ -24,18 +24,19 @@ from benchmarks.common import BenchmarkError, Row, Settings, read_result, write_
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
+ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W10")
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def workloads() -> dict[str, Callable[[Settings], Awaitable[list[Row]]]]:
-    from benchmarks import cold_start, console_bench, engine_bench, store_bench
+    from benchmarks import cli_run, cold_start, console_bench, engine_bench, store_bench
 
     return {
         **engine_bench.WORKLOADS,
         **store_bench.WORKLOADS,
         **cold_start.WORKLOADS,
         **console_bench.WORKLOADS,
+        **cli_run.WORKLOADS,
     }
 
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-import engine.loader as loader_module
+import engine.loader as loader_package
+import engine.loader.yamlread as yamlread
 from engine import registry
 from engine.agents import echo_agent
 from engine.errors import PipelineValidationError, ValidationIssue
@@ -665,14 +666,101 @@ YAML_CASES = [
 @pytest.mark.parametrize("case", YAML_CASES)
 def test_libyaml_and_python_parsers_read_yaml_alike(case: str) -> None:
     text = Path(case).read_text("utf-8") if case.endswith(".yaml") else case
-    fast, slow = loader_module._LINE_LOADERS
+    fast, slow = yamlread._LINE_LOADERS
     outcomes: list[object] = []
     for make in (fast, slow):
         try:
-            outcomes.append(loader_module._parse_yaml_with(make, text, "f.yaml"))
+            outcomes.append(yamlread._parse_yaml_with(make, text, "f.yaml"))
         except yaml.YAMLError as exc:
             outcomes.append(type(exc).__name__)  # the Python one's message is what is shown
     assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("case", YAML_CASES)
+def test_the_fast_read_gives_the_careful_readers_data_or_steps_aside(case: str) -> None:
+    text = Path(case).read_text("utf-8") if case.endswith(".yaml") else case
+    careful = yamlread.parse(text, "f.yaml", "yaml")
+    fast = yamlread.read_fast(text, "yaml")
+    if fast is yamlread.SLOW:
+        return
+    assert not careful.issues
+    assert fast == careful.data
+    assert _types(fast) == _types(careful.data)
+
+
+def _types(value: object) -> object:
+    if isinstance(value, dict):
+        return {key: _types(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_types(item) for item in value]
+    return type(value).__name__
+
+
+SCALARS = (
+    "a: yes\nb: no\nc: on\nd: off\ne: TRUE\nf: False\ng: 0755\nh: 1:30\ni: 0x1F\nj: 0b101\n"
+    "k: 1_000\nl: -7\nm: +3\nn: 1.5e3\no: .inf\np: -.Inf\nq: .nan\nr: ~\ns: null\nt:\n"
+    "u: 2024-01-02\nv: 2024-01-02T03:04:05Z\nw: '0755'\nx: \"true\"\ny: 0o17\nz: 190:20:30\n"
+)
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_scalars_read_the_same_on_the_fast_and_the_careful_path(fmt: str) -> None:
+    text = SCALARS if fmt == "yaml" else json.dumps({"a": [1, 2.5, None, True, "x"], "b": {}})
+    fast = yamlread.read_fast(text, fmt)  # type: ignore[arg-type]  # a Literal from a param
+    careful = yamlread.parse(text, "f", fmt)  # type: ignore[arg-type]
+    assert fast is not yamlread.SLOW
+    assert fast == careful.data
+    assert _types(fast) == _types(careful.data)
+    if fmt == "yaml":
+        assert fast["a"] == "yes" and fast["c"] == "on" and fast["e"] is True
+        assert fast["g"] == 0o755 and fast["h"] == 90 and fast["y"] == "0o17"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x 1\nb: *x\n",  # anchors and aliases
+        "a: {<<: {b: 1}}\n",  # merge keys
+        "a: !!str 1\n",  # explicit tags
+        "a: 1\na: 2\n",  # a duplicate key
+        "1: a\n",  # a key that is not a string
+        "? [a]\n: b\n",  # a key that is a list
+        "--- a\n--- b\n",  # two documents
+        "",  # nothing
+        "~\n",
+        "[" * 70 + "]" * 70,  # deeper than the fast loop goes
+        "a: b: c\n",  # a syntax error
+    ],
+)
+def test_unusual_text_is_left_to_the_careful_reader(text: str) -> None:
+    assert yamlread.read_fast(text, "yaml") is yamlread.SLOW
+
+
+def test_a_json_duplicate_key_is_left_to_the_careful_reader() -> None:
+    assert yamlread.read_fast('{"a": 1, "a": 2}', "json") is yamlread.SLOW
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML without LibYAML")
+@pytest.mark.parametrize("name", ["hello.yaml", "wide-200.yaml", "release.yaml"])
+def test_a_valid_file_is_loaded_without_working_out_line_numbers(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def careful(*args: object) -> None:
+        raise AssertionError("the line-tracking reader ran for a valid file")
+
+    monkeypatch.setattr(loader_package, "parse", careful)
+    assert load_file(ROOT / "pipelines" / name).nodes
+
+
+def test_issues_found_after_a_fast_read_still_carry_their_lines(tmp_path: Path) -> None:
+    path = tmp_path / "late.yaml"
+    path.write_text(
+        "id: late\nnodes:\n  - {id: a, type: shell, command: [echo]}\n"
+        "  - id: b\n    type: shell\n    command: [echo]\n    needs: [a, nope]\n"
+    )
+    issue = file_issue(path)
+    assert (issue.line, issue.node_id) == (7, "b")
+    assert issue.reason == "needs unknown node 'nope'"
 
 
 # -- registry -------------------------------------------------------------------------------------

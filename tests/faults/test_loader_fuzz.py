@@ -8,6 +8,7 @@ own definition snapshot, since resume and replay rebuild runs from it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import json
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from engine.errors import PipelineValidationError
 from engine.graph import Graph
-from engine.loader import load_dict, load_text
+from engine.loader import load_dict, load_text, yamlread
 from engine.spec import Pipeline
 from faults.helpers import FAULT_SETTINGS
 
@@ -187,6 +188,35 @@ def test_any_text_gives_a_pipeline_or_a_validation_error(raw: Any, noise: str, f
         check(load, as_json)
     check(load, noise)
     check(load, "id: x\nnodes:\n" + noise)
+
+
+@settings(FAULT_SETTINGS, max_examples=300)
+@given(raw=mutated() | data, noise=yaml_noise, flow=st.booleans())
+def test_the_fast_and_the_careful_reader_agree_on_any_text(
+    raw: Any, noise: str, flow: bool
+) -> None:
+    # The fast read keeps no line numbers; whatever it accepts must be exactly what the careful
+    # reader makes of the same text (values and their types), and without a problem to report.
+    texts = [noise, "id: x\nnodes:\n" + noise]
+    with contextlib.suppress(yaml.YAMLError, ValueError, TypeError, RecursionError):
+        texts.append(yaml.safe_dump(raw, allow_unicode=True, default_flow_style=flow))
+    for text in texts:
+        fast = yamlread.read_fast(text, "yaml")
+        if fast is yamlread.SLOW:
+            continue
+        careful = yamlread.parse(text, "<fuzz>", "yaml")
+        assert not careful.issues
+        assert _typed(fast) == _typed(careful.data)
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {(type(k).__name__, k): _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    if isinstance(value, float) and value != value:
+        return ("float", "nan")
+    return (type(value).__name__, value)
 
 
 def test_values_python_cannot_build_print_or_read_are_validation_errors() -> None:
