@@ -290,6 +290,11 @@ class Control:
     ) -> Outcome:
         """Approve or reject the run's waiting approval node, here or through its owner."""
         kind = "approve" if approve else "reject"
+        manager = self.manager
+        if manager is not None:
+            decide = manager.approve if approve else manager.reject
+            if decide(run_id, node_id, actor=self.actor, reason=reason):
+                return Outcome(run_id, kind, "here", kind + "d")
         row = await self._row(run_id)
         state = await self.store.fold_run(run_id)
         node = state.nodes.get(node_id)
@@ -301,11 +306,6 @@ class Control:
                 + (f" (approval nodes: {known})" if known else ""),
                 row,
             )
-        manager = self.manager
-        if manager is not None:
-            decide = manager.approve if approve else manager.reject
-            if decide(run_id, node_id, actor=self.actor, reason=reason):
-                return Outcome(run_id, kind, "here", kind + "d", row)
         if node.state.value != "waiting":
             raise ControlRefusedError(
                 Refusal.NOT_WAITING,
