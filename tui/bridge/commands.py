@@ -1,9 +1,11 @@
 """The bridge's commands: launch, cancel, approve, reject, resume, replay, reset a breaker.
 
-Runs of this process are controlled through the manager; a run owned by another live process
-gets a store command its owner acts on within a second; a run no live process owns is
-judged `interrupted` from its lease, and a cancel then takes the lease and is applied in the
-store directly (one transaction).
+Cancel, approve and reject go through `engine.control`, the one implementation the CLI and the
+service use too: a run of this console is acted on through its manager; a run owned by another
+live process gets a store command its owner acts on within a second (the console does not wait
+for the acknowledgement: the run's events show it); a run no live process owns is judged
+`interrupted` from its lease, and a cancel then takes the lease and is applied in the store
+directly (one transaction). Refusals come back as `CommandError`, worded for the operator.
 """
 
 from __future__ import annotations
