@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import InterlockError, UnknownRunError
+from engine.errors import InterlockError, ResumeRefusedError, UnknownRunError
 from engine.lease import UNSETTLED, TakeOverRefusedError, Verdict, judge, owner_alive, owner_text
 from engine.state import RunStatus
 from engine.strictjson import check_finite
@@ -49,6 +49,7 @@ __all__ = [
     "post_and_wait",
     "reconcile",
     "resolve_params",
+    "take_for_resume",
     "take_over",
     "taker",
 ]
@@ -142,6 +143,59 @@ async def take_over(
             "written here"
         )
     return taken, verdict.reason
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """A run taken over for a resume: its state folded after the take-over (the former owner
+    fenced off, nothing it still sends can be stored after it), and the interruption to record
+    (`why`, lease data), None when a gate-failed run is reopened."""
+
+    state: RunState
+    interruption: tuple[str, dict[str, Any]] | None
+
+
+async def take_for_resume(
+    store: Store, run_id: str, owner: Owner, *, override: bool, reason: str | None
+) -> Resumable:
+    """Take over `run_id` to resume it in the process `owner` (DESIGN 4: terminal runs are
+    refused, gate-failed runs only with an override and a reason); what the dead owner left
+    running here is killed. `ResumeRefusedError` or `TakeOverRefusedError` otherwise."""
+    from engine.containment import kill_run_orphans
+
+    state = await store.fold_run(run_id)
+    row = await store.run_row(run_id)
+    if row is None:
+        raise UnknownRunError(run_id)
+    reopen = False
+    if state.gate_failures and state.state is RunStatus.FAILED:
+        if not override:
+            raise ResumeRefusedError(
+                f"run {run_id} failed a hard gate ({', '.join(state.gate_failures)}); "
+                "resume it only with --override --reason TEXT"
+            )
+        if not reason:
+            raise ResumeRefusedError("an override needs a reason (--reason TEXT)")
+        reopen = True
+    elif state.is_terminal:
+        who = await taker(store, run_id)
+        by = f" (ended by {who}, which took it over)" if who else ""
+        raise ResumeRefusedError(
+            f"run {run_id} is {state.state.value}{by}; terminal runs cannot be resumed "
+            "(replay it instead)"
+        )
+    # A run this very process owned and stopped (fail-closed) is not running here any more:
+    # its lease names a live process, but one that will never write to it again.
+    taken, why = await take_over(
+        store, row, owner, reopen=reopen, abandoned=row.owner_id == owner.id
+    )
+    state = await store.fold_run(run_id)
+    if state.is_terminal and not reopen:
+        raise ResumeRefusedError(
+            f"run {run_id} ended ({state.state.value}) just before it could be resumed"
+        )
+    await kill_run_orphans(store, run_id)  # what the dead owner left running here
+    return Resumable(state, None if reopen else (why, lease_data(row, taken)))
 
 
 async def cancel_interrupted(

@@ -21,6 +21,9 @@ Contract:
   records the interruption, and continues from its folded events (guards: terminal runs are
   refused, gate-failed runs only with an override and a reason); `replay` starts a new run from
   a stored run's definition snapshot and params, linked to it.
+- What is decided about runs of other processes (take-over, the cancel of an interrupted run,
+  commands to an owner) lives in `engine.control`; how breakers follow the store, in
+  `engine.breaker.StoredBreakers`. The manager wires them to its runs.
 """
 
 from __future__ import annotations
@@ -32,14 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 from engine import control
 from engine.breaker import BreakerRegistry, StoredBreakers
-from engine.containment import kill_run_orphans
 from engine.errors import (
     InterlockError,
     PipelineTimeoutError,
     ResumeRefusedError,
     RunCancelledError,
     RunFailedError,
-    UnknownRunError,
 )
 from engine.events import new_id, utc_now_iso
 from engine.executor import Executor
@@ -456,40 +457,10 @@ class RunManager:
         if self.is_running(run_id):
             raise ResumeRefusedError(f"run {run_id} is running in this process")
         assert self._owner is not None
-        state = await store.fold_run(run_id)
-        row = await store.run_row(run_id)
-        if row is None:
-            raise UnknownRunError(run_id)
-        reopen = False
-        if state.gate_failures and state.state is RunStatus.FAILED:
-            if not override:
-                raise ResumeRefusedError(
-                    f"run {run_id} failed a hard gate ({', '.join(state.gate_failures)}); "
-                    "resume it only with --override --reason TEXT"
-                )
-            if not reason:
-                raise ResumeRefusedError("an override needs a reason (--reason TEXT)")
-            reopen = True
-        elif state.is_terminal:
-            taker = await control.taker(store, run_id)
-            by = f" (ended by {taker}, which took it over)" if taker else ""
-            raise ResumeRefusedError(
-                f"run {run_id} is {state.state.value}{by}; terminal runs cannot be resumed "
-                "(replay it instead)"
-            )
-        # A run this very process owned and stopped (fail-closed) is not running here any more:
-        # its lease names a live process, but one that will never write to it again.
-        taken, why = await control.take_over(
-            store, row, self._owner, reopen=reopen, abandoned=row.owner_id == self._owner.id
+        taken = await control.take_for_resume(
+            store, run_id, self._owner, override=override, reason=reason
         )
-        # Folded after the take-over: the former owner is fenced off, so nothing it still
-        # sends can be stored after what this fold sees.
-        state = await store.fold_run(run_id)
-        if state.is_terminal and not reopen:
-            raise ResumeRefusedError(
-                f"run {run_id} ended ({state.state.value}) just before it could be resumed"
-            )
-        await kill_run_orphans(store, run_id)  # what the dead owner left running here
+        state = taken.state
         pipeline = pipeline_from_state(state)
         executor = self._executor(
             pipeline,
@@ -498,8 +469,8 @@ class RunManager:
             simulate=state.simulate,
             search_path=search_path or await control.stored_search_path(store, run_id),
         )
-        if not reopen:
-            executor.record_interrupted(why, control.lease_data(row, taken))
+        if taken.interruption is not None:
+            executor.record_interrupted(*taken.interruption)
         executor.prepare_resume(actor=actor, override_reason=reason if override else None)
         return await self._launch(executor)
 
