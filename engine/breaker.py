@@ -17,9 +17,10 @@ asyncio tasks or be persisted and restored with a remaining cool-down.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, Protocol
 
 
 class BreakerState(StrEnum):
@@ -43,32 +44,52 @@ class BreakerChange:
     opened_at: float | None
 
 
-@dataclass(frozen=True)
-class BreakerSnapshot:
-    key: str
-    state: BreakerState
-    failures: int
-    opened_at: float | None
-    recovery_timeout: float
-    failure_threshold: int
-
-    def remaining(self, now: float) -> float:
-        """Seconds of cool-down left while open (0 when not open)."""
-        if self.state is not BreakerState.OPEN or self.opened_at is None:
-            return 0.0
-        return max(0.0, self.opened_at + self.recovery_timeout - now)
+def cool_down_left(opened_at: float | None, recovery_timeout: float, now: float) -> float:
+    """Seconds of an open breaker's cool-down left at `now` (never negative): the one
+    cool-down arithmetic (the breaker itself, the store's records, the CLI, the console)."""
+    if opened_at is None:
+        return 0.0
+    return max(0.0, opened_at + recovery_timeout - now)
 
 
 @dataclass(frozen=True)
 class BreakerRecord:
-    """A circuit breaker's persisted state (the store's row); times are epoch seconds."""
+    """A breaker as everyone outside the engine reads it: the store's row, a live breaker's
+    `snapshot()`, what `interlock breakers` and the console list. Times are epoch seconds;
+    `updated_at` is when it last changed (0: never here)."""
 
     key: str
     state: str
     failures: int
     opened_at: float | None
     recovery_timeout: float
-    updated_at: float
+    updated_at: float = 0.0
+
+    def remaining(self, now: float) -> float:
+        """Seconds of cool-down left while open (0 when not open)."""
+        if self.state != "open":
+            return 0.0
+        return cool_down_left(self.opened_at, self.recovery_timeout, now)
+
+    def shown_state(self, now: float) -> str:
+        """An open breaker whose cool-down has run out admits a trial: it is half-open."""
+        if self.state == "open" and self.opened_at is not None and self.remaining(now) <= 0:
+            return BreakerState.HALF_OPEN.value
+        return str(self.state)
+
+    def item(self, now: float) -> dict[str, Any]:
+        """As `interlock breakers --json` and `GET /v1/breakers` list it (`state` as shown)."""
+        return {
+            "key": self.key,
+            "state": self.shown_state(now),
+            "failures": self.failures,
+            "opened_at": self.opened_at,
+            "recovery_timeout": self.recovery_timeout,
+            "remaining": round(self.remaining(now), 3),
+        }
+
+
+BreakerSnapshot = BreakerRecord  # the name `snapshot()`'s result had: one model now
 
 
 class CircuitOpenError(Exception):
@@ -122,16 +143,19 @@ class CircuitBreaker:
             and not self._trial_in_flight
         )
 
-    def snapshot(self) -> BreakerSnapshot:
+    def snapshot(self) -> BreakerRecord:
+        """The breaker as a record (its `state` the `BreakerState` member)."""
         self._refresh()
-        return BreakerSnapshot(
-            self.key,
-            self.state,
-            self.failures,
-            self.opened_at,
-            self.recovery_timeout,
-            self.failure_threshold,
+        return BreakerRecord(
+            self.key, self.state, self.failures, self.opened_at, self.recovery_timeout,
+            self.changed_at,
         )
+
+    def remaining(self) -> float:
+        """Seconds of cool-down left now (0 unless open)."""
+        if self.state is not BreakerState.OPEN:
+            return 0.0
+        return cool_down_left(self.opened_at, self.recovery_timeout, self._clock())
 
     def _move(self, to: BreakerState, listeners: list[Listener] | None = None) -> None:
         if to is self.state:
@@ -150,7 +174,7 @@ class CircuitBreaker:
         if (
             self.state is BreakerState.OPEN
             and self.opened_at is not None
-            and self._clock() >= self.opened_at + self.recovery_timeout
+            and cool_down_left(self.opened_at, self.recovery_timeout, self._clock()) <= 0
         ):
             self._move(BreakerState.HALF_OPEN, listeners)
 
@@ -163,10 +187,9 @@ class CircuitBreaker:
         if self.state is BreakerState.HALF_OPEN and not self._trial_in_flight:
             self._trial_in_flight = True
             return
-        remaining = 0.0
-        if self.opened_at is not None:
-            remaining = max(0.0, self.opened_at + self.recovery_timeout - self._clock())
-        raise CircuitOpenError(self.key, remaining)
+        raise CircuitOpenError(
+            self.key, cool_down_left(self.opened_at, self.recovery_timeout, self._clock())
+        )
 
     def record_success(self, listener: Listener | None = None) -> None:
         if (
@@ -278,7 +301,7 @@ class BreakerRegistry:
         breaker.reset()
         return True
 
-    def snapshots(self) -> list[BreakerSnapshot]:
+    def snapshots(self) -> list[BreakerRecord]:
         return [b.snapshot() for b in sorted(self._breakers.values(), key=lambda b: b.key)]
 
     def __contains__(self, key: object) -> bool:
@@ -286,3 +309,78 @@ class BreakerRegistry:
 
     def peek(self, key: str) -> CircuitBreaker | None:
         return self._breakers.get(key)
+
+
+class StoredBreakers:
+    """A process's breakers kept in step with the store, so that they trip across processes
+    (DESIGN section 4): every counted outcome is stored atomically, the half-open trial is
+    claimed in the store (one process gets it), and records other processes stored are taken
+    in. Opening and closing are stored with the outcome that causes them; the turn to
+    half-open, with the claim of its trial: a change itself has nothing left to store."""
+
+    def __init__(self, registry: BreakerRegistry, store: BreakerStore, owner: Any) -> None:
+        self.registry = registry
+        self.store = store
+        self.owner = owner
+
+    def outcome(self, breaker: CircuitBreaker, failed: bool) -> None:
+        self.store.record_breaker_outcome(
+            breaker.key,
+            failed=failed,
+            failure_threshold=breaker.failure_threshold,
+            recovery_timeout=breaker.recovery_timeout,
+            now=breaker.now(),
+        )
+
+    async def claim_trial(self, breaker: CircuitBreaker) -> None:
+        """Take the half-open breaker's one trial in the store, or refuse the attempt with
+        `CircuitOpenError` when another process has it (its state is taken from the store)."""
+        try:
+            record = await self.store.claim_breaker_trial(breaker.key, self.owner, breaker.now())
+        except BaseException:
+            breaker.release()
+            raise
+        if record is None:
+            return
+        breaker.release()
+        self._restore(record, breaker.failure_threshold)
+        if breaker.state is BreakerState.CLOSED:
+            return  # another process's trial closed it: the attempt goes as on a closed one
+        raise CircuitOpenError(breaker.key, breaker.remaining())
+
+    async def load(self) -> None:
+        for record in (await self.store.load_breakers()).values():
+            self._restore(record, 5)
+
+    def refresh(self, records: Iterable[BreakerRecord]) -> None:
+        """Take breaker changes other processes stored since we last looked."""
+        for record in records:
+            local = self.registry.peek(record.key)
+            if local is None or record.updated_at > local.changed_at:
+                self._restore(record, local.failure_threshold if local else 5)
+
+    def _restore(self, record: BreakerRecord, failure_threshold: int) -> None:
+        self.registry.restore(
+            record.key, record.state, record.failures, record.opened_at,
+            record.recovery_timeout, failure_threshold=failure_threshold,
+            changed_at=record.updated_at,
+        )
+
+    async def reset(self, key: str) -> bool:
+        """Close the breaker and clear its count, here and in the store (it stays listed)."""
+        found = self.registry.reset(key)
+        return await self.store.reset_breaker(key) or found
+
+
+class BreakerStore(Protocol):
+    """What `StoredBreakers` asks of the store."""
+
+    def record_breaker_outcome(
+        self, key: str, *, failed: bool, failure_threshold: int, recovery_timeout: float,
+        now: float | None = ...,
+    ) -> None: ...
+    async def claim_breaker_trial(
+        self, key: str, owner: Any, now: float
+    ) -> BreakerRecord | None: ...
+    async def load_breakers(self) -> dict[str, BreakerRecord]: ...
+    async def reset_breaker(self, key: str) -> bool: ...

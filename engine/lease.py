@@ -5,7 +5,8 @@ Contract (DESIGN section 4, "Ownership"):
   a fencing number (`fence`, +1 at every take-over) and an expiry (`lease_expires_at`, epoch
   seconds) that the owner's heartbeats push `lease_seconds()` ahead every
   `heartbeat_seconds()`.
-- `is_interrupted(row, now)` is the one definition of `interrupted`, a pure function of the row,
+- `is_interrupted(row, now)` (`judge` with its reason; `owner_alive` and `shown_state` as readers
+  ask it) is the one definition of `interrupted`, a pure function of the row,
   the time and (for an owner on this host) whether its pid still runs: a non-terminal run is
   interrupted when it has no owner, when its lease has expired (whatever the pid shows: a
   SIGSTOPped owner loses its run), or when its owner ran on this host and that process is gone
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -38,7 +40,9 @@ __all__ = [
     "heartbeat_seconds",
     "is_interrupted",
     "lease_seconds",
+    "owner_alive",
     "owner_text",
+    "shown_state",
 ]
 
 DEFAULT_LEASE_SECONDS: Final = 20.0
@@ -121,6 +125,20 @@ def judge(
 def is_interrupted(row: LeaseHolder, now: float) -> bool:
     """Whether a non-terminal run has lost its owner (see the module's contract)."""
     return judge(row, now).interrupted
+
+
+def owner_alive(row: LeaseHolder, now: float | None = None) -> bool:
+    """Whether a live process holds the run's lease (a terminal run counts as alive: it is not
+    interrupted). The one test of owner liveness the CLI, the console and the service use."""
+    return not judge(row, time.time() if now is None else now).interrupted
+
+
+def shown_state(row: LeaseHolder, now: float | None = None) -> str:
+    """The state a reader sees: `interrupted` for a run that lost its owner, else the stored
+    one. Pure apart from the same-host pid check: reading never writes."""
+    if row.state in UNSETTLED and not owner_alive(row, now):
+        return "interrupted"
+    return row.state
 
 
 def owner_text(row: LeaseHolder) -> str:

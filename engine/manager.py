@@ -21,39 +21,45 @@ Contract:
   records the interruption, and continues from its folded events (guards: terminal runs are
   refused, gate-failed runs only with an override and a reason); `replay` starts a new run from
   a stored run's definition snapshot and params, linked to it.
+- What is decided about runs of other processes (take-over, the cancel of an interrupted run,
+  commands to an owner) lives in `engine.control`; how breakers follow the store, in
+  `engine.breaker.StoredBreakers`. The manager wires them to its runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from engine.breaker import BreakerChange, BreakerRegistry, BreakerState, CircuitBreaker
-from engine.containment import kill_run_orphans
+from engine import control
+from engine.breaker import BreakerRegistry, StoredBreakers
 from engine.errors import (
     InterlockError,
     PipelineTimeoutError,
     ResumeRefusedError,
     RunCancelledError,
     RunFailedError,
-    UnknownRunError,
 )
 from engine.events import new_id, utc_now_iso
 from engine.executor import Executor
 from engine.state import NodeStatus, RunState, RunStatus
-from engine.strictjson import check_finite
+
+# Kept importable from here: the CLI, the console and the tests have always found them here.
+cancel_interrupted = control.cancel_interrupted
+pipeline_from_state = control.pipeline_from_state
+resolve_params = control.resolve_params
+take_over = control.take_over
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 
     from engine.bus import EventSink
     from engine.events import Event
     from engine.spec import Pipeline
-    from engine.store import BreakerRecord, Owner, RunRow, Store, StoreError
+    from engine.store import Owner, Store, StoreError
 
 
 ENDED_RUNS_KEPT = 10_000  # ids of ended runs a manager remembers (`ran_here`)
@@ -125,8 +131,6 @@ class RunManager:
         self.max_concurrent_runs = max_concurrent_runs
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self.breakers = breakers if breakers is not None else BreakerRegistry()
-        self.breakers.on_change = self._breaker_changed
-        self.breakers.on_outcome = self._breaker_outcome
         self._sleep = sleep
         self._now = now
         self._rng = rng
@@ -144,6 +148,7 @@ class RunManager:
         self._background: set[asyncio.Task[Any]] = set()
         self._control_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._stored_breakers: StoredBreakers | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -160,7 +165,10 @@ class RunManager:
 
             self._owner = self._owner or Owner.current()
             self.store.write_failure_listeners.append(self._write_failed)
-            await self._load_breakers()
+            # Breakers trip across processes: outcomes and trials go through the store.
+            self._stored_breakers = StoredBreakers(self.breakers, self.store, self._owner)
+            self.breakers.on_outcome = self._stored_breakers.outcome
+            await self._stored_breakers.load()
         return self
 
     async def close(self, reason: str = "the run manager closed") -> None:
@@ -212,7 +220,7 @@ class RunManager:
             now=self._now,
             rng=self._rng,
             write_gate=self.store,
-            claim_trial=self._claim_trial if self.store is not None else None,
+            claim_trial=self._stored_breakers.claim_trial if self._stored_breakers else None,
             **kwargs,
         )
 
@@ -273,7 +281,8 @@ class RunManager:
             except InterlockError:
                 await self.store.flush()
                 raise
-            self._refresh_breakers(breakers.values())
+            if self._stored_breakers is not None:
+                self._stored_breakers.refresh(breakers.values())
         task = asyncio.create_task(self._execute(executor), name=f"interlock-run:{executor.run_id}")
         handle = RunHandle(executor, task)
         self._runs[executor.run_id] = handle
@@ -448,50 +457,20 @@ class RunManager:
         if self.is_running(run_id):
             raise ResumeRefusedError(f"run {run_id} is running in this process")
         assert self._owner is not None
-        state = await store.fold_run(run_id)
-        row = await store.run_row(run_id)
-        if row is None:
-            raise UnknownRunError(run_id)
-        reopen = False
-        if state.gate_failures and state.state is RunStatus.FAILED:
-            if not override:
-                raise ResumeRefusedError(
-                    f"run {run_id} failed a hard gate ({', '.join(state.gate_failures)}); "
-                    "resume it only with --override --reason TEXT"
-                )
-            if not reason:
-                raise ResumeRefusedError("an override needs a reason (--reason TEXT)")
-            reopen = True
-        elif state.is_terminal:
-            taker = await _taker(store, run_id)
-            by = f" (ended by {taker}, which took it over)" if taker else ""
-            raise ResumeRefusedError(
-                f"run {run_id} is {state.state.value}{by}; terminal runs cannot be resumed "
-                "(replay it instead)"
-            )
-        # A run this very process owned and stopped (fail-closed) is not running here any more:
-        # its lease names a live process, but one that will never write to it again.
-        taken, why = await take_over(
-            store, row, self._owner, reopen=reopen, abandoned=row.owner_id == self._owner.id
+        taken = await control.take_for_resume(
+            store, run_id, self._owner, override=override, reason=reason
         )
-        # Folded after the take-over: the former owner is fenced off, so nothing it still
-        # sends can be stored after what this fold sees.
-        state = await store.fold_run(run_id)
-        if state.is_terminal and not reopen:
-            raise ResumeRefusedError(
-                f"run {run_id} ended ({state.state.value}) just before it could be resumed"
-            )
-        await kill_run_orphans(store, run_id)  # what the dead owner left running here
+        state = taken.state
         pipeline = pipeline_from_state(state)
         executor = self._executor(
             pipeline,
             state=state,
             params=state.params,
             simulate=state.simulate,
-            search_path=search_path or await _stored_search_path(store, run_id),
+            search_path=search_path or await control.stored_search_path(store, run_id),
         )
-        if not reopen:
-            executor.record_interrupted(why, _lease_data(row, taken))
+        if taken.interruption is not None:
+            executor.record_interrupted(*taken.interruption)
         executor.prepare_resume(actor=actor, override_reason=reason if override else None)
         return await self._launch(executor)
 
@@ -508,7 +487,7 @@ class RunManager:
             simulate=state.simulate,
             replay_of=run_id,
             actor=actor,
-            search_path=search_path or await _stored_search_path(store, run_id),
+            search_path=search_path or await control.stored_search_path(store, run_id),
         )
 
     async def retry(
@@ -572,201 +551,8 @@ class RunManager:
 
     # -- breakers -------------------------------------------------------------------------------
 
-    def _breaker_changed(self, breaker: CircuitBreaker, change: BreakerChange) -> None:
-        """Opening and closing are stored with the outcome that causes them
-        (`_breaker_outcome`); the turn to half-open, with the claim of its trial
-        (`_claim_trial`). Nothing is left to store here."""
-
-    async def _claim_trial(self, breaker: CircuitBreaker) -> None:
-        """Take the half-open breaker's one trial in the store, or refuse the attempt with
-        `CircuitOpenError` when another process has it (its state is taken from the store)."""
-        from engine.breaker import CircuitOpenError
-
-        store = self._require_store()
-        try:
-            assert self._owner is not None
-            record = await store.claim_breaker_trial(breaker.key, self._owner, breaker.now())
-        except BaseException:
-            breaker.release()
-            raise
-        if record is None:
-            return
-        breaker.release()
-        self.breakers.restore(
-            record.key, record.state, record.failures, record.opened_at,
-            record.recovery_timeout, failure_threshold=breaker.failure_threshold,
-            changed_at=record.updated_at,
-        )
-        if breaker.state is BreakerState.CLOSED:
-            return  # another process's trial closed it: the attempt goes as on a closed one
-        remaining = 0.0
-        if breaker.state is BreakerState.OPEN and breaker.opened_at is not None:
-            remaining = max(0.0, breaker.opened_at + breaker.recovery_timeout - breaker.now())
-        raise CircuitOpenError(breaker.key, remaining)
-
-    def _breaker_outcome(self, breaker: CircuitBreaker, failed: bool) -> None:
-        if self.store is not None:
-            self.store.record_breaker_outcome(
-                breaker.key,
-                failed=failed,
-                failure_threshold=breaker.failure_threshold,
-                recovery_timeout=breaker.recovery_timeout,
-                now=breaker.now(),
-            )
-
-    async def _load_breakers(self) -> None:
-        store = self._require_store()
-        for record in (await store.load_breakers()).values():
-            self.breakers.restore(
-                record.key,
-                record.state,
-                record.failures,
-                record.opened_at,
-                record.recovery_timeout,
-                changed_at=record.updated_at,
-            )
-
-    def _refresh_breakers(self, records: Iterable[BreakerRecord]) -> None:
-        """Take breaker changes other processes stored since we last looked."""
-        for record in records:
-            local = self.breakers.peek(record.key)
-            if local is None or record.updated_at > local.changed_at:
-                self.breakers.restore(
-                    record.key,
-                    record.state,
-                    record.failures,
-                    record.opened_at,
-                    record.recovery_timeout,
-                    failure_threshold=local.failure_threshold if local else 5,
-                    changed_at=record.updated_at,
-                )
-
     async def reset_breaker(self, key: str) -> bool:
         """Close the breaker and clear its count, here and in the store (it stays listed)."""
-        found = self.breakers.reset(key)
-        if self.store is not None:
-            found = await self.store.reset_breaker(key) or found
-        return found
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers shared by the CLI and the console
-
-
-def resolve_params(pipeline: Pipeline, given: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The pipeline's param defaults overlaid with `given`; unknown names are an error."""
-    given = dict(given or {})
-    unknown = sorted(set(given) - set(pipeline.params))
-    if unknown:
-        known = ", ".join(sorted(pipeline.params)) or "none"
-        raise ValueError(f"unknown param {', '.join(unknown)} (this pipeline takes: {known})")
-    merged = {name: spec.default for name, spec in pipeline.params.items()}
-    merged.update(given)
-    for name, value in given.items():  # stored in run.created: strict JSON (a ValueError)
-        check_finite(value, f"param '{name}'")
-    return merged
-
-
-def pipeline_from_state(state: RunState) -> Pipeline:
-    """The pipeline a stored run was created from (its definition snapshot)."""
-    from engine.loader import load_dict
-
-    if not state.definition:
-        raise UnknownRunError(state.run_id)
-    return load_dict(state.definition, file=f"<run {state.run_id}>")
-
-
-async def _stored_search_path(store: Store, run_id: str) -> str | None:
-    """The folder the run's `call:` modules and relative paths were found in (its pipeline
-    file's), as recorded in `run.created`: a resume or replay from elsewhere still finds them."""
-    first = await store.events(run_id, limit=1)
-    value = (first[0].data or {}).get("search_path") if first else None
-    return value if isinstance(value, str) else None
-
-
-def _lease_data(before: RunRow, taken: RunRow) -> dict[str, Any]:
-    """What an interruption record says about the lease it acts on."""
-    return {
-        "owner_pid": before.owner_pid,
-        "owner_host": before.owner_host,
-        "fence": taken.fence,
-        "taken_by": f"pid {taken.owner_pid} on {taken.owner_host}",
-    }
-
-
-async def take_over(
-    store: Store, row: RunRow, owner: Owner, *, reopen: bool = False, abandoned: bool = False
-) -> tuple[RunRow, str]:
-    """Take the lease of the run `row` shows without a live owner (compare-and-set); returns
-    the run's row as taken and why it was interrupted. `TakeOverRefusedError`, naming the
-    owner or the winner, if the run has a live owner or another process took it first.
-    `abandoned`: the owner is the caller's own process, which no longer runs the run."""
-    from engine.lease import UNSETTLED, TakeOverRefusedError, Verdict, judge, owner_text
-    from engine.store import Owner as OwnerOf
-
-    verdict = judge(row, time.time())
-    if abandoned and not verdict.interrupted and row.state in ("pending", "running", "waiting"):
-        verdict = Verdict(True, f"its owner ({owner_text(row)}) stopped it: the store failed")
-    if not reopen and not verdict.interrupted:
-        if row.state not in ("pending", "running", "waiting", "interrupted"):
-            raise TakeOverRefusedError(f"run {row.run_id} is already {row.state}")
-        raise TakeOverRefusedError(
-            f"run {row.run_id} is owned by a live process ({owner_text(row)}); cancel it "
-            "there or wait for it"
-        )
-    dead: Owner | None = None
-    if row.owner_host is not None and row.owner_pid is not None:
-        candidate = OwnerOf(row.owner_host, int(row.owner_pid), float(row.owner_started_at or 0))
-        lease_over = row.lease_expires_at is None or row.lease_expires_at < time.time()
-        if not lease_over and (abandoned or not candidate.is_alive()):
-            dead = candidate
-    taken = await store.take_over(row, owner, dead_owner=dead, reopen=reopen)
-    if taken is None:
-        now = await store.run_row(row.run_id)
-        if now is not None and now.owner_pid is not None:
-            winner = f"another process ({owner_text(now)}) took it first"
-        else:
-            # The winner has finished already (a cancel): its interruption record names it.
-            who = await _taker(store, row.run_id)
-            winner = f"another process{f' ({who})' if who else ''} took it first"
-            if now is not None and now.state not in UNSETTLED:
-                winner += f" and it is {now.state} now"
-        raise TakeOverRefusedError(
-            f"run {row.run_id} was not taken over by this process: {winner}; nothing was "
-            "written here"
-        )
-    return taken, verdict.reason
-
-
-async def _taker(store: Store, run_id: str) -> str | None:
-    """Who took the run over last, as its latest interruption record says ('pid N on H')."""
-    for event in reversed(await store.tail_events(run_id, 64)):
-        data = event.data or {}
-        if event.event_type == "run.state_changed" and data.get("to") == "interrupted":
-            taker = data.get("taken_by")
-            return taker if isinstance(taker, str) else None
-    return None
-
-
-async def cancel_interrupted(
-    store: Store, run_id: str, reason: str | None, actor: str, owner: Owner | None = None
-) -> RunState:
-    """Cancel a run that no live process owns, directly in the store: take its lease (as a
-    resume would), then record the interruption, the nodes' cancellation and the run's end
-    in ONE transaction: applied entirely or not at all."""
-    from engine.bus import MemorySink
-    from engine.store import Owner as OwnerOf
-
-    row = await store.run_row(run_id)
-    if row is None:
-        raise UnknownRunError(run_id)
-    taken, why = await take_over(store, row, owner or OwnerOf.current())
-    await kill_run_orphans(store, run_id)  # what the dead owner left running here
-    state = await store.fold_run(run_id)
-    collected = MemorySink()
-    executor = Executor(pipeline_from_state(state), state=state, sinks=[collected])
-    executor.record_interrupted(why, _lease_data(row, taken))
-    executor.cancel(reason or "cancelled", actor)
-    final = await executor.execute()
-    await store.append(collected.events)
-    return final
+        if self._stored_breakers is not None:
+            return await self._stored_breakers.reset(key)
+        return self.breakers.reset(key)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from engine.errors import InterlockError
 from engine.graph import Graph
+from engine.lease import shown_state
 from engine.state import NodeStatus, RunStatus
 
 if TYPE_CHECKING:
@@ -99,14 +100,14 @@ async def _finished_state(store: Store, run_id: str) -> RunState:
     state = await store.fold_run(run_id)
     if not state.is_terminal:
         row = await store.run_row(run_id)
-        if row is not None and row.shown_state() == RunStatus.INTERRUPTED.value:
+        if row is not None and shown_state(row) == RunStatus.INTERRUPTED.value:
             state.state = RunStatus.INTERRUPTED
     return state
 
 
 async def preview_retry(store: Store, run_id: str, nodes: Sequence[str] = ()) -> RetryPlan:
     """What `start_retry` would do now (the console shows it before asking)."""
-    from engine.manager import pipeline_from_state
+    from engine.control import pipeline_from_state
 
     state = await _finished_state(store, run_id)
     return plan_retry(state, pipeline_from_state(state), nodes)
@@ -122,7 +123,7 @@ async def start_retry(
     search_path: str | None = None,
 ) -> RunHandle:
     """Start the retry of `run_id` in `manager`; returns the new run's handle at once."""
-    from engine.manager import _stored_search_path, pipeline_from_state
+    from engine.control import pipeline_from_state, stored_search_path
 
     if manager.is_running(run_id):
         raise RetryRefusedError(f"run {run_id} is still running in this process")
@@ -141,6 +142,6 @@ async def start_retry(
         simulate=state.simulate,
         retry_of=run_id,
         actor=actor,
-        search_path=search_path or await _stored_search_path(store, run_id),
+        search_path=search_path or await stored_search_path(store, run_id),
         prepare=reuse,
     )

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 async def cmd_retry(args: argparse.Namespace) -> int:
     from engine.retry_from import RetryRefusedError
-    from tui.cli import UsageError, _find_run, _open_store, _run_with_manager
+    from tui.cli_common import UsageError, _find_run, _open_store
+    from tui.cli_run import _run_with_manager
 
     async with _open_store(args, create=False) as store:
         run_id = (await _find_run(store, args.run)).run_id

@@ -107,7 +107,8 @@ def state_style(state: str) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """A short human duration: `-`, `420ms`, `4.2s`, `1m05s`, `2h03m`."""
+    """A short human duration: `-`, `420ms`, `4.2s`, `1m05s`, `2h03m` (the one spelling of a
+    duration: the console, `interlock summary` and the playback bar all use it)."""
     if seconds is None:
         return "-"
     seconds = max(0.0, seconds)
@@ -115,11 +116,7 @@ def duration(seconds: float | None) -> str:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return _minutes(int(seconds))
 
 
 def countdown(seconds: float | None) -> str:
@@ -129,6 +126,11 @@ def countdown(seconds: float | None) -> str:
     whole = max(0, math.ceil(seconds - 1e-9))
     if whole < 60:
         return f"{whole}s"
+    return _minutes(whole)
+
+
+def _minutes(whole: int) -> str:
+    """A minute or more, in whole seconds: `1m05s`, `2h03m`."""
     minutes, secs = divmod(whole, 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"

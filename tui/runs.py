@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING, Any
 from engine.state import RunStatus
 from tui import format as fmt
 from tui.messages import RunSummary
-from tui.view import BreakerView
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from engine.breaker import BreakerSnapshot
+    from engine.breaker import BreakerRecord
 
 TERMINAL = frozenset(s.value for s in RunStatus if s.is_terminal)
 SETTLED = TERMINAL | {RunStatus.INTERRUPTED.value}
@@ -49,40 +48,20 @@ def summary(row: Any, *, own: bool) -> RunSummary:
 
 
 def merge_breakers(
-    records: Mapping[str, Any], snapshots: Iterable[BreakerSnapshot]
-) -> dict[str, BreakerView]:
+    records: Mapping[str, BreakerRecord], snapshots: Iterable[BreakerRecord]
+) -> dict[str, BreakerRecord]:
     """Breakers by key: the store's records (every process counts its attempts there, so
     they are what `interlock breakers` shows too), plus this process's live breakers that
     are not stored yet."""
-    views: dict[str, BreakerView] = {}
-    for key, record in records.items():
-        views[key] = BreakerView(
-            key,
-            str(record.state),
-            int(record.failures),
-            record.opened_at,
-            float(record.recovery_timeout),
-        )
+    views = dict(records)
     for snap in snapshots:
-        if snap.key in views:
-            continue
-        views[snap.key] = BreakerView(
-            snap.key, snap.state.value, snap.failures, snap.opened_at, snap.recovery_timeout
-        )
+        views.setdefault(snap.key, snap)
     return dict(sorted(views.items()))
 
 
-def breaker_item(view: BreakerView, now: float) -> dict[str, Any]:
-    """One breaker as `interlock breakers --json` lists it (`state` as the engine spells it,
-    `half_open` once an open breaker's cool-down is over, as the console shows it)."""
-    return {
-        "key": view.key,
-        "state": view.shown_state(now),
-        "failures": view.failures,
-        "opened_at": view.opened_at,
-        "recovery_timeout": view.recovery_timeout,
-        "remaining": round(view.remaining(now), 3),
-    }
+def breaker_item(view: BreakerRecord, now: float) -> dict[str, Any]:
+    """One breaker as `interlock breakers --json` lists it (`BreakerRecord.item`)."""
+    return view.item(now)
 
 
 # The quick filters of the home screen's number keys (0 clears); the store reads them

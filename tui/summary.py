@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.events import parse_timestamp
 from tui.escape import printable
+from tui.format import duration
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -19,18 +20,7 @@ def _seconds(start: str | None, end: str | None) -> float | None:
     return max(0.0, parse_timestamp(end) - parse_timestamp(start))
 
 
-def format_seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1:
-        return f"{value * 1000:.0f}ms"
-    if value < 120:
-        return f"{value:.1f}s"
-    minutes, seconds = divmod(int(value), 60)
-    if minutes < 120:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+format_seconds = duration  # the console's spelling: one for every duration shown
 
 
 def node_duration(node: NodeState) -> float | None:

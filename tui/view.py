@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from engine.breaker import BreakerRecord
 from engine.events import EventType
 from engine.state import NodeStatus, RunStatus
 from tui import format as fmt
@@ -65,26 +66,8 @@ def edges_of(infos: Mapping[str, NodeInfo]) -> list[tuple[str, str]]:
     return [(parent, info.node_id) for info in infos.values() for parent in info.needs]
 
 
-@dataclass(frozen=True)
-class BreakerView:
-    """One breaker as the console knows it (from this process or the store)."""
-
-    key: str
-    state: str
-    failures: int
-    opened_at: float | None
-    recovery_timeout: float
-
-    def remaining(self, now: float) -> float:
-        if self.state != "open" or self.opened_at is None:
-            return 0.0
-        return max(0.0, self.opened_at + self.recovery_timeout - now)
-
-    def shown_state(self, now: float) -> str:
-        """An open breaker whose cool-down has run out admits a trial: it is half-open."""
-        if self.state == "open" and self.opened_at is not None and self.remaining(now) <= 0:
-            return "half_open"
-        return self.state
+# The console's breakers are the engine's one read model (`remaining`, `shown_state`).
+BreakerView = BreakerRecord
 
 
 def breaker_text(view: BreakerView | None, now: float) -> str:
@@ -104,7 +87,7 @@ def breakers_from_run(state: RunState) -> dict[str, BreakerView]:
     views: dict[str, BreakerView] = {}
     for key, raw in state.breakers.items():
         opened = fmt.epoch(raw.get("at")) if raw.get("state") == "open" else None
-        views[key] = BreakerView(
+        views[key] = BreakerRecord(
             key,
             str(raw.get("state") or "closed"),
             int(raw.get("failures") or 0),

@@ -188,13 +188,13 @@ def test_the_dag_grid_knows_which_cells_belong_to_which_node() -> None:
 
 
 def test_the_console_shows_the_stored_breaker_count_that_interlock_breakers_shows() -> None:
-    from engine.breaker import BreakerSnapshot, BreakerState
+    from engine.breaker import BreakerState
     from engine.store import BreakerRecord
 
     stored = {"k": BreakerRecord("k", "open", 2, 100.0, 60.0, 100.0)}
     # This process saw one of the two failures (the other was another process's).
-    local = [BreakerSnapshot("k", BreakerState.CLOSED, 1, None, 60.0, 2)]
-    mine = [BreakerSnapshot("mine", BreakerState.CLOSED, 1, None, 30.0, 5)]
+    local = [BreakerRecord("k", BreakerState.CLOSED, 1, None, 60.0)]
+    mine = [BreakerRecord("mine", BreakerState.CLOSED, 1, None, 30.0)]
     views = run_views.merge_breakers(stored, local + mine)
     assert (views["k"].state, views["k"].failures) == ("open", 2)
     assert (views["mine"].state, views["mine"].failures) == ("closed", 1)

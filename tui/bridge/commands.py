@@ -1,9 +1,11 @@
 """The bridge's commands: launch, cancel, approve, reject, resume, replay, reset a breaker.
 
-Runs of this process are controlled through the manager; a run owned by another live process
-gets a store command its owner acts on within a second; a run no live process owns is
-judged `interrupted` from its lease, and a cancel then takes the lease and is applied in the
-store directly (one transaction).
+Cancel, approve and reject go through `engine.control`, the one implementation the CLI and the
+service use too: a run of this console is acted on through its manager; a run owned by another
+live process gets a store command its owner acts on within a second (the console does not wait
+for the acknowledgement: the run's events show it); a run no live process owns is judged
+`interrupted` from its lease, and a cancel then takes the lease and is applied in the store
+directly (one transaction). Refusals come back as `CommandError`, worded for the operator.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import contextlib
 import getpass
 from typing import TYPE_CHECKING, Any
 
-from engine.state import RunStatus
-from tui import runs as run_views
+from engine.errors import InterlockError
 from tui.settings import pipeline_files
 
 if TYPE_CHECKING:
@@ -85,9 +86,7 @@ class Commands:
     async def cancel(self, run_id: str, reason: str | None = None) -> str:
         # The event names the operator (its actor): the reason does not say it a second time.
         reason = reason or "cancelled from the console"
-        if self.manager.cancel(run_id, reason, actor=self.actor):
-            return "cancel requested"
-        return await self._remote(run_id, "cancel", None, reason)
+        return await self._command(run_id, "cancel", None, reason)
 
     def stopping(self, run_id: str) -> bool:
         """Whether a run of this console was asked to stop and its nodes are in their grace."""
@@ -112,43 +111,49 @@ class Commands:
         )
 
     async def approve(self, run_id: str, node_id: str, reason: str | None = None) -> str:
-        if self.manager.approve(run_id, node_id, actor=self.actor, reason=reason):
-            return f"approved {node_id}"
-        return await self._remote(run_id, "approve", node_id, reason)
+        return await self._command(run_id, "approve", node_id, reason)
 
     async def reject(self, run_id: str, node_id: str, reason: str | None = None) -> str:
-        if self.manager.reject(run_id, node_id, actor=self.actor, reason=reason):
-            return f"rejected {node_id}"
-        return await self._remote(run_id, "reject", node_id, reason)
+        return await self._command(run_id, "reject", node_id, reason)
 
-    async def _remote(self, run_id: str, kind: str, node_id: str | None, reason: str | None) -> str:
-        """A command for a run this process does not run: its owner acts on it, or, if no
-        live process owns it, a cancel is applied in the store."""
-        from engine.manager import cancel_interrupted
+    async def _command(
+        self, run_id: str, kind: str, node_id: str | None, reason: str | None
+    ) -> str:
+        """The command through `engine.control` (the one the CLI and the service use too):
+        acted on here for a run of this console, asked of its owner for another process's
+        run, applied in the store for a cancel of a run that no live process owns. The
+        console does not wait for the owner's acknowledgement: the run's events show it."""
+        from engine.control import Control, ControlRefusedError, Refusal
 
-        if self.is_own(run_id):
-            raise CommandError(f"run {run_id[:8]} is not running any more")
-        row = await self.store.run_row(run_id)
-        if row is None:
-            raise CommandError(f"no run {run_id[:8]}")
-        if row.state in run_views.TERMINAL:
-            raise CommandError(f"run {run_id[:8]} already ended ({row.state})")
-        if row.shown_state() == RunStatus.INTERRUPTED:
-            if kind != "cancel":
+        short = run_id[:8]
+        control = Control(self.store, self.manager, actor=self.actor, wait=0.0)
+        try:
+            if kind == "cancel":
+                outcome = await control.cancel(run_id, reason)
+            else:
+                assert node_id is not None
+                outcome = await control.decide(run_id, node_id, kind == "approve", reason)
+        except ControlRefusedError as exc:
+            if self.is_own(run_id) and not self.manager.is_running(run_id):
+                raise CommandError(f"run {short} is not running any more") from None
+            if exc.why is Refusal.UNKNOWN:
+                raise CommandError(f"no run {short}") from None
+            if exc.why is Refusal.ENDED and exc.row is not None:
+                raise CommandError(f"run {short} already ended ({exc.row.state})") from None
+            if exc.why is Refusal.INTERRUPTED:
                 raise CommandError(
-                    f"run {run_id[:8]} is interrupted (no live process owns it): resume it first"
-                )
-            from engine.errors import InterlockError
-
-            try:
-                await cancel_interrupted(self.store, run_id, reason, self.actor)
-            except InterlockError as exc:
-                raise CommandError(str(exc)) from None
+                    f"run {short} is interrupted (no live process owns it): resume it first"
+                ) from None
+            raise CommandError(str(exc)) from None
+        except InterlockError as exc:  # a take-over lost to another process
+            raise CommandError(str(exc)) from None
+        if outcome.how == "here":
+            return "cancel requested" if kind == "cancel" else f"{outcome.result} {node_id}"
+        if outcome.how == "store":
             return "cancelled (no live process owned it)"
-        await self.store.post_command(
-            run_id, kind, node_id=node_id, reason=reason, actor=self.actor
-        )
-        owner = f"pid {row.owner_pid}" if row is not None and row.owner_pid else "its owner"
+        owner = f"pid {outcome.owner_pid}" if outcome.owner_pid else "its owner"
+        if outcome.how == "acknowledged":
+            return f"{owner}: {outcome.result}"
         return f"asked {owner} to {kind}"
 
     async def resume(

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
+    from engine.control import Control, Outcome
     from engine.manager import RunManager
     from engine.spec import Pipeline
     from engine.store import RunRow, Store
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from tui.serve.scheduler import Scheduler
     from tui.serve.sse import Wakeups
 
-TERMINAL = frozenset({"succeeded", "failed", "timeout", "cancelled"})
 ACTOR = "api"
 MAX_LIMIT = 10_000
 
@@ -137,19 +137,9 @@ def _optional_text(body: dict[str, Any], key: str) -> str | None:
 
 def shown_state(row: RunRow) -> str:
     """The run's state as a reader sees it: non-terminal without a live owner is interrupted."""
-    if row.state in (*TERMINAL, "interrupted"):
-        return row.state
-    # Where ownership is a lease with fencing, the row itself knows (RunRow.shown_state).
-    from_lease = getattr(row, "shown_state", None)
-    if callable(from_lease):
-        return str(from_lease())
-    owner = row.owner
-    alive = owner is not None and owner.is_alive(heartbeat_at=row.heartbeat_at)
-    return row.state if alive else "interrupted"
+    from engine.lease import shown_state as from_lease
 
-
-def _owner_alive(row: RunRow) -> bool:
-    return shown_state(row) != "interrupted"
+    return from_lease(row)
 
 
 async def find_row(service: Service, run_id: str) -> RunRow:
@@ -353,50 +343,60 @@ async def run_events(service: Service, request: Request) -> Response:
 # -- control -------------------------------------------------------------------------------------
 
 
-async def _post(service: Service, row: RunRow, kind: str, **kwargs: Any) -> Response:
-    command_id = await service.store.post_command(row.run_id, kind, actor=ACTOR, **kwargs)
+def _control(service: Service) -> Control:
+    from engine.control import Control
+
+    # The API answers at once (202): the owner acknowledges the command within a second.
+    return Control(service.store, service.manager, actor=ACTOR, wait=0.0)
+
+
+def _posted(outcome: Outcome) -> Response:
+    row = outcome.row
     return json_response(
-        {"run_id": row.run_id, "result": "requested", "command_id": command_id,
-         "owner_pid": row.owner_pid, "owner_host": row.owner_host},
+        {"run_id": outcome.run_id, "result": "requested", "command_id": outcome.command_id,
+         "owner_pid": row.owner_pid if row else None,
+         "owner_host": row.owner_host if row else None},
         202,
     )
 
 
 @api
 async def cancel(service: Service, request: Request) -> Response:
-    from engine.manager import cancel_interrupted
+    from engine.control import ControlRefusedError
 
     row = await find_row(service, request.path_params["run_id"])
     reason = _optional_text(await json_body(request), "reason")
-    if service.manager.cancel(row.run_id, reason, actor=ACTOR):
+    try:
+        outcome = await _control(service).cancel(row.run_id, reason)
+    except ControlRefusedError as exc:
+        raise ApiError(409, str(exc)) from None
+    if outcome.how == "here":
         return json_response({"run_id": row.run_id, "result": "cancelling"}, 202)
-    if row.state in TERMINAL:
-        raise ApiError(409, f"run {row.run_id} is already {row.state}; nothing to cancel")
-    if _owner_alive(row):
-        return await _post(service, row, "cancel", reason=reason)
-    state = await cancel_interrupted(service.store, row.run_id, reason, ACTOR)
-    return json_response({"run_id": row.run_id, "result": state.state.value}, 202)
+    if outcome.how == "store":
+        return json_response({"run_id": row.run_id, "result": outcome.result}, 202)
+    return _posted(outcome)
 
 
 async def _decide(service: Service, request: Request, approve: bool) -> Response:
+    from engine.control import ControlRefusedError, Refusal
+
     row = await find_row(service, request.path_params["run_id"])
     node_id = request.path_params["node"]
     reason = _optional_text(await json_body(request), "reason")
     kind = "approve" if approve else "reject"
-    state = await service.store.fold_run(row.run_id)
-    node = state.nodes.get(node_id)
-    if node is None:
-        raise ApiError(404, f"run {row.run_id} has no node '{node_id}'")
-    decide = service.manager.approve if approve else service.manager.reject
-    if decide(row.run_id, node_id, actor=ACTOR, reason=reason):
+    try:
+        outcome = await _control(service).decide(row.run_id, node_id, approve, reason)
+    except ControlRefusedError as exc:
+        if exc.why is Refusal.NO_NODE:
+            raise ApiError(404, f"run {row.run_id} has no node '{node_id}'") from None
+        if exc.why is Refusal.INTERRUPTED:
+            raise ApiError(409, f"run {row.run_id} is interrupted (its process is gone); "
+                                f"resume it first (POST /v1/runs/{row.run_id}/resume), then "
+                                f"{kind}") from None
+        raise ApiError(409, str(exc)) from None
+    if outcome.how == "here":
         return json_response({"run_id": row.run_id, "node": node_id, "result": kind + "d"}, 202)
-    if node.state.value != "waiting":
-        raise ApiError(409, f"node '{node_id}' of run {row.run_id} is not waiting for approval "
-                            f"(it is {node.state.value})")
-    if not _owner_alive(row):
-        raise ApiError(409, f"run {row.run_id} is interrupted (its process is gone); resume it "
-                            f"first (POST /v1/runs/{row.run_id}/resume), then {kind}")
-    return await _post(service, row, kind, node_id=node_id, reason=reason)
+    return _posted(outcome)
 
 
 @api
@@ -461,17 +461,8 @@ async def resume(service: Service, request: Request) -> Response:
 @api
 async def breakers(service: Service, request: Request) -> Response:
     now = time.time()
-    items = []
-    for record in sorted((await service.store.load_breakers()).values(), key=lambda r: r.key):
-        state, remaining = record.state, 0.0
-        if state == "open" and record.opened_at is not None:
-            remaining = max(0.0, record.opened_at + record.recovery_timeout - now)
-            if remaining == 0.0:
-                state = "half_open"
-        items.append({"key": record.key, "state": state, "failures": record.failures,
-                      "opened_at": record.opened_at, "recovery_timeout": record.recovery_timeout,
-                      "remaining": round(remaining, 3)})
-    return json_response(items)
+    records = sorted((await service.store.load_breakers()).values(), key=lambda r: r.key)
+    return json_response([record.item(now) for record in records])
 
 
 @api

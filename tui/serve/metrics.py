@@ -147,13 +147,9 @@ class StoreMetrics(Collector):
                 del self._finished[run_id]
             now = time.time()
             for key, record in (await self.store.load_breakers()).items():
-                state = record.state
                 # Open past its recovery timeout, the next attempt is a trial: half-open (as
                 # `interlock breakers` shows it), though no event has said so yet.
-                if (state == "open" and record.opened_at is not None
-                        and now >= record.opened_at + record.recovery_timeout):
-                    state = "half_open"
-                snap.breakers[key] = state
+                snap.breakers[key] = record.shown_state(now)
         except Exception:
             snap = Snapshot(up=False)
         snap.size_bytes = _size(self.store)
