@@ -11,6 +11,7 @@ from textual.widgets import Footer, Static
 
 from tui import format as fmt
 from tui import view
+from tui.dag_grid import run_graph
 from tui.playback import Tape, faster, slower
 from tui.screens.base import ConsoleScreen
 from tui.screens.run import selected_line
@@ -92,7 +93,7 @@ class PlaybackScreen(ConsoleScreen):
         final.seek(final.total)
         state = final.state()
         self.infos = view.infos_of_state(state)
-        self.dag.set_graph(list(state.nodes), view.edges_of_state(state))
+        self.dag.set_graph(run_graph(state))
         final.seek(0)
         self._at = 0.0
         self.show()

@@ -14,6 +14,7 @@ from engine.state import RunStatus
 from tui import format as fmt
 from tui import view
 from tui.ascii import ascii_text
+from tui.dag_grid import run_graph
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
 from tui.widgets.dag_view import DagView
 from tui.widgets.event_log import EventLog
@@ -161,7 +162,7 @@ class RunScreen(RunActionsScreen):
         self._now = self.ctx.now()
         self.state = state
         self.infos = view.infos_of_state(state)
-        self.dag.set_graph(list(state.nodes), view.edges_of_state(state))
+        self.dag.set_graph(run_graph(state))
         focus = view.focus_node(state)
         if focus is not None:
             self.dag.select(focus)
