@@ -13,7 +13,7 @@ from tui import format as fmt
 from tui import view
 from tui.dag_grid import run_graph
 from tui.playback import Tape, faster, slower
-from tui.screens.base import ConsoleScreen
+from tui.screens.console import ConsoleScreen
 from tui.screens.run import selected_line
 from tui.widgets.dag_view import DagView
 from tui.widgets.event_log import EventLog
