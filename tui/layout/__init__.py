@@ -66,8 +66,8 @@ __all__ = [
 
 BOXES_MAX_NODES: Final = 150
 COMPACT_MAX_NODES: Final = 600
-# Past this many drawn nodes plus hops, two ordering iterations instead of four: on a random
-# 1,000-node DAG the other two cut crossings by ~4% for ~15% more layout time.
+# Past this many drawn nodes plus hops, two ordering iterations instead of four: there the
+# other two buy few crossings for much time (benchmarks/NOTES.md, "Console layout").
 _BIG_GRAPH: Final = 4000
 
 
