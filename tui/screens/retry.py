@@ -1,5 +1,5 @@
 """`f`, retry from failure, in the console: the dialog that shows what a retry reuses and what
-it runs again (the action behind the key is `tui.screens.actions.RetryActions`).
+it runs again (the action behind the key is `tui.screens.actions.RunToolActions`).
 
 Contract: `f` asks first; the dialog lists the nodes whose stored outputs the new run reuses and
 the nodes it runs again (from `engine.retry_from.plan_retry`, the same plan the retry follows);
