@@ -24,12 +24,14 @@ from tui import ascii as ascii_mode
 from tui.bridge import Bridge, CommandError, folder_stamp
 from tui.context import Context
 from tui.keys import COMMANDS
-from tui.messages import PipelinesScanned
+from tui.messages import NodeRequested, PipelinesScanned, PlaybackRequested, RunRequested
 from tui.screens.breakers import BreakersScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
 from tui.screens.launch import LaunchRequest, LaunchScreen
+from tui.screens.node import NodeScreen
+from tui.screens.playback import PlaybackScreen
 from tui.screens.quitting import QuittingScreen
 from tui.screens.run import RunScreen
 
@@ -199,6 +201,17 @@ class InterlockApp(App[int]):
         runs were launched (or replayed) from run views."""
         await self.pop_to_home()
         await self.push_screen(RunScreen(self.ctx, run_id))
+
+    # -- screens asked for by screens (none imports a screen above it) ---------------------------
+
+    def on_run_requested(self, message: RunRequested) -> None:
+        self.run_worker(self.show_run(message.run_id), exit_on_error=False)
+
+    def on_node_requested(self, message: NodeRequested) -> None:
+        self.push_screen(NodeScreen(self.ctx, message.run_id, message.node_id, message.infos))
+
+    def on_playback_requested(self, message: PlaybackRequested) -> None:
+        self.push_screen(PlaybackScreen(self.ctx, message.run_id))
 
     async def pop_to_home(self) -> None:
         while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from engine.events import Event
     from engine.spec import Pipeline
     from engine.state import RunState
-    from tui.view import BreakerView
+    from tui.view import BreakerView, NodeInfo
 
 
 @dataclass(frozen=True)
@@ -108,3 +108,32 @@ class BreakersChanged(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, BreakersChanged)
+
+
+# -- asked of the app: a screen opens another through it, so no screen imports one above it ----
+
+
+class RunRequested(Message):
+    """The operator asked for a run's view (launched, replayed, resumed, or picked)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+
+class NodeRequested(Message):
+    """The operator asked for a node's detail; `infos` are the run view's node facts."""
+
+    def __init__(self, run_id: str, node_id: str, infos: dict[str, NodeInfo]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.node_id = node_id
+        self.infos = infos
+
+
+class PlaybackRequested(Message):
+    """The operator asked to play a stored run back."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id

@@ -9,7 +9,8 @@ from itertools import combinations, pairwise
 
 import pytest
 
-from tui.layout import Layout, choose_mode, count_crossings, layout
+from engine.graph import Graph as Dag
+from tui.layout import Layout, choose_mode, count_crossings, layout, layout_graph
 
 _N, _S, _W, _E = 1, 2, 4, 8
 _LINE_BITS = {
@@ -440,6 +441,44 @@ def test_the_random_dag_lays_out_the_same_every_time(random_1000: Graph) -> None
         second.boxes,
         second.crossings,
     )
+
+
+# --- the one DAG ---------------------------------------------------------------------------------
+
+
+def _dag(graph: Graph) -> Dag:
+    parents: dict[str, list[str]] = {node: [] for node in graph.nodes}
+    for source, target in graph.edges:
+        parents[target].append(source)
+    return Dag(graph.nodes, parents)
+
+
+@pytest.mark.parametrize("mode", ["boxes", "compact", "groups"])
+def test_the_graph_lays_out_as_its_edges_taken_child_by_child(small: Graph, mode: str) -> None:
+    dag = _dag(small)
+    edges = [(parent, node) for node in dag for parent in dag.parents[node]]
+    from_lists = layout(small.nodes, edges, mode=mode)
+    from_graph = layout_graph(dag, mode=mode)
+    assert (from_graph.rows, from_graph.boxes, from_graph.layers, from_graph.crossings) == (
+        from_lists.rows,
+        from_lists.boxes,
+        from_lists.layers,
+        from_lists.crossings,
+    )
+    assert dict(from_graph.edge_cells) == dict(from_lists.edge_cells)
+    moves = ("up", "down", "left", "right")
+    some = small.nodes[:40]
+    assert [from_graph.neighbours(n, d) for n in some for d in moves] == [
+        from_lists.neighbours(n, d) for n in some for d in moves
+    ]
+
+
+def test_layers_are_the_graphs_levels(branching: Graph) -> None:
+    dag = _dag(branching)
+    lay = layout_graph(dag, mode="groups")
+    assert [list(layer) for layer in lay.layers] == dag.levels
+    boxes = layout_graph(dag)
+    assert [sorted(layer) for layer in boxes.layers] == [sorted(level) for level in dag.levels]
 
 
 @pytest.mark.parametrize("name", ["wide_200", "random_1000"])

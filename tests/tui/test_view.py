@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from engine.events import Event, EventType
+from engine.graph import Graph
 from engine.loader import load_dict
-from engine.state import fold
+from engine.state import NodeState, fold
 from tui import runs as run_views
 from tui import view
-from tui.dag_grid import cached_layout, spans
+from tui.dag_grid import cached_layout, run_graph, spans
 from tui.messages import RunSummary
 from tui.playback import Tape, faster, slower
 from tui.widgets.event_log import describe, event_matches, line_matches, log_entry
@@ -180,11 +181,29 @@ def test_a_log_entry_is_the_line_as_a_terminal_shows_it() -> None:
 
 
 def test_the_dag_grid_knows_which_cells_belong_to_which_node() -> None:
-    layout = cached_layout((("a", "b"), (("a", "b"),), ()), "boxes", False)
-    assert cached_layout((("a", "b"), (("a", "b"),), ()), "boxes", False) is layout
+    layout = cached_layout(Graph(["a", "b"], {"b": ["a"]}), "boxes", False)
+    # An equal graph (a run opened again) is not laid out again; another one is.
+    assert cached_layout(Graph(["a", "b"], {"b": ["a"]}), "boxes", False) is layout
+    assert cached_layout(Graph(["a", "b"], {}), "boxes", False) is not layout
     grid = spans(layout)
     box = layout.boxes["b"]
     assert (box.x, box.x + box.width, "b", box.glyph_x) in grid[box.glyph_y]
+
+
+def test_a_runs_dag_is_its_definitions_graph_edges_folded_into_needs() -> None:
+    definition = {
+        "nodes": [{"id": "a"}, {"id": "b", "needs": ["a"]}, {"id": "c", "needs": ["a"]}],
+        "edges": [{"from": "b", "to": "c"}, {"from": "a", "to": "c"}],
+    }
+    state = fold([Event("e1", 1, EventType.RUN_CREATED, "r1", at(1),
+                        data={"pipeline_id": "p", "definition": definition})])
+    graph = run_graph(state)
+    assert graph.nodes == ["a", "b", "c"]
+    assert (graph.parents["b"], graph.parents["c"]) == (("a",), ("a", "b"))
+    # A node the events name but the definition does not is drawn too, without edges.
+    state.nodes["stray"] = NodeState("stray")
+    assert run_graph(state).nodes == ["a", "b", "c", "stray"]
+    assert run_graph(state).parents["c"] == ("a", "b")
 
 
 def test_the_console_shows_the_stored_breaker_count_that_interlock_breakers_shows() -> None:

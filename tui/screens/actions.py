@@ -1,9 +1,7 @@
 """The run actions added for operators' tools: `f` retry from failure and `T` the timeline.
 
-Mixed into `RunActionsScreen` (home, run view, node detail), which provides `target_run`,
-`target_node` and `open_run`; kept apart from `base.py` so that its screens import nothing
-from here at import time (the timeline and the retry dialog are imported when the key is
-pressed).
+The base of `RunActionsScreen` (home, run view, node detail), which provides `target_run`,
+`target_node` and `open_run`.
 """
 
 from __future__ import annotations
@@ -12,17 +10,20 @@ from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import work
+from textual.css.query import NoMatches
+from textual.widgets import Static
 
 from tui import format as fmt
 from tui.bridge import CommandError
+from tui.screens.console import ConsoleScreen
+from tui.screens.retry import RetryScreen
+from tui.screens.timeline import TimelineScreen
+from tui.widgets.run_header import RunHeader
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from tui.messages import RunsListed, RunSummary
-    from tui.screens.base import ConsoleScreen as _Screen
-else:
-    _Screen = object
 
 
 def links_text(run_id: str, runs: Sequence[RunSummary]) -> str:
@@ -34,7 +35,7 @@ def links_text(run_id: str, runs: Sequence[RunSummary]) -> str:
     return " " + "  ".join(parts) if parts else ""
 
 
-class RunToolActions(_Screen):
+class RunToolActions(ConsoleScreen):
     """The `f` and `T` actions, mixed into the screens that act on runs (`RunActionsScreen`)."""
 
     RETRY_FROM_NODE: ClassVar[bool] = False
@@ -53,8 +54,6 @@ class RunToolActions(_Screen):
         except CommandError as exc:
             self.notify(str(exc), title="Refused", severity="error", timeout=8)
             return
-        from tui.screens.retry import RetryScreen
-
         if not await self.app.push_screen_wait(RetryScreen(plan, nodes)):
             return
         new = await self.attempt(self.bridge.retry(run_id, nodes), "retry started: run {}")
@@ -64,11 +63,6 @@ class RunToolActions(_Screen):
     def on_runs_listed(self, message: RunsListed) -> None:
         """Under a run's header, the runs made from it (its retries and replays): the other end
         of the link their header shows. Added only when there are some."""
-        from textual.css.query import NoMatches
-        from textual.widgets import Static
-
-        from tui.widgets.run_header import RunHeader
-
         run_id = getattr(self, "run_id", None)
         if run_id is None:
             return
@@ -84,8 +78,6 @@ class RunToolActions(_Screen):
         line.update(Text(text, style="dim"))
 
     def action_timeline(self) -> None:
-        from tui.screens.timeline import TimelineScreen
-
         run_id = self.target_run()
         if run_id is None:
             self.notify("no run selected", severity="warning")

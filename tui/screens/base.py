@@ -1,7 +1,9 @@
-"""What the home screen and the run view share: the bridge subscription and the run commands.
+"""What the home screen, the run view and a node's detail share: the run commands.
 
-The commands (`c` cancel, `r` replay, `R` resume, `a` approve, `x` reject, `p` playback) act on
-`target_run()`, which each screen defines (the highlighted run, or the run on view).
+The commands (`c` cancel, `r` replay, `R` resume, `a` approve, `x` reject, `d` diff, `p`
+playback, and `f`/`T` from `actions`) act on `target_run()`, which each screen defines (the
+highlighted run, or the run on view). A run or its playback is opened by asking the app
+(`RunRequested`, `PlaybackRequested`), so this module imports no screen above it.
 """
 
 from __future__ import annotations
@@ -10,20 +12,20 @@ from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 
 from engine.state import NodeStatus, RunStatus
 from tui import format as fmt
 from tui.bridge import CommandError
+from tui.messages import PlaybackRequested, RunRequested
 from tui.screens.actions import RunToolActions
 from tui.screens.confirm import ConfirmScreen, ReasonScreen
+from tui.screens.console import ConsoleScreen
+from tui.screens.diff import open_diff
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
     from engine.state import RunState
-    from tui.bridge import Bridge
-    from tui.context import Context
+
+__all__ = ["RUN_BINDINGS", "ConsoleScreen", "RunActionsScreen"]
 
 RUN_BINDINGS: list[BindingType] = [
     Binding("c", "cancel", "Cancel"),
@@ -39,56 +41,7 @@ RUN_BINDINGS: list[BindingType] = [
 ]
 
 
-class ConsoleScreen(Screen[None]):
-    """A screen that follows the bridge while it is mounted."""
-
-    # First in every footer, so that a narrow terminal (80 columns) still shows them; the app's
-    # own bindings of these keys are hidden from the footer.
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("question_mark", "app.help", "Help"),
-        Binding("q", "app.quit", "Quit"),
-    ]
-
-    def __init__(self, ctx: Context) -> None:
-        super().__init__()
-        self.ctx = ctx
-
-    @property
-    def bridge(self) -> Bridge:
-        return self.ctx.bridge
-
-    def on_mount(self) -> None:
-        self.bridge.subscribe(self)
-
-    def on_unmount(self) -> None:
-        self.bridge.unsubscribe(self)
-
-    @property
-    def in_sight(self) -> bool:
-        """Whether the operator can see this screen: it is on top, or under dialogs that let it
-        show through. A screen out of sight holds back its updates and catches up when it is
-        back: under a busy run they are most of the console's work, for nobody.
-        """
-        stack = self.app.screen_stack
-        if self not in stack:
-            return False
-        return all(screen.styles.background.a < 1 for screen in stack[stack.index(self) + 1 :])
-
-    async def attempt(self, command: Awaitable[str], done: str = "{}") -> str | None:
-        """Run a bridge command; a refusal is shown to the operator, not raised."""
-        try:
-            result = await command
-        except CommandError as exc:
-            self.notify(str(exc), title="Refused", severity="error", timeout=8)
-            return None
-        except Exception as exc:  # a store error must not take the console down
-            self.notify(f"{type(exc).__name__}: {exc}", title="Failed", severity="error")
-            return None
-        self.notify(done.format(result), timeout=4)
-        return result
-
-
-class RunActionsScreen(RunToolActions, ConsoleScreen):
+class RunActionsScreen(RunToolActions):
     """A screen showing runs the operator can act on."""
 
     BINDINGS: ClassVar[list[BindingType]] = RUN_BINDINGS
@@ -107,14 +60,7 @@ class RunActionsScreen(RunToolActions, ConsoleScreen):
         return run_id
 
     def open_run(self, run_id: str) -> None:
-        from tui.app import InterlockApp
-        from tui.screens.run import RunScreen
-
-        app = self.app
-        if isinstance(app, InterlockApp):
-            app.run_worker(app.show_run(run_id), exit_on_error=False)
-        else:
-            app.push_screen(RunScreen(self.ctx, run_id))
+        self.post_message(RunRequested(run_id))
 
     @work(group="command", exit_on_error=False)
     async def action_cancel(self) -> None:
@@ -297,15 +243,11 @@ class RunActionsScreen(RunToolActions, ConsoleScreen):
 
     @work(group="command", exit_on_error=False)
     async def action_diff(self) -> None:
-        from tui.screens.diff import open_diff
-
         run_id = self._run_or_say()
         if run_id is not None:
             await open_diff(self, run_id)
 
     def action_playback(self) -> None:
-        from tui.screens.playback import PlaybackScreen
-
         run_id = self._run_or_say()
         if run_id is not None:
-            self.app.push_screen(PlaybackScreen(self.ctx, run_id))
+            self.post_message(PlaybackRequested(run_id))

@@ -10,8 +10,8 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Static
 
 from tui import format as fmt
-from tui.screens.base import ConsoleScreen
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.console import ConsoleScreen
 from tui.widgets.vim import VimTable
 
 if TYPE_CHECKING:

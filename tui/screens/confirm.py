@@ -22,20 +22,30 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No"),
     ]
 
-    def __init__(self, title: str, body: str, *, yes: str = "Yes", no: str = "No") -> None:
+    def __init__(
+        self,
+        title: str,
+        body: str,
+        *,
+        yes: str = "Yes",
+        no: str = "No",
+        no_key: str = "esc",
+        body_id: str | None = None,
+    ) -> None:
         super().__init__()
         self._title = title
         self._body = body
         self._yes = yes
-        self._no = no
+        self._no = f"{no} ({no_key})"
+        self._body_id = body_id
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self._title, classes="dialog-title")
-            yield Static(self._body, classes="dialog-body")
+            yield Static(self._body, id=self._body_id, classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self._yes} (enter)", id="yes", variant="error", compact=True)
-                yield Button(f"{self._no} (esc)", id="no", compact=True)
+                yield Button(self._no, id="no", compact=True)
 
     def on_mount(self) -> None:
         # Enter does the main action (as in every dialog); tab then enter, `n` or escape say no.

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from engine.diff import NodeDiff, RunDiff
     from tui.messages import RunSummary
-    from tui.screens.base import ConsoleScreen
+    from tui.screens.console import ConsoleScreen
 
 
 def previous_run(runs: list[RunSummary], run_id: str) -> str | None:

@@ -17,7 +17,9 @@ from tui import view
 from tui.ascii import ascii_text
 from tui.escape import printable
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
+from tui.screens.console import RunFollower
 from tui.screens.node_test import NodeTestKey
+from tui.screens.run import RunScreen
 from tui.widgets.vim import VimTable
 
 if TYPE_CHECKING:
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
     from engine.state import NodeState, RunState
     from tui.context import Context
     from tui.messages import BreakersChanged, RunEventsArrived
-    from tui.screens.run import RunScreen
 
 
 def pretty(value: Any) -> str:
@@ -65,7 +66,7 @@ def node_summary(
     return text
 
 
-class NodeScreen(NodeTestKey, RunActionsScreen):
+class NodeScreen(NodeTestKey, RunFollower, RunActionsScreen):
     """Everything about one node; follows the run live. `escape` goes back."""
 
     CSS_PATH = "node.tcss"
@@ -85,7 +86,6 @@ class NodeScreen(NodeTestKey, RunActionsScreen):
         self.infos = infos
         self.state: RunState | None = None
         self.breakers: dict[str, view.BreakerView] = {}
-        self._watching = False
         self._logs_shown = 0
         self._log_tail: str | None = None
 
@@ -120,20 +120,12 @@ class NodeScreen(NodeTestKey, RunActionsScreen):
         self.set_interval(1.0, self.refresh_view)
         self._follow()
 
-    def on_unmount(self) -> None:
-        super().on_unmount()
-        if self._watching:
-            self.bridge.unwatch(self.run_id)
-
     @work(exit_on_error=False)
     async def _follow(self) -> None:
-        try:
-            self.state, _ = await self.bridge.watch(self.run_id, history=False)
-        except Exception as exc:  # the run vanished from under us
-            self.notify(str(exc), severity="error")
-            self.dismiss()
+        watched = await self.watch_run(None, history=False)  # None: the run vanished
+        if watched is None:
             return
-        self._watching = True
+        self.state = watched[0]
         self.refresh_view()
         self.query_one("#node-body").focus()
 
@@ -212,8 +204,6 @@ class NodeScreen(NodeTestKey, RunActionsScreen):
             )
 
     def _run_view(self) -> RunScreen | None:
-        from tui.screens.run import RunScreen
-
         for screen in self.app.screen_stack:
             if isinstance(screen, RunScreen) and screen.run_id == self.run_id:
                 return screen

@@ -11,8 +11,9 @@ from textual.widgets import Footer, Static
 
 from tui import format as fmt
 from tui import view
+from tui.dag_grid import run_graph
 from tui.playback import Tape, faster, slower
-from tui.screens.base import ConsoleScreen
+from tui.screens.console import ConsoleScreen
 from tui.screens.run import selected_line
 from tui.widgets.dag_view import DagView
 from tui.widgets.event_log import EventLog
@@ -92,7 +93,7 @@ class PlaybackScreen(ConsoleScreen):
         final.seek(final.total)
         state = final.state()
         self.infos = view.infos_of_state(state)
-        self.dag.set_graph(list(state.nodes), view.edges_of_state(state))
+        self.dag.set_graph(run_graph(state))
         final.seek(0)
         self._at = 0.0
         self.show()

@@ -1,5 +1,5 @@
 """`f`, retry from failure, in the console: the dialog that shows what a retry reuses and what
-it runs again (the action behind the key is `tui.screens.actions.RetryActions`).
+it runs again (the action behind the key is `tui.screens.actions.RunToolActions`).
 
 Contract: `f` asks first; the dialog lists the nodes whose stored outputs the new run reuses and
 the nodes it runs again (from `engine.retry_from.plan_retry`, the same plan the retry follows);
@@ -13,15 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
 
 from tui import format as fmt
+from tui.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
-    from textual.app import ComposeResult
-
     from engine.retry_from import RetryPlan
 
 LISTED = 12  # node ids a dialog names per list before it says "and N more"
@@ -49,38 +45,23 @@ def plan_text(plan: RetryPlan) -> str:
     )
 
 
-class RetryScreen(ModalScreen[bool]):
+class RetryScreen(ConfirmScreen):
     """Asks before a retry from failure: `enter`/`y` retry, `n`/`escape` keep it as it is."""
 
-    CSS_PATH = "confirm.tcss"
-    DEFAULT_CSS = "RetryScreen { align: center middle; }"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "Retry"),
         Binding("n,escape", "answer(False)", "No"),
     ]
 
     def __init__(self, plan: RetryPlan, nodes: tuple[str, ...] = ()) -> None:
-        super().__init__()
+        named = f" from {', '.join(nodes)}" if nodes else " from failure"
+        super().__init__(
+            f"Retry run {fmt.short_id(plan.source)}{named}?",
+            plan_text(plan),
+            yes="Retry",
+            no="Keep",
+            no_key="n",
+            body_id="retry-plan",
+        )
         self.plan = plan
         self.nodes = nodes
-
-    def compose(self) -> ComposeResult:
-        named = f" from {', '.join(self.nodes)}" if self.nodes else " from failure"
-        with Vertical(classes="dialog"):
-            yield Label(
-                f"Retry run {fmt.short_id(self.plan.source)}{named}?", classes="dialog-title"
-            )
-            yield Static(plan_text(self.plan), id="retry-plan", classes="dialog-body")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Retry (enter)", id="yes", variant="error", compact=True)
-                yield Button("Keep (n)", id="no", compact=True)
-
-    def on_mount(self) -> None:
-        # The main action has the focus: `enter` presses it.
-        self.query_one("#yes", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)

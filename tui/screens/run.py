@@ -14,7 +14,10 @@ from engine.state import RunStatus
 from tui import format as fmt
 from tui import view
 from tui.ascii import ascii_text
+from tui.dag_grid import run_graph
+from tui.messages import NodeRequested
 from tui.screens.base import RUN_BINDINGS, RunActionsScreen
+from tui.screens.console import RunFollower
 from tui.widgets.dag_view import DagView
 from tui.widgets.event_log import EventLog
 from tui.widgets.node_table import NodeTable
@@ -71,7 +74,7 @@ def selected_line(
     return line
 
 
-class RunScreen(RunActionsScreen):
+class RunScreen(RunFollower, RunActionsScreen):
     """One run, live: from this console's manager as it happens, or polled from the store."""
 
     CSS_PATH = "run.tcss"
@@ -88,7 +91,6 @@ class RunScreen(RunActionsScreen):
         self.state: RunState | None = None
         self.infos: dict[str, view.NodeInfo] = {}
         self.breakers: dict[str, view.BreakerView] = {}
-        self._watching = False
         self._status_shown: Text | None = None
         self.graces: dict[str, view.Grace] = {}  # nodes whose process group got SIGTERM
         self._lost_at: float | None = None  # an interrupted run: when its owner was last heard
@@ -144,24 +146,16 @@ class RunScreen(RunActionsScreen):
         self.set_interval(1.0, self._tick)
         self._follow()
 
-    def on_unmount(self) -> None:
-        super().on_unmount()
-        if self._watching:
-            self.bridge.unwatch(self.run_id)
-
     @work(exit_on_error=False)
     async def _follow(self) -> None:
-        try:
-            state, events = await self.bridge.watch(self.run_id)
-        except Exception as exc:  # an unknown run: say so and go back
-            self.notify(f"cannot show run {fmt.short_id(self.run_id)}: {exc}", severity="error")
-            self.dismiss()
+        watched = await self.watch_run(f"cannot show run {fmt.short_id(self.run_id)}")
+        if watched is None:
             return
-        self._watching = True
+        state, events = watched
         self._now = self.ctx.now()
         self.state = state
         self.infos = view.infos_of_state(state)
-        self.dag.set_graph(list(state.nodes), view.edges_of_state(state))
+        self.dag.set_graph(run_graph(state))
         focus = view.focus_node(state)
         if focus is not None:
             self.dag.select(focus)
@@ -319,9 +313,7 @@ class RunScreen(RunActionsScreen):
         self.open_node(message.node_id)
 
     def open_node(self, node_id: str) -> None:
-        from tui.screens.node import NodeScreen
-
-        self.app.push_screen(NodeScreen(self.ctx, self.run_id, node_id, self.infos))
+        self.post_message(NodeRequested(self.run_id, node_id, self.infos))
 
     def action_open(self) -> None:
         if self.dag.selected is not None:

@@ -19,7 +19,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
 from tui import format as fmt
-from tui.screens.base import ConsoleScreen
+from tui.screens.console import RunFollower
 from tui.timeline import MARKS, Timeline, render
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def coloured(line: str) -> Text:
     return text
 
 
-class TimelineScreen(ConsoleScreen):
+class TimelineScreen(RunFollower):
     """The Gantt of one run's attempts, retries and waits."""
 
     CSS_PATH = "timeline.tcss"
@@ -74,7 +74,6 @@ class TimelineScreen(ConsoleScreen):
         super().__init__(ctx)
         self.run_id = run_id
         self.timeline = Timeline()
-        self._watching = False
         self._drawn: tuple[int, int, float | None] | None = None  # what the rows show now
 
     @property
@@ -94,21 +93,12 @@ class TimelineScreen(ConsoleScreen):
         self.set_interval(1.0, self.refresh_view)
         self._follow()
 
-    def on_unmount(self) -> None:
-        super().on_unmount()
-        if self._watching:
-            self.bridge.unwatch(self.run_id)
-
     @work(exit_on_error=False)
     async def _follow(self) -> None:
-        try:
-            _, events = await self.bridge.watch(self.run_id)
-        except Exception as exc:  # an unknown run: say so and go back
-            self.notify(f"no timeline for run {fmt.short_id(self.run_id)}: {exc}", severity="error")
-            self.dismiss()
+        watched = await self.watch_run(f"no timeline for run {fmt.short_id(self.run_id)}")
+        if watched is None:
             return
-        self._watching = True
-        self.timeline.add(events)
+        self.timeline.add(watched[1])
         self.refresh_view()
         self.query_one("#timeline-body").focus()
 

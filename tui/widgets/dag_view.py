@@ -17,13 +17,15 @@ from textual.strip import Strip
 
 from engine.state import NodeStatus
 from tui import format as fmt
-from tui.dag_grid import GROUP_EXTRA, Graph, cached_layout, layer_counts, spans
+from tui.dag_grid import GROUP_EXTRA, GraphKey, cached_layout, graph_key, layer_counts, spans
 from tui.layout import BOXES, GROUPS, MODES, Layout, choose_mode
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
 
     from textual import events
+
+    from engine.graph import Graph
 
 class DagView(ScrollView, can_focus=True):
     """A pipeline's DAG drawn on the terminal grid, one state glyph and colour per node.
@@ -108,6 +110,8 @@ class DagView(ScrollView, can_focus=True):
         self.ascii = ascii
         self.openable = openable  # False: `enter` has nothing to open (playback)
         self._graph: Graph | None = None
+        self._labels: Mapping[str, str] | None = None
+        self._key: GraphKey | None = None  # what is drawn: a graph equal to it is not redrawn
         self._layout: Layout | None = None
         self._states: dict[str, str] = {}
         self._rows_of: dict[int, list[tuple[int, int, str, int]]] = {}
@@ -118,18 +122,13 @@ class DagView(ScrollView, can_focus=True):
     def current_layout(self) -> Layout | None:
         return self._layout
 
-    def set_graph(
-        self,
-        nodes: Sequence[str],
-        edges: Sequence[tuple[str, str]],
-        labels: Mapping[str, str] | None = None,
-    ) -> None:
+    def set_graph(self, graph: Graph, labels: Mapping[str, str] | None = None) -> None:
         """Show this DAG (laid out in a worker; nothing is drawn until it is ready)."""
-        graph: Graph = (tuple(nodes), tuple(edges), tuple(sorted((labels or {}).items())))
-        if graph == self._graph:
+        key = graph_key(graph, labels)
+        if key == self._key:
             return
-        self._graph = graph
-        self.set_reactive(DagView.mode, choose_mode(len(graph[0])))
+        self._graph, self._labels, self._key = graph, labels, key
+        self.set_reactive(DagView.mode, choose_mode(len(graph)))
         self._start_layout()
 
     def select(self, node_id: str) -> None:
@@ -151,13 +150,13 @@ class DagView(ScrollView, can_focus=True):
             self.run_worker(work, exclusive=True, group="dag-layout")
 
     async def _lay_out(self, graph: Graph, mode: str) -> None:
-        result = await asyncio.to_thread(cached_layout, graph, mode, self.ascii)
+        result = await asyncio.to_thread(cached_layout, graph, mode, self.ascii, self._labels)
         if graph != self._graph or mode != self.mode:
             return
         self._layout = result
         self._rows_of = spans(result)
         self.virtual_size = Size(result.width + GROUP_EXTRA * (mode == GROUPS), result.height)
-        if self.selected is None or self.selected not in graph[0]:
+        if self.selected is None or self.selected not in graph:
             first = result.layers[0][0] if result.layers and result.layers[0] else None
             if first is not None:
                 self.selected = first
