@@ -22,6 +22,9 @@ import psutil
 import pytest
 
 import engine.store as store_module
+import engine.store.sqlite.reads as store_reads
+import engine.store.sqlite.schema as store_schema
+import engine.store.sqlite.writer as store_writer
 from engine.errors import InterlockError, UnknownRunError
 from engine.events import Event, EventType, new_id
 from engine.manager import RunManager
@@ -150,7 +153,7 @@ async def test_fold_run_equals_the_fold_of_the_published_events(store: Store) ->
 async def test_fold_run_reads_a_run_longer_than_a_chunk_whole(
     store: Store, monkeypatch: pytest.MonkeyPatch, logs: int
 ) -> None:
-    monkeypatch.setattr(store_module, "_FOLD_CHUNK", 4)
+    monkeypatch.setattr(store_reads, "FOLD_CHUNK", 4)
     run = RunWriter()
     events = run.whole_run(logs=logs)  # 4 events besides the logs: chunks end exactly, or not
     await store.append(events)
@@ -311,7 +314,7 @@ async def test_an_unexpected_error_while_writing_fails_the_batch_not_the_writer(
     def explode(event: Event) -> tuple[Any, ...]:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(store_module, "_event_row", explode)
+    monkeypatch.setattr(store_writer, "event_row", explode)
     with pytest.raises(StoreError, match="disk on fire"):
         await asyncio.wait_for(store.append([created]), 10)
     monkeypatch.undo()
@@ -1013,7 +1016,7 @@ async def test_an_older_database_is_migrated_and_keeps_its_data(
         await store.append(events)
 
     newer = (*store_module.migrations(), ("ALTER TABLE runs ADD COLUMN labels TEXT",))
-    monkeypatch.setattr(store_module, "migrations", lambda: newer)
+    monkeypatch.setattr(store_schema, "migrations", lambda: newer)
     with pytest.raises(StoreError, match="needs upgrading"):
         await Store(db, readonly=True).open()
     async with Store(db) as store:
@@ -1034,12 +1037,12 @@ def test_schema_sql_parses_into_numbered_migrations() -> None:
     -- a comment inside
     ALTER TABLE a ADD COLUMN y;
     """
-    steps = store_module._parse_migrations(textwrap.dedent(text))
+    steps = store_schema.parse_migrations(textwrap.dedent(text))
     assert len(steps) == 2
     assert steps[0][1].startswith("CREATE TRIGGER") and steps[0][1].endswith("END;")
     assert steps[1] == ("ALTER TABLE a ADD COLUMN y;",)
     with pytest.raises(RuntimeError, match="numbered"):
-        store_module._parse_migrations("-- migration 2\nSELECT 1;\n")
+        store_schema.parse_migrations("-- migration 2\nSELECT 1;\n")
     assert len(store_module.migrations()) == SCHEMA_VERSION >= 1
 
 
