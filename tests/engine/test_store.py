@@ -7,6 +7,7 @@ import dataclasses
 import gc
 import json
 import os
+import re
 import socket
 import sqlite3
 import stat
@@ -36,8 +37,11 @@ from engine.store import (
     Store,
     StoreError,
 )
+from engine.store.sqlite.connection import SQLiteThread
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from conftest import MakePipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -1076,3 +1080,51 @@ async def test_rows_are_plain_values(store: Store) -> None:
     assert row is not None
     assert json.loads(json.dumps(row.__dict__))["run_id"] == run.run_id
     assert RunStatus(row.state) is RunStatus.PENDING
+
+
+# -- the connection's thread -----------------------------------------------------------------------
+
+
+async def test_the_connection_thread_runs_calls_in_order_and_ends_on_close(db: Path) -> None:
+    threads_before = set(threading.enumerate())
+    conn = await SQLiteThread.open(str(db))
+    seen: list[int] = []
+
+    def record(i: int) -> Callable[[sqlite3.Connection], int]:
+        def call(_db: sqlite3.Connection) -> int:
+            seen.append(i)
+            return i
+
+        return call
+
+    results = await asyncio.gather(*(conn.run(record(i)) for i in range(50)))
+    assert seen == list(range(50)) == results
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await conn.fetchall("SELECT * FROM nowhere")
+    assert await conn.fetchall("SELECT ?", (7,)) == [(7,)]  # an error does not end the thread
+    await conn.close()
+    await conn.close()  # idempotent
+    assert set(threading.enumerate()) == threads_before
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.run(record(0))
+
+
+async def test_a_failed_open_of_the_connection_thread_leaves_no_thread(tmp_path: Path) -> None:
+    threads_before = set(threading.enumerate())
+    with pytest.raises(sqlite3.OperationalError):
+        await SQLiteThread.open(str(tmp_path / "missing" / "dir" / "x.db"))
+    deadline = time.monotonic() + 10
+    while set(threading.enumerate()) - threads_before:
+        assert time.monotonic() < deadline, "the connection's thread is still running"
+        await asyncio.sleep(0.01)
+
+
+def test_the_store_reaches_no_private_attribute_of_aiosqlite() -> None:
+    # What the store once used: `conn._execute(...)`, `conn._conn`, `getattr(conn, "_thread")`.
+    private = re.compile(
+        r"\._(execute|tx|connector)\b|conn\._(conn|thread|connection)\b|\"_thread\""
+    )
+    for path in (ROOT / "engine" / "store").rglob("*.py"):
+        found = private.search(path.read_text(encoding="utf-8"))
+        assert found is None, f"{path.relative_to(ROOT)} uses {found.group()}"
+    assert private.search("conn._execute(fn)") and private.search("db = conn._conn")

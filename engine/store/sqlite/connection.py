@@ -138,6 +138,7 @@ class SQLiteThread(Connection):
     def __init__(self) -> None:
         self._queue: SimpleQueue[_Call] = SimpleQueue()
         self._running = False
+        self._worker: threading.Thread | None = None
 
     @classmethod
     async def open(cls, target: str, *, uri: bool = False) -> SQLiteThread:
@@ -146,7 +147,9 @@ class SQLiteThread(Connection):
         connector = functools.partial(sqlite3.connect, target, isolation_level=None, uri=uri)
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         name = f"interlock-store {target.rsplit('/', 1)[-1]}"
-        threading.Thread(target=_work, args=(conn._queue, connector, ready), name=name).start()
+        worker = threading.Thread(target=_work, args=(conn._queue, connector, ready), name=name)
+        conn._worker = worker
+        worker.start()
         try:
             await ready
         except BaseException:
@@ -174,6 +177,8 @@ class SQLiteThread(Connection):
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put((future, _close, True))
         await future
+        if self._worker is not None:
+            self._worker.join(1.0)  # it only has to return
 
     def stop(self) -> None:
         if self._running:
