@@ -11,8 +11,8 @@ public API. Both offer `fetchall(sql, params)`, `close()` (waits for the thread 
 
 Why a thread of our own for writing: the group-commit writer writes a batch (inserts, the runs
 index with its lease check, claims, breaker counts, COMMIT) as one function on the connection's
-thread; a statement per hand-over costs a running pipeline the loop and the GIL at every step (a
-durable chain ran about a third slower with five hand-overs a batch, benchmarks/NOTES.md).
+thread; a statement per hand-over costs a running pipeline the loop and the GIL at every step
+(benchmarks/NOTES.md, "Store").
 aiosqlite has no public way to run a function on its thread (checked up to 0.22.1, the newest
 release): the store used its private `_execute`/`_conn`, which pinned it below 0.23. Why
 aiosqlite still: it is the product's async SQLite library and its public API is all a read-only

@@ -65,8 +65,8 @@ _BY_SEQ = operator.attrgetter("seq")
 def parse_array(text: str | None) -> list[Event]:
     """Events from a JSON array of bodies the store wrote itself: trusted, so not validated.
 
-    One `json.loads` over all of them shares the key strings between events (with the GC
-    paused, about twice as fast as loading each body on its own: benchmarks/NOTES.md).
+    One `json.loads` over all of them shares the key strings between events, which pays with
+    the GC paused (benchmarks/NOTES.md, "Store").
     """
     if not text:
         return []
