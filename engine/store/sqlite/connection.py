@@ -23,6 +23,7 @@ event loop closes right after.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import functools
@@ -68,17 +69,20 @@ def _fetchall(sql: str, params: Sequence[Any], db: sqlite3.Connection) -> list[R
     return db.execute(sql, params).fetchall()
 
 
-class Connection:
+class Connection(abc.ABC):
     """What the store's reads need of either connection."""
 
+    @abc.abstractmethod
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        raise NotImplementedError
+        """The rows of one statement."""
 
+    @abc.abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        """Close the connection and end its thread (idempotent)."""
 
+    @abc.abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """End the thread without waiting (for a store collected while open)."""
 
 
 # A call for the thread: the future to settle (None: nobody waits), the function, and whether it

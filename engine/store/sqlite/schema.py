@@ -19,6 +19,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Final
 
 from engine.store.rows import StoreError
+from engine.store.sqlite.connection import SQLiteThread
 from engine.store.sqlite.sql import (
     SQL_APPLICATION_ID,
     SQL_BEGIN,
@@ -78,8 +79,6 @@ SCHEMA_VERSION: Final = len(migrations())
 
 async def check_schema(conn: Connection, path: Path, *, readonly: bool) -> None:
     """Refuse a stranger's or a newer file; migrate an older one (see the module's contract)."""
-    from engine.store.sqlite.connection import SQLiteThread
-
     steps = migrations()
     latest = len(steps)
     version = int((await conn.fetchall(SQL_USER_VERSION))[0][0])
