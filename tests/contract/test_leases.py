@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from contract.helpers import RunWriter, process
+from engine.breaker import BreakerRecord
 from engine.errors import UnknownRunError
 from engine.events import EventType
 from engine.lease import LEASE_ENV, LeaseLostError, is_interrupted
@@ -52,6 +53,18 @@ async def test_a_claim_takes_the_lease_and_heartbeats_renew_it_until_release(
     row = await store.run_row(run.run_id)
     assert row is not None
     assert (row.owner, row.heartbeat_at, row.lease_expires_at) == (None, None, None)
+
+
+async def test_a_claim_returns_the_stored_breakers(store: StoreBackend) -> None:
+    record = BreakerRecord("etl/load", "open", 3, 100.0, 30.0, 100.0)
+    await store.save_breaker(record)
+    store.record_breaker_outcome("other", failed=True, failure_threshold=5, recovery_timeout=9)
+    await store.flush()
+    run = RunWriter()
+    store.publish(run.created())
+    breakers = await store.claim_run(run.run_id, Owner.current())
+    assert breakers["etl/load"] == record
+    assert (breakers["other"].state, breakers["other"].failures) == ("closed", 1)
 
 
 async def test_claiming_a_run_never_created_raises(store: StoreBackend) -> None:
