@@ -7,11 +7,14 @@ an `immutable` read-only connection: nothing is written, no `-wal`/`-shm` file i
 Interlock store refuses a stranger's file before switching it to WAL. `readonly_uri(path)` is
 the URI a read-only store opens: `immutable=1` as well when the directory is not writable (a
 WAL database there cannot get its `-shm` file, and no writer can be at work in it either).
-`describe_os_error` turns the errors of a full disk or a read-only place into a sentence.
+`describe_os_error` turns the errors of a full disk or a read-only place into a sentence, and
+`describe` any error of opening, reading or writing the database (sqlite3's included).
+`create_file` makes the database file 0600, and the directories it needs 0700.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -106,3 +109,53 @@ def describe_os_error(exc: BaseException, path: Path | None = None) -> str | Non
     if code == errno.EROFS:
         return "the file system is read-only"
     return None
+
+
+def describe(exc: BaseException, path: Path | None = None, *, busy_timeout: float = 12.0) -> str:
+    """The problem behind `exc` in a few words (a full disk, a lock held too long, corruption)."""
+    full = describe_os_error(exc, path)
+    if full is not None:
+        return full
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc)
+        if "disk is full" in text or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
+            return "the disk is full"
+        if "database is locked" in text or "database table is locked" in text:
+            return (
+                f"another process held the database's write lock for more than {busy_timeout:g} s"
+            )
+        if "disk I/O error" in text:
+            return "a disk I/O error"
+        if "not a database" in text:
+            return "the file is not a SQLite database (or is encrypted or corrupt)"
+        if "malformed" in text:
+            return "the database file is corrupt (database disk image is malformed)"
+        if "unable to open" in text:
+            return "SQLite cannot open the file there"
+        return text
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def create_file(path: Path) -> None:
+    """Create the database file 0600 (and any missing parent directories 0700)."""
+    missing: list[Path] = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+            os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+    if path.is_dir():
+        raise IsADirectoryError(21, "it is a directory")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)

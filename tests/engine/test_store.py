@@ -7,6 +7,7 @@ import dataclasses
 import gc
 import json
 import os
+import re
 import socket
 import sqlite3
 import stat
@@ -22,6 +23,9 @@ import psutil
 import pytest
 
 import engine.store as store_module
+import engine.store.sqlite.reads as store_reads
+import engine.store.sqlite.schema as store_schema
+import engine.store.sqlite.writer as store_writer
 from engine.errors import InterlockError, UnknownRunError
 from engine.events import Event, EventType, new_id
 from engine.manager import RunManager
@@ -33,8 +37,11 @@ from engine.store import (
     Store,
     StoreError,
 )
+from engine.store.sqlite.connection import SQLiteThread
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from conftest import MakePipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +157,7 @@ async def test_fold_run_equals_the_fold_of_the_published_events(store: Store) ->
 async def test_fold_run_reads_a_run_longer_than_a_chunk_whole(
     store: Store, monkeypatch: pytest.MonkeyPatch, logs: int
 ) -> None:
-    monkeypatch.setattr(store_module, "_FOLD_CHUNK", 4)
+    monkeypatch.setattr(store_reads, "FOLD_CHUNK", 4)
     run = RunWriter()
     events = run.whole_run(logs=logs)  # 4 events besides the logs: chunks end exactly, or not
     await store.append(events)
@@ -311,7 +318,7 @@ async def test_an_unexpected_error_while_writing_fails_the_batch_not_the_writer(
     def explode(event: Event) -> tuple[Any, ...]:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(store_module, "_event_row", explode)
+    monkeypatch.setattr(store_writer, "event_row", explode)
     with pytest.raises(StoreError, match="disk on fire"):
         await asyncio.wait_for(store.append([created]), 10)
     monkeypatch.undo()
@@ -1013,7 +1020,7 @@ async def test_an_older_database_is_migrated_and_keeps_its_data(
         await store.append(events)
 
     newer = (*store_module.migrations(), ("ALTER TABLE runs ADD COLUMN labels TEXT",))
-    monkeypatch.setattr(store_module, "migrations", lambda: newer)
+    monkeypatch.setattr(store_schema, "migrations", lambda: newer)
     with pytest.raises(StoreError, match="needs upgrading"):
         await Store(db, readonly=True).open()
     async with Store(db) as store:
@@ -1034,12 +1041,12 @@ def test_schema_sql_parses_into_numbered_migrations() -> None:
     -- a comment inside
     ALTER TABLE a ADD COLUMN y;
     """
-    steps = store_module._parse_migrations(textwrap.dedent(text))
+    steps = store_schema.parse_migrations(textwrap.dedent(text))
     assert len(steps) == 2
     assert steps[0][1].startswith("CREATE TRIGGER") and steps[0][1].endswith("END;")
     assert steps[1] == ("ALTER TABLE a ADD COLUMN y;",)
     with pytest.raises(RuntimeError, match="numbered"):
-        store_module._parse_migrations("-- migration 2\nSELECT 1;\n")
+        store_schema.parse_migrations("-- migration 2\nSELECT 1;\n")
     assert len(store_module.migrations()) == SCHEMA_VERSION >= 1
 
 
@@ -1073,3 +1080,51 @@ async def test_rows_are_plain_values(store: Store) -> None:
     assert row is not None
     assert json.loads(json.dumps(row.__dict__))["run_id"] == run.run_id
     assert RunStatus(row.state) is RunStatus.PENDING
+
+
+# -- the connection's thread -----------------------------------------------------------------------
+
+
+async def test_the_connection_thread_runs_calls_in_order_and_ends_on_close(db: Path) -> None:
+    threads_before = set(threading.enumerate())
+    conn = await SQLiteThread.open(str(db))
+    seen: list[int] = []
+
+    def record(i: int) -> Callable[[sqlite3.Connection], int]:
+        def call(_db: sqlite3.Connection) -> int:
+            seen.append(i)
+            return i
+
+        return call
+
+    results = await asyncio.gather(*(conn.run(record(i)) for i in range(50)))
+    assert seen == list(range(50)) == results
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await conn.fetchall("SELECT * FROM nowhere")
+    assert await conn.fetchall("SELECT ?", (7,)) == [(7,)]  # an error does not end the thread
+    await conn.close()
+    await conn.close()  # idempotent
+    assert set(threading.enumerate()) == threads_before
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.run(record(0))
+
+
+async def test_a_failed_open_of_the_connection_thread_leaves_no_thread(tmp_path: Path) -> None:
+    threads_before = set(threading.enumerate())
+    with pytest.raises(sqlite3.OperationalError):
+        await SQLiteThread.open(str(tmp_path / "missing" / "dir" / "x.db"))
+    deadline = time.monotonic() + 10
+    while set(threading.enumerate()) - threads_before:
+        assert time.monotonic() < deadline, "the connection's thread is still running"
+        await asyncio.sleep(0.01)
+
+
+def test_the_store_reaches_no_private_attribute_of_aiosqlite() -> None:
+    # What the store once used: `conn._execute(...)`, `conn._conn`, `getattr(conn, "_thread")`.
+    private = re.compile(
+        r"\._(execute|tx|connector)\b|conn\._(conn|thread|connection)\b|\"_thread\""
+    )
+    for path in (ROOT / "engine" / "store").rglob("*.py"):
+        found = private.search(path.read_text(encoding="utf-8"))
+        assert found is None, f"{path.relative_to(ROOT)} uses {found.group()}"
+    assert private.search("conn._execute(fn)") and private.search("db = conn._conn")
