@@ -13,9 +13,9 @@ record. Errors are classified here: `NodeError` keeps its class, `TransientError
 `transient`, anything else `error`.
 
 A node's timeout is decided here and nowhere else: `_attempt` arms it on the run's deadline
-timer (`engine.deadlines.Deadlines`) around the runner's awaitable and turns that deadline's
-cancellation, and only that one, into `timeout` (the runner gives its work the pipeline's
-`cleanup_grace` to stop, then forces it: `NodeContext.cleanup_grace`).
+timer (`engine.deadlines.Deadlines`) around the work's awaitable and turns that deadline's
+cancellation, and only that one, into `timeout` (the work gets the pipeline's `cleanup_grace`
+to stop, then is forced: `NodeContext.cleanup_grace`).
 """
 
 from __future__ import annotations
@@ -126,19 +126,21 @@ class AttemptPath:
     def remember_output(self, node_id: str, outputs_hash: str | None) -> None:
         self._output_hashes[node_id] = outputs_hash or _EMPTY_HASH
 
-    async def run(self, step: Step) -> None:
-        """The node's attempts and its final event (a cancellation propagates)."""
+    async def run(self, step: Step, task: asyncio.Task[Any]) -> None:
+        """The node's attempts, in `task`, and its final event (a cancellation propagates)."""
         run = self._run
         prior = run.state.nodes[step.node_id].attempts
-        decider = RetryDecider(
-            step.retry, classify=error_class, prior_attempts=prior, rng=self._rng
-        )
+        decider: RetryDecider | None = None  # made at the first failure: most nodes never fail
         attempt = prior
         while True:
             attempt += 1
             try:
-                output = await self._attempt(step, attempt)
+                output = await self._attempt(step, attempt, task)
             except NodeError as err:
+                if decider is None:
+                    decider = RetryDecider(
+                        step.retry, classify=error_class, prior_attempts=prior, rng=self._rng
+                    )
                 # A hard gate's verdict is final: it is never retried.
                 delay = None if step.hard_gate else decider.delay_after(err, attempt)
                 if delay is None:
@@ -154,8 +156,15 @@ class AttemptPath:
                 self._succeeded(step, attempt, output)
                 return
 
-    async def _attempt(self, step: Step, attempt: int) -> dict[str, Any]:
-        """One attempt: breaker, `node.started`, the work under the timeout. Raises NodeError."""
+    async def _attempt(self, step: Step, attempt: int, task: asyncio.Task[Any]) -> dict[str, Any]:
+        """One attempt: breaker, `node.started`, the work under the node's timeout. Raises
+        NodeError.
+
+        The timeout is decided here and nowhere else, as `asyncio.timeout_at` would on the
+        run's shared deadline timer: the deadline, and nothing else, turns a cancellation of
+        `task` into a TimeoutError. A deadline past the run's own is not armed (the run's
+        deadline comes first and stops the run). Written out here, not in a helper coroutine
+        or context manager, because every node runs it."""
         run = self._run
         node_id = step.node_id
         spec = step.spec
@@ -193,11 +202,31 @@ class AttemptPath:
             step.started_simulated if simulated else step.started,
             self._inputs_hash(inputs) if inputs else None,
         )
+        entry: list[Any] | None = None
+        cancelling = 0
         try:
             if simulated:
                 output: dict[str, Any] = {"simulated": True}
             else:
-                output = await self._under_timeout(step, ctx)
+                handler = step.handler  # a control node's; a work node's goes to the runner
+                work = handler(spec, ctx) if handler else run._runner.start(spec, ctx)
+                deadline = run._loop.time() + timeout
+                if deadline <= run._run_deadline:
+                    assert run._deadlines is not None
+                    cancelling = task.cancelling()
+                    entry = run._deadlines.arm(deadline, task)
+                try:
+                    output = await work
+                except asyncio.CancelledError as exc:
+                    if entry is not None and self._disarm(entry, task) <= cancelling:
+                        raise TimeoutError from exc
+                    raise
+                except BaseException:
+                    if entry is not None:
+                        self._disarm(entry, task)
+                    raise
+                if entry is not None:
+                    self._disarm(entry, task)
         except TimeoutError:
             reason = str(NodeTimeoutError(node_id, timeout))
             if ctx.notes:
@@ -224,39 +253,15 @@ class AttemptPath:
                 breaker.record_failure(self._breaker_listener(node_id))
         raise err
 
-    def _under_timeout(self, step: Step, ctx: NodeContext) -> Awaitable[dict[str, Any]]:
-        """The attempt's work, bounded by the node's timeout: the one place it is decided.
-
-        As `asyncio.timeout_at` on the run's shared deadline timer: the deadline, and nothing
-        else, turns a cancellation of this task into a TimeoutError. A deadline past the run's
-        own is not armed (the run's deadline comes first and stops the run)."""
-        run = self._run
-        handler = step.handler
-        work = handler(step.spec, ctx) if handler is not None else run._runner.start(step.spec, ctx)
-        deadline = run._loop.time() + step.timeout
-        if deadline > run._run_deadline:
-            return work
-        return self._bounded(work, deadline)
-
-    async def _bounded(self, work: Awaitable[dict[str, Any]], deadline: float) -> dict[str, Any]:
+    def _disarm(self, entry: list[Any], task: asyncio.Task[Any]) -> int:
+        """The attempt's work is over: disarm its deadline. If the deadline had cancelled the
+        task, take that cancellation back (`Task.uncancel`) and return how many are left; else
+        a count above any `cancelling()`, so that no TimeoutError is made up."""
         deadlines = self._run._deadlines
-        task = asyncio.current_task()
-        assert deadlines is not None and task is not None
-        cancelling = task.cancelling()
-        entry = deadlines.arm(deadline, task)
-        try:
-            output = await work
-        except asyncio.CancelledError as exc:
-            if (task.uncancel() if deadlines.disarm(entry) else _NOT_FIRED) <= cancelling:
-                raise TimeoutError from exc
-            raise
-        except BaseException:
-            if deadlines.disarm(entry):
-                task.uncancel()
-            raise
+        assert deadlines is not None
         if deadlines.disarm(entry):
-            task.uncancel()
-        return output
+            return task.uncancel()
+        return _NOT_FIRED
 
     def _succeeded(self, step: Step, attempt: int, output: dict[str, Any]) -> None:
         """Emit `node.succeeded`. Its `outputs_hash` is the hash of the output's JSON text as

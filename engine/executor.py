@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -62,6 +63,7 @@ __all__ = ["RECORD_LAG", "Executor", "WriteGate", "decide_node", "final_status"]
 Sleep = Callable[[float], Awaitable[None]]
 RECORD_LAG = 1.0  # seconds: see `WriteGate`
 FORCE_EVERY = 0.5  # seconds between the cancels of a node that ignores its cancellation
+HOLD_FOR = 0.001  # seconds the driver may run nodes itself before the loop gets a turn
 
 _UNFINISHED = (NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.WAITING)
 _Stop = Stop  # the name this module used
@@ -132,6 +134,14 @@ class Executor:
         self._run_deadline = math.inf  # loop time
         self._tasks: dict[str, asyncio.Task[None]] = {}  # the running nodes' tasks
         self._watched: set[asyncio.Task[None]] = set()  # cancelled by the driver
+        self._driver: asyncio.Task[None] | None = None  # the task `_drive` runs in
+        self._context = contextvars.Context()  # the run's context: each node sees a copy
+        # The node the driver runs itself (see `_drive`), and how often a stop cancelled it.
+        self._inline: str | None = None
+        self._inline_cancels = 0
+        self._inline_force: asyncio.TimerHandle | None = None
+        self._may_inline = True  # until a node run inline changed the driver's context
+        self._hold_until = 0.0  # loop time: see `_act`
         self._approvals: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._stop: Stop | None = None
         self._stop_requested = asyncio.Event()
@@ -373,8 +383,13 @@ class Executor:
                 },
                 timestamp=timestamp,
             )
+        self._context = contextvars.copy_context()
+        if self._driver is None or self._driver.done():
+            self._driver = loop.create_task(
+                self._drive(), name="interlock:driver", context=self._context.copy()
+            )
         try:
-            await self._drive()
+            await self._driven()
         except asyncio.CancelledError:
             # The owner is going away (its task was cancelled): stop properly, then tell it so.
             self.cancel("the owning process stopped the run")
@@ -387,8 +402,21 @@ class Executor:
         await self._finish()
         return self.state
 
+    async def _driven(self) -> None:
+        """Until the driver's task has ended. Only the run cancels its driver (a stop cancels
+        the node the driver runs itself): a cancel of the driver that landed as that node was
+        ending is no cancel of the caller's."""
+        driver = self._driver
+        assert driver is not None
+        try:
+            await asyncio.shield(driver)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not driver.cancelled() or (current is not None and current.cancelling()):
+                raise
+
     async def _drain_and_finish(self) -> None:
-        await self._drive()
+        await self._driven()
         await self._finish()
 
     async def _finish(self) -> None:
@@ -424,6 +452,20 @@ class Executor:
             return
         inbox.append(message)
         self._wake()
+        if self._inline is not None and message in ("stop", "force"):
+            self._cancel_inline(message)
+
+    def _cancel_inline(self, message: str) -> None:
+        """Cancel the node the driver runs itself, as `_cancel_tasks` does a node's task (and
+        again every `FORCE_EVERY` once its grace is over)."""
+        assert self._driver is not None
+        if message == "force" or self._inline_force is None:
+            self._inline_cancels += 1
+            self._driver.cancel()
+            if self._inline_force is not None:
+                self._inline_force.cancel()
+            delay = FORCE_EVERY if message == "force" else self.pipeline.cleanup_grace + FORCE_EVERY
+            self._inline_force = self._loop.call_later(delay, self._post, "force")
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -441,6 +483,7 @@ class Executor:
         loop = self._loop
         force_handle: asyncio.TimerHandle | None = None
         finished: list[str] = []
+        self._hold_until = loop.time() + HOLD_FOR
         try:
             while True:
                 while inbox:
@@ -459,7 +502,10 @@ class Executor:
                 decision = scheduler.decide(
                     self.state, stopping=stopping, may_start=stopping or self._record_kept_up()
                 )
-                self._act(decision)
+                inline = self._act(decision)
+                if inline is not None:
+                    await self._run_inline(inline)
+                    continue
                 if stopping:
                     if self._record_wait is not None:
                         self._record_wait.cancel()
@@ -480,6 +526,7 @@ class Executor:
                     await self._waiter
                 finally:
                     self._waiter = None
+                self._hold_until = loop.time() + HOLD_FOR
         finally:
             if force_handle is not None:
                 force_handle.cancel()
@@ -496,20 +543,66 @@ class Executor:
                         reason=self._stop.reason,
                     )
 
-    def _act(self, decision: Decision) -> None:
-        """Emit the decided skips, start the decided nodes (each in a task of its own)."""
+    def _act(self, decision: Decision) -> Step | None:
+        """Emit the decided skips, start the decided nodes, each in a task of its own; or,
+        for the one node a chain starts, return it for the driver to run itself.
+
+        A chain of short nodes would otherwise cost a task and two loop turns per node, the
+        largest part of such a node's cost (benchmarks/NOTES.md, "## Executor"). The driver
+        runs a node itself only when that is the same to the node: it is the only node to
+        start, nothing else runs, the driver's context is still the run's (a node that
+        changed it ran in it), and the loop had a turn within the last `HOLD_FOR` seconds."""
         nodes = self.state.nodes
         for node_id, reason in decision.skip:
             self._emit(
                 EventType.NODE_SKIPPED, node_id=node_id, attempt=nodes[node_id].attempts,
                 reason=reason,
             )
-        steps = self._plan.steps
-        for node_id in decision.start:
+        start, steps = decision.start, self._plan.steps
+        if (
+            len(start) == 1
+            and not self._tasks
+            and self._may_inline
+            and self._loop.time() < self._hold_until
+        ):
+            return steps[start[0]]
+        context = self._context
+        for node_id in start:
             step = steps[node_id]
             self._tasks[node_id] = self._loop.create_task(
-                self._node_task(step), name=step.task_name
+                self._node_task(step), name=step.task_name, context=context.copy()
             )
+        return None
+
+    async def _run_inline(self, step: Step) -> None:
+        """A node's attempts in the driver's task, under the node's task name; the node's end
+        is reported as from a task of its own (`_node_task`)."""
+        driver = self._driver
+        assert driver is not None
+        node_id = step.node_id
+        self._inline = node_id
+        driver.set_name(step.task_name)
+        cancelled, error = False, None
+        try:
+            await self._attempts.run(step, driver)
+        except asyncio.CancelledError:
+            if not self._inline_cancels:  # not the run's own stop
+                raise
+            cancelled = True
+        except Exception as exc:  # a fault of the engine's, not the node's
+            error = exc
+        finally:
+            self._inline = None
+            driver.set_name("interlock:driver")
+            if self._inline_force is not None:
+                self._inline_force.cancel()
+                self._inline_force = None
+            for _ in range(self._inline_cancels):
+                driver.uncancel()
+            self._inline_cancels = 0
+        if contextvars.copy_context() != self._context:
+            self._may_inline = False
+        self._completions.append((node_id, cancelled, error))
 
     def _record_kept_up(self) -> bool:
         """False (and the record is waited for) while the store lags and nodes wait to start."""
@@ -533,7 +626,7 @@ class Executor:
         """A node's task: its attempts (`engine.attempt`), then a report that it ended."""
         node_id = step.node_id
         try:
-            await self._attempts.run(step)
+            await self._attempts.run(step, self._tasks[node_id])  # `_act` put it there
         except asyncio.CancelledError:
             self._report(node_id, True, None)
             raise

@@ -264,7 +264,7 @@ class Scheduler:
     def _decide(self, state: RunState, decision: Decision) -> None:
         shape = self.shape
         ready, nodes = self._ready, state.nodes
-        skipped: dict[str, str] = {}
+        skipped: dict[str, str] = _NO_SKIPS  # type: ignore[assignment]  # replaced before use
         while ready:
             node_id = ready[0]
             skip = None
@@ -280,6 +280,8 @@ class Scheduler:
             if skip is not None:
                 ready.popleft()
                 del self._remaining[node_id]
+                if skipped is _NO_SKIPS:
+                    skipped = {}
                 skipped[node_id] = skip
                 decision.skip.append((node_id, skip))
                 self._release(node_id)
