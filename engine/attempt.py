@@ -45,7 +45,7 @@ _HALF_OPEN = BreakerState.HALF_OPEN
 _EMPTY_HASH = stable_hash({})
 _NOT_FIRED = 1 << 62  # `_disarm` when the deadline cancelled nothing
 # Retry jitter's generator when none is given: one per process, not one per run (seeding a
-# `random.Random` from the OS costs 10 us, a tenth of a one-node run).
+# `random.Random` from the OS costs a tenth of a one-node run).
 JITTER = random.Random()
 
 

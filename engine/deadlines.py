@@ -49,11 +49,9 @@ class Deadlines:
     than half of it).
 
     The timer for a deadline more than `2 * PREWAKE` away first goes off `PREWAKE` early,
-    finds nothing due and is set again for the deadline itself. A process whose loop has slept
-    for seconds wakes up late: on our 2-core VM, 200 shell nodes timing out 3 s after they
-    started were killed up to 8 ms past their deadlines, and under 3 ms once the loop had been
-    awake 20 ms before (a laptop's deep idle states do the same). The early turn costs a timer
-    callback per deadline cycle, nothing per attempt.
+    finds nothing due and is set again for the deadline itself: a loop that slept for seconds
+    wakes up late (measured in benchmarks/NOTES.md, "## Executor"). The early turn costs a
+    timer callback per deadline cycle, nothing per attempt.
     """
 
     __slots__ = ("_at", "_count", "_handle", "_heap", "_loop", "_stale")
