@@ -110,6 +110,10 @@ class Executor(RunLog):
         self._plan = Plan.of(pipeline)
         self._shape = Shape.of(pipeline)
         self._runner: Runner = runner if runner is not None else LocalRunner()
+        # `cleanup_grace`, its one meaning: how long a cancelled node's work gets to stop (the
+        # runner's part, `NodeContext.cleanup_grace`). A node still running after it (and a
+        # little more, for the runner's own SIGKILL) is cancelled again.
+        self._force_after = pipeline.cleanup_grace + FORCE_EVERY
         self._attempts = AttemptPath(self, self._plan, rng)
         self._publishers = tuple(sink.publish for sink in self._sinks)
         # `notify:` targets (none in a simulated run: a rehearsal pages nobody).
@@ -309,7 +313,7 @@ class Executor(RunLog):
             self._driver.cancel()
             if self._inline_force is not None:
                 self._inline_force.cancel()
-            delay = FORCE_EVERY if message == "force" else self.pipeline.cleanup_grace + FORCE_EVERY
+            delay = FORCE_EVERY if message == "force" else self._force_after
             self._inline_force = self._loop.call_later(delay, self._post, "force")
 
     def _wake(self) -> None:
@@ -359,9 +363,7 @@ class Executor(RunLog):
                         self._cancel_tasks()
                         # A node that ignores its cancellation is cancelled again after the
                         # grace, until it gives in.
-                        force_handle = loop.call_later(
-                            self.pipeline.cleanup_grace + FORCE_EVERY, self._post, "force"
-                        )
+                        force_handle = loop.call_later(self._force_after, self._post, "force")
                 if decision.over and not self._tasks and self._record_wait is None:
                     break
                 if inbox or completions:
@@ -502,6 +504,8 @@ class Executor(RunLog):
 
     def _settle(self, node_id: str, cancelled: bool, error: Exception | None) -> None:
         """A node's task ended: record how, if its attempts did not (cancelled, or a fault)."""
+        if not cancelled and error is None:  # its attempts recorded its end
+            return
         node = self.state.nodes[node_id]
         if node.is_terminal:
             return
