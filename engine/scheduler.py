@@ -40,6 +40,7 @@ _FAILED = (NodeStatus.FAILED, NodeStatus.TIMED_OUT, NodeStatus.CANCELLED)
 _FAILED_OR_TIMED_OUT = (NodeStatus.FAILED, NodeStatus.TIMED_OUT)
 _SUCCEEDED = NodeStatus.SUCCEEDED
 _SKIPPED = NodeStatus.SKIPPED
+_TERMINAL = frozenset(status for status in NodeStatus if status.is_terminal)
 _NO_SKIPS: Mapping[str, str] = {}
 
 
@@ -185,16 +186,15 @@ class Scheduler:
         self._blocked: dict[str, str] = {}  # node -> the failed hard gate above it
         nodes = state.nodes
         for node_id, parents in shape.parents.items():
-            if nodes[node_id].is_terminal:
+            if nodes[node_id].state in _TERMINAL:
                 continue
-            count = sum(1 for parent in parents if not nodes[parent].is_terminal)
+            count = 0
+            for parent in parents:
+                if nodes[parent].state not in _TERMINAL:
+                    count += 1
             self._remaining[node_id] = count
             if count == 0:
                 self._ready.append(node_id)
-
-    @property
-    def running(self) -> frozenset[str]:
-        return frozenset(self._running)
 
     def step(
         self,
@@ -264,7 +264,7 @@ class Scheduler:
     def _decide(self, state: RunState, decision: Decision) -> None:
         shape = self.shape
         ready, nodes = self._ready, state.nodes
-        skipped: dict[str, str] = _NO_SKIPS  # type: ignore[assignment]  # replaced before use
+        skipped: dict[str, str] = {}  # decided skipped in this step, not yet in `state`
         while ready:
             node_id = ready[0]
             skip = None
@@ -280,8 +280,6 @@ class Scheduler:
             if skip is not None:
                 ready.popleft()
                 del self._remaining[node_id]
-                if skipped is _NO_SKIPS:
-                    skipped = {}
                 skipped[node_id] = skip
                 decision.skip.append((node_id, skip))
                 self._release(node_id)
