@@ -126,35 +126,55 @@ class AttemptPath:
     def remember_output(self, node_id: str, outputs_hash: str | None) -> None:
         self._output_hashes[node_id] = outputs_hash or _EMPTY_HASH
 
-    async def run(self, step: Step, task: asyncio.Task[Any]) -> None:
-        """The node's attempts, in `task`, and its final event (a cancellation propagates)."""
-        run = self._run
-        prior = run.state.nodes[step.node_id].attempts
-        decider: RetryDecider | None = None  # made at the first failure: most nodes never fail
-        attempt = prior
-        while True:
-            attempt += 1
-            try:
-                output = await self._attempt(step, attempt, task)
-            except NodeError as err:
-                if decider is None:
-                    decider = RetryDecider(
-                        step.retry, classify=error_class, prior_attempts=prior, rng=self._rng
+    async def run(
+        self,
+        step: Step,
+        tasks: Mapping[str, asyncio.Task[Any]],
+        ended: Callable[[str, bool, Exception | None], None],
+    ) -> None:
+        """A started node's life, in its task (`tasks[node id]`): its attempts and its final
+        event. `ended(node_id, cancelled, fault)` is told as the task ends: after the final
+        event, on a cancellation (which then propagates), or with a fault of the engine's
+        (taken here: the driver records it). The node's task is this coroutine, not one
+        wrapped around it: every node runs it."""
+        node_id = step.node_id
+        try:
+            task = tasks[node_id]
+            run = self._run
+            prior = run.state.nodes[node_id].attempts
+            decider: RetryDecider | None = None  # made at the first failure: most never fail
+            attempt = prior
+            while True:
+                attempt += 1
+                try:
+                    output = await self._attempt(step, attempt, task)
+                except NodeError as err:
+                    if decider is None:
+                        decider = RetryDecider(
+                            step.retry, classify=error_class, prior_attempts=prior,
+                            rng=self._rng,
+                        )
+                    # A hard gate's verdict is final: it is never retried.
+                    delay = None if step.hard_gate else decider.delay_after(err, attempt)
+                    if delay is None:
+                        self._failed(step.spec, attempt, err)
+                        break
+                    run._emit(
+                        EventType.NODE_RETRIED, node_id=node_id, attempt=attempt,
+                        error_class=err.error_class, reason=err.reason,
+                        data={"delay": round(delay, 6)},
                     )
-                # A hard gate's verdict is final: it is never retried.
-                delay = None if step.hard_gate else decider.delay_after(err, attempt)
-                if delay is None:
-                    self._failed(step.spec, attempt, err)
-                    return
-                run._emit(
-                    EventType.NODE_RETRIED, node_id=step.node_id, attempt=attempt,
-                    error_class=err.error_class, reason=err.reason,
-                    data={"delay": round(delay, 6)},
-                )
-                await run._sleep(delay)
-            else:
-                self._succeeded(step, attempt, output)
-                return
+                    await run._sleep(delay)
+                else:
+                    self._succeeded(step, attempt, output)
+                    break
+        except asyncio.CancelledError:
+            ended(node_id, True, None)
+            raise
+        except Exception as exc:
+            ended(node_id, False, exc)
+            return
+        ended(node_id, False, None)
 
     async def _attempt(self, step: Step, attempt: int, task: asyncio.Task[Any]) -> dict[str, Any]:
         """One attempt: breaker, `node.started`, the work under the node's timeout. Raises

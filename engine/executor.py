@@ -13,7 +13,7 @@ Shape: decide purely, act thinly. The scheduler (`engine.scheduler`) decides, fr
 state and the nodes that just finished, what starts, what is skipped, whether fail_fast stops
 the run and whether it is over. The driver (`Executor._drive`) is a short loop that acts on
 those decisions and then waits on one wake-up, fed by the node tasks' completions (each node's
-task only reports that it ended: `_node_task`), stop requests, the force timer and the record
+task only reports that it ended: `_report`), stop requests, the force timer and the record
 catching up; it never polls. A node's attempts (breaker, timeout, retries, its events) are
 `engine.attempt`; its work runs through the run's `Runner` (`engine.runner`). The executor's
 view of the run is a `RunState` kept with `engine.state.apply` over the events it emits, so the
@@ -416,28 +416,27 @@ class Executor(RunLog):
         context = self._context
         for node_id in start:
             step = steps[node_id]
+            # The task's coroutine finds the task in `_tasks` and reports its end (`_report`).
             self._tasks[node_id] = self._loop.create_task(
-                self._node_task(step), name=step.task_name, context=context.copy()
+                self._attempts.run(step, self._tasks, self._report),
+                name=step.task_name,
+                context=context.copy(),
             )
         return None
 
     async def _run_inline(self, step: Step) -> None:
         """A node's attempts in the driver's task, under the node's task name; the node's end
-        is reported as from a task of its own (`_node_task`)."""
+        is reported as from a task of its own (`_report`)."""
         driver = self._driver
         assert driver is not None
         node_id = step.node_id
         self._inline = node_id
         driver.set_name(step.task_name)
-        cancelled, error = False, None
         try:
-            await self._attempts.run(step, driver)
+            await self._attempts.run(step, {node_id: driver}, self._ended_inline)
         except asyncio.CancelledError:
             if not self._inline_cancels:  # not the run's own stop
                 raise
-            cancelled = True
-        except Exception as exc:  # a fault of the engine's, not the node's
-            error = exc
         finally:
             self._inline = None
             driver.set_name("interlock:driver")
@@ -449,6 +448,8 @@ class Executor(RunLog):
             self._inline_cancels = 0
         if contextvars.copy_context() != self._context:
             self._may_inline = False
+
+    def _ended_inline(self, node_id: str, cancelled: bool, error: Exception | None) -> None:
         self._completions.append((node_id, cancelled, error))
 
     def _record_kept_up(self) -> bool:
@@ -468,19 +469,6 @@ class Executor(RunLog):
 
             self._record_wait = self._loop.create_task(wait(), name="interlock:record-wait")
         return False
-
-    async def _node_task(self, step: Step) -> None:
-        """A node's task: its attempts (`engine.attempt`), then a report that it ended."""
-        node_id = step.node_id
-        try:
-            await self._attempts.run(step, self._tasks[node_id])  # `_act` put it there
-        except asyncio.CancelledError:
-            self._report(node_id, True, None)
-            raise
-        except Exception as exc:  # a fault of the engine's, not the node's: the driver says so
-            self._report(node_id, False, exc)
-            return
-        self._report(node_id, False, None)
 
     def _report(self, node_id: str, cancelled: bool, error: Exception | None) -> None:
         if self._tasks.pop(node_id, None) is not None:
