@@ -140,6 +140,7 @@ class Executor(RunLog):
         self._inline_force: asyncio.TimerHandle | None = None
         self._may_inline = True  # until a node run inline changed the driver's context
         self._hold_until = 0.0  # loop time: see `_act`
+        self._named = False  # the driver carries the name of the node it ran last
         self._approvals: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._stop: Stop | None = None
         self._stop_requested = asyncio.Event()
@@ -328,7 +329,9 @@ class Executor(RunLog):
     async def _drive(self) -> None:
         """The loop: settle what ended, ask the scheduler, act, wait for the next wake-up."""
         inbox, scheduler, completions = self._inbox, self._scheduler, self._completions
+        driver = self._driver
         assert inbox is not None and scheduler is not None and self._deadlines is not None
+        assert driver is not None
         loop = self._loop
         force_handle: asyncio.TimerHandle | None = None
         finished: list[str] = []
@@ -341,16 +344,16 @@ class Executor(RunLog):
                         force_handle = loop.call_later(FORCE_EVERY, self._post, "force")
                 while completions:
                     node_id, cancelled, error = completions.popleft()
-                    self._settle(node_id, cancelled, error)
+                    if cancelled or error is not None:  # else its attempts recorded its end
+                        self._settle(node_id, cancelled, error)
                     finished.append(node_id)
                 stop = scheduler.finished(self.state, finished)
                 finished.clear()
                 if stop is not None:
                     self._request_stop(stop)
                 stopping = self._stop is not None
-                decision = scheduler.decide(
-                    self.state, stopping=stopping, may_start=stopping or self._record_kept_up()
-                )
+                may_start = stopping or self._write_gate is None or self._record_kept_up()
+                decision = scheduler.decide(self.state, stopping=stopping, may_start=may_start)
                 inline = self._act(decision)
                 if inline is not None:
                     await self._run_inline(inline)
@@ -368,6 +371,9 @@ class Executor(RunLog):
                     break
                 if inbox or completions:
                     continue
+                if self._named:  # the name of the last node the driver ran itself
+                    self._named = False
+                    driver.set_name("interlock:driver")
                 self._waiter = loop.create_future()
                 try:
                     await self._waiter
@@ -431,7 +437,8 @@ class Executor(RunLog):
         assert driver is not None
         node_id = step.node_id
         self._inline = node_id
-        driver.set_name(step.task_name)
+        driver.set_name(step.task_name)  # set back when the driver next waits
+        self._named = True
         try:
             await self._attempts.run(step, {node_id: driver}, self._ended_inline)
         except asyncio.CancelledError:
@@ -439,13 +446,13 @@ class Executor(RunLog):
                 raise
         finally:
             self._inline = None
-            driver.set_name("interlock:driver")
             if self._inline_force is not None:
                 self._inline_force.cancel()
                 self._inline_force = None
-            for _ in range(self._inline_cancels):
-                driver.uncancel()
-            self._inline_cancels = 0
+            if self._inline_cancels:
+                for _ in range(self._inline_cancels):
+                    driver.uncancel()
+                self._inline_cancels = 0
         if contextvars.copy_context() != self._context:
             self._may_inline = False
 
@@ -491,9 +498,8 @@ class Executor(RunLog):
             self._report(node_id, True, None)
 
     def _settle(self, node_id: str, cancelled: bool, error: Exception | None) -> None:
-        """A node's task ended: record how, if its attempts did not (cancelled, or a fault)."""
-        if not cancelled and error is None:  # its attempts recorded its end
-            return
+        """A node's task was cancelled, or ended with a fault: record it, if its attempts did
+        not."""
         node = self.state.nodes[node_id]
         if node.is_terminal:
             return
