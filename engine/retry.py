@@ -1,9 +1,16 @@
-"""Retry policy as data, turned into tenacity settings in this one adapter.
+"""Retry policy as data, turned into tenacity's strategies in this one adapter.
 
-`RetryPolicy` (engine.spec) says how many attempts a node gets in all, which error classes are
-retried and the backoff. `backoff_wait` is exponential with a relative jitter (`jitter: 0.1` is
-+/-10% of the delay); `sleep` is injected so tests record the delays instead of waiting.
-Nodes with a single attempt never touch tenacity (the executor checks `max_attempts == 1`).
+Contract: `RetryPolicy` (engine.spec) says how many attempts a node gets in all, which error
+classes are retried and the backoff. `RetryDecider` answers, after an attempt failed, whether
+another one follows and after how long, through tenacity's own `stop`, `retry` and `wait`
+strategies: every node's attempts go through it, a node with a single attempt too (its stop
+strategy says stop). `backoff_wait` is exponential with a relative jitter (`jitter: 0.1` is
++/-10% of the delay), its generator injected so tests fix it; the attempt path
+(`engine.attempt`) sleeps through an injected `sleep`, so tests record delays instead of waiting.
+
+Why not tenacity's `AsyncRetrying` controller around the attempts: it costs 70-90 us per
+node even when the first attempt succeeds (measured, see benchmarks/NOTES.md "## Executor"),
+three times what a whole node costs; the strategies cost nothing until an attempt fails.
 """
 
 from __future__ import annotations
@@ -12,16 +19,11 @@ import asyncio
 import random
 from typing import TYPE_CHECKING
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-)
+from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
     from engine.spec import Backoff, RetryPolicy
 
@@ -46,28 +48,37 @@ class backoff_wait(wait_base):
         return self.delay_for(self.first + retry_state.attempt_number - 1)
 
 
-def make_retrying(
-    policy: RetryPolicy,
-    *,
-    classify: Callable[[BaseException], str],
-    prior_attempts: int,
-    sleep: Callable[[float], Awaitable[None]],
-    before_sleep: Callable[[RetryCallState], Awaitable[None] | None],
-    rng: random.Random | None = None,
-) -> AsyncRetrying:
-    """A tenacity controller for the attempts a node has left (attempts continue on resume)."""
-    remaining = max(1, policy.max_attempts - prior_attempts)
-    retry_on = frozenset(policy.on)
+class RetryDecider:
+    """A node's retry policy as tenacity strategies, for the attempts it has left (attempts
+    continue on resume: `prior_attempts` were made before)."""
 
-    def retryable(exc: BaseException) -> bool:
-        # tenacity's attempt context catches BaseException: a cancelled attempt (the run is
-        # stopping) must end the node, never be retried, whatever `on` names.
-        return not isinstance(exc, asyncio.CancelledError) and classify(exc) in retry_on
-    return AsyncRetrying(
-        stop=stop_after_attempt(remaining),
-        wait=backoff_wait(policy.backoff, rng, first=prior_attempts + 1),
-        retry=retry_if_exception(retryable),
-        sleep=sleep,
-        before_sleep=before_sleep,
-        reraise=True,
-    )
+    __slots__ = ("_retry", "_stop", "_wait", "prior")
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        classify: Callable[[BaseException], str],
+        prior_attempts: int = 0,
+        rng: random.Random | None = None,
+    ) -> None:
+        retry_on = frozenset(policy.on)
+
+        def retryable(exc: BaseException) -> bool:
+            # A cancelled attempt (the run is stopping) ends the node, whatever `on` names.
+            return not isinstance(exc, asyncio.CancelledError) and classify(exc) in retry_on
+
+        self.prior = prior_attempts
+        self._stop = stop_after_attempt(max(1, policy.max_attempts - prior_attempts))
+        self._retry = retry_if_exception(retryable)
+        self._wait = backoff_wait(policy.backoff, rng, first=prior_attempts + 1)
+
+    def delay_after(self, exc: BaseException, attempt: int) -> float | None:
+        """After the node's `attempt`-th attempt (counting the prior ones) failed with `exc`:
+        the delay before the next attempt, or None when there is none."""
+        state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # strategies only
+        state.attempt_number = attempt - self.prior
+        state.set_exception((type(exc), exc, None))
+        if not self._retry(state) or self._stop(state):
+            return None
+        return self._wait(state)

@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from engine.traits import traits_of
+
 if TYPE_CHECKING:
     from engine.graph import Graph
 
@@ -316,8 +318,8 @@ class NodeBase(_Model):
 
     @property
     def does_work(self) -> bool:
-        """True for nodes whose work `simulate` mode replaces."""
-        return self.type not in ("condition", "approval", "trigger", "parallel", "delay")
+        """True for nodes whose work `simulate` mode replaces (`engine.traits`)."""
+        return traits_of(self.type).does_work
 
 
 class ShellNode(NodeBase):

@@ -1,4 +1,4 @@
-"""The attempts' deadlines (`engine.executor._Deadlines`): one loop timer for all of a run's
+"""The attempts' deadlines (`engine.deadlines.Deadlines`): one loop timer for all of a run's
 attempts. It wakes the loop a little ahead of a far deadline (a loop that slept for seconds
 wakes up late), and must still cancel nothing before its deadline, and everything at it."""
 
@@ -11,7 +11,8 @@ from typing import Any
 
 from engine.api import PipelineBuilder
 from engine.bus import MemorySink
-from engine.executor import _PREWAKE, _Deadlines
+from engine.deadlines import PREWAKE as _PREWAKE
+from engine.deadlines import Deadlines as _Deadlines
 from engine.manager import RunManager
 from engine.state import RunStatus
 

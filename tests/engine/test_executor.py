@@ -25,7 +25,7 @@ from engine.api import callable_ref
 from engine.bus import MemorySink
 from engine.errors import TransientError
 from engine.events import EventType, parse_timestamp
-from engine.executor import Executor, decide_node, node_ids
+from engine.executor import Executor, decide_node
 from engine.loader import load_file
 from engine.manager import RunManager
 from engine.nodes import MAX_LOG_LINES, NodeContext, abandoned_threads
@@ -33,7 +33,7 @@ from engine.spec import ParallelNode
 from engine.state import NodeState, NodeStatus, RunState, RunStatus, fold
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     from conftest import MakePipeline, Recorder, RunPipeline
 
@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 
 PY = sys.executable
 DATA = Path(__file__).resolve().parents[1] / "data" / "pipelines"
+
+
+def node_ids(events: Iterable[Event], event_type: str) -> list[str]:
+    """The node ids of the events of one type, in order."""
+    return [e.node_id for e in events if e.event_type == event_type and e.node_id is not None]
 
 
 def of_type(events: list[Event], event_type: str, node_id: str | None = None) -> list[Event]:

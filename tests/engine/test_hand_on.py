@@ -1,7 +1,9 @@
-"""A node that succeeds hands its task on to the node it lets start (`Executor._run_node`): a
-chain of quick nodes costs neither a task nor a loop turn per node. What a node can notice
-must not change: it sees a fresh copy of the run's context, its task carries its name, its
-timeout and cancellation act on it alone, and the loop still gets its turns."""
+"""The driver runs the one node a chain starts itself (`Executor._act`, `_run_inline`): a chain
+of quick nodes costs neither a task nor a loop turn per node. What a node can notice must not
+change: it sees a fresh copy of the run's context, its task carries its name, its timeout and
+cancellation act on it alone (a cancel that lands as it ends is no cancel of the caller's), a
+node that ignores its cancellation is cancelled again after the grace, and the loop still gets
+its turns."""
 
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ async def test_a_chain_of_quick_nodes_runs_in_few_tasks_and_the_loop_still_gets_
     assert turns >= 5
 
 
-async def test_a_node_running_in_a_handed_on_task_times_out_and_is_cancelled_alone() -> None:
+async def test_a_node_run_by_the_driver_times_out_and_is_cancelled_alone() -> None:
     async def quick(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
         return {"ok": True}
 
@@ -105,3 +107,54 @@ async def test_a_node_running_in_a_handed_on_task_times_out_and_is_cancelled_alo
     assert cancelled.nodes["first"].state is NodeStatus.SUCCEEDED
     assert cancelled.nodes["second"].state is NodeStatus.CANCELLED
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("interlock:")]
+
+
+async def test_a_node_that_cancels_its_own_run_as_it_ends_leaves_the_caller_uncancelled() -> None:
+    from engine.executor import Executor
+
+    executors: list[Executor] = []
+
+    async def cancels(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        executors[0].cancel("from inside")  # the driver runs this node: it cancels itself
+        return {}
+
+    flow = PipelineBuilder("self-cancel")
+    flow.python("a", cancels)
+    flow.python("b", cancels, needs=["a"])
+    executor = Executor(flow.build())
+    executors.append(executor)
+    executor.create()
+    state = await executor.execute()  # returns: no CancelledError for the caller
+    assert state.state is RunStatus.CANCELLED
+    assert state.nodes["b"].state is NodeStatus.CANCELLED
+    current = asyncio.current_task()
+    assert current is not None and current.cancelling() == 0
+
+
+async def test_a_node_run_by_the_driver_that_ignores_its_cancel_is_cancelled_again() -> None:
+    from engine.executor import Executor
+
+    cancels = 0
+
+    async def stubborn(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        nonlocal cancels
+        while True:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancels += 1
+                if cancels >= 2:
+                    raise
+
+    flow = PipelineBuilder("stubborn", cleanup_grace=0.1)
+    flow.python("a", stubborn)
+    executor = Executor(flow.build())
+    executor.create()
+    running = asyncio.create_task(executor.execute())
+    while executor.state.nodes["a"].state is not NodeStatus.RUNNING:
+        await asyncio.sleep(0.01)
+    executor.cancel("enough")
+    state = await asyncio.wait_for(running, 5)
+    assert cancels == 2
+    assert state.state is RunStatus.CANCELLED
+    assert state.nodes["a"].state is NodeStatus.CANCELLED
