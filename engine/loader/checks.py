@@ -29,6 +29,7 @@ from engine.loader.issues import (
     show,
 )
 from engine.spec import BUILTIN_TYPES, ActionNode, AgentNode, ConditionNode, ShellNode
+from engine.traits import traits_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -174,7 +175,7 @@ class Checker:
                 self.add(f"when names unknown node '{name}'", where, node.id)
             elif name not in needs:
                 self.add(f"when names '{name}', which is not in needs", where, node.id)
-            elif parent.type != "condition":
+            elif not traits_of(parent.type).branches:
                 self.add(
                     f"when on '{name}', which is a {parent.type or 'plugin'} node, not a "
                     "condition: only a condition has true/false branches",
