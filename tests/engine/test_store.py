@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
+from contract.helpers import T0, RunWriter, stamp
 
 import engine.store as store_module
 import engine.store.sqlite.reads as store_reads
@@ -45,58 +46,6 @@ if TYPE_CHECKING:
     from conftest import MakePipeline
 
 ROOT = Path(__file__).resolve().parents[2]
-T0 = 1_700_000_000.0
-
-
-def stamp(i: int) -> str:
-    """A distinct, increasing ISO timestamp per event."""
-    seconds = int(T0) + i // 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{i % 1000:03d}000Z"
-
-
-class RunWriter:
-    """Builds the events of one run with consecutive seqs (the executor's job, done by hand)."""
-
-    def __init__(self, run_id: str | None = None, *, clock: int = 0) -> None:
-        self.run_id = run_id or new_id()
-        self.seq = 0
-        self.clock = clock
-
-    def event(self, event_type: str, **fields: Any) -> Event:
-        self.seq += 1
-        self.clock += 1
-        return Event(new_id(), self.seq, event_type, self.run_id, stamp(self.clock), **fields)
-
-    def created(self, pipeline_id: str = "etl", **data: Any) -> Event:
-        definition = {"id": pipeline_id, "nodes": [{"id": "a", "type": "shell"}]}
-        return self.event(
-            EventType.RUN_CREATED,
-            data={"pipeline_id": pipeline_id, "definition": definition, "params": {}, **data},
-        )
-
-    def state(self, to: str) -> Event:
-        return self.event(EventType.RUN_STATE_CHANGED, data={"to": to})
-
-    def logs(self, n: int) -> list[Event]:
-        return [
-            self.event(EventType.NODE_LOG, node_id="a", data={"line": f"line {i}"})
-            for i in range(n)
-        ]
-
-    def completed(self, state: str = "succeeded") -> Event:
-        return self.event(EventType.RUN_COMPLETED, data={"state": state})
-
-    def whole_run(self, logs: int = 5) -> list[Event]:
-        return [
-            self.created(),
-            self.state("running"),
-            self.event(EventType.NODE_STARTED, node_id="a", data={"timeout": 5.0}),
-            *self.logs(logs),
-            self.event(EventType.NODE_SUCCEEDED, node_id="a", data={"output": {"rows": 3}}),
-            self.completed(),
-        ]
-
-
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "interlock.db"
