@@ -19,7 +19,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from engine.errors import ValidationIssue
-from engine.graph import find_cycles
+from engine.graph import find_cycles, is_acyclic
 from engine.loader.issues import (
     LinePath,
     LineTable,
@@ -32,7 +32,7 @@ from engine.spec import BUILTIN_TYPES, ActionNode, AgentNode, ConditionNode, She
 from engine.traits import traits_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Sequence
 
     from engine.graph import Graph
     from engine.spec import NodeBase, Pipeline
@@ -82,7 +82,8 @@ class Checker:
                     known.append(parent)
                 else:
                     sound = False
-        self.cycles = [] if _acyclic(self.parents) else find_cycles(list(self.by_id), self.parents)
+        acyclic = is_acyclic(self.parents)
+        self.cycles = [] if acyclic else find_cycles(list(self.by_id), self.parents)
         # The pipeline's own DAG, once the needs are known to make one (no duplicate ids, no
         # unknown or self needs, no cycle); until asked for, nothing is built.
         self.sound = sound and not self.cycles
@@ -294,26 +295,6 @@ class Checker:
             start = cycle[0]
             at: LinePath = ("nodes", self.positions[self.first[start]])
             self.add(f"cycle: {' -> '.join(cycle)}", at, start)
-
-
-def _acyclic(parents: Mapping[str, Sequence[str]]) -> bool:
-    """Whether every node can be ordered (Kahn): a third of the cost of `find_cycles`, which
-    is asked only when this says no, to name the cycles."""
-    waiting = {node: len(needs) for node, needs in parents.items()}
-    children: dict[str, list[str]] = {}
-    for node, needs in parents.items():
-        for parent in needs:
-            children.setdefault(parent, []).append(node)
-    ready = [node for node, count in waiting.items() if not count]
-    ordered = 0
-    while ready:
-        node = ready.pop()
-        ordered += 1
-        for child in children.get(node, ()):
-            waiting[child] -= 1
-            if not waiting[child]:
-                ready.append(child)
-    return ordered == len(waiting)
 
 
 def _compile_expression(source: str) -> frozenset[str]:
