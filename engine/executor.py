@@ -126,6 +126,7 @@ class Executor(RunLog):
         self._loop: asyncio.AbstractEventLoop  # the loop `execute` runs on
         self._inbox: deque[str] | None = None  # "stop", "force", "recorded"
         self._completions: deque[tuple[str, bool, Exception | None]] = deque()
+        self._finished: list[str] = []  # ended and settled: for the scheduler's next step
         self._waiter: asyncio.Future[None] | None = None  # the driver, waiting
         self._scheduler: Scheduler | None = None
         self._deadlines: Deadlines | None = None
@@ -335,7 +336,7 @@ class Executor(RunLog):
         assert driver is not None
         loop = self._loop
         force_handle: asyncio.TimerHandle | None = None
-        finished: list[str] = []
+        finished = self._finished
         self._hold_until = loop.time() + HOLD_FOR
         try:
             while True:
@@ -356,18 +357,20 @@ class Executor(RunLog):
                 may_start = stopping or self._write_gate is None or self._record_kept_up()
                 decision = scheduler.decide(self.state, stopping=stopping, may_start=may_start)
                 inline = self._act(decision)
-                if inline is not None:  # the driver runs it itself (see `_act`)
-                    self._enter_inline(inline, driver)
-                    try:
-                        await attempts.run(inline, ended_inline, driver)
-                    except asyncio.CancelledError:
-                        if not self._inline_cancels:  # not the run's own stop
-                            raise
-                    finally:
-                        self._leave_inline(driver)
-                    if loop.time() >= self._hold_until:  # the loop's turn: see `_act`
-                        await asyncio.sleep(0)
-                        self._hold_until = loop.time() + HOLD_FOR
+                if inline is not None:
+                    while inline is not None:  # the driver runs it itself (see `_act`)
+                        self._enter_inline(inline, driver)
+                        try:
+                            await attempts.run(inline, ended_inline, driver)
+                        except asyncio.CancelledError:
+                            if not self._inline_cancels:  # not the run's own stop
+                                raise
+                        finally:
+                            self._leave_inline(driver)
+                        if loop.time() >= self._hold_until:  # the loop's turn: see `_act`
+                            await asyncio.sleep(0)
+                            self._hold_until = loop.time() + HOLD_FOR
+                        inline = self._chain_on(scheduler)
                     continue
                 if stopping:
                     if self._record_wait is not None:
@@ -442,9 +445,8 @@ class Executor(RunLog):
         return None
 
     def _enter_inline(self, step: Step, driver: asyncio.Task[None]) -> None:
-        """The driver is to run a node's attempts itself, under the node's task name; the
-        node's end is reported as from a task of its own (`_report`). Written into `_drive`,
-        not a coroutine of its own: a frame less per node of a chain."""
+        """The driver is to run a node's attempts itself (in `_drive`), under the node's task
+        name; the node's end is reported as from a task of its own (`_report`)."""
         self._inline = step.node_id
         driver.set_name(step.task_name)  # set back when the driver next waits
         self._named = True
@@ -463,7 +465,27 @@ class Executor(RunLog):
             self._may_inline = False
 
     def _ended_inline(self, node_id: str, cancelled: bool, error: Exception | None) -> None:
-        self._completions.append((node_id, cancelled, error))
+        if cancelled or error is not None:
+            self._completions.append((node_id, cancelled, error))
+        else:  # its attempts recorded its end: nothing to settle
+            self._finished.append(node_id)
+
+    def _chain_on(self, scheduler: Scheduler) -> Step | None:
+        """The next node the driver runs itself, if the one it ran succeeded and lets exactly
+        its one child start (`Scheduler.next_in_chain`) while nothing else happened; else None
+        and the loop's full step decides. A chain's node then costs one scheduler call, not a
+        step and a `Decision` (benchmarks/NOTES.md, "## Chain speed after the rebuild")."""
+        finished = self._finished
+        gate = self._write_gate
+        if len(finished) != 1 or self._inbox or self._completions or self._stop is not None:
+            return None
+        if not self._may_inline or (gate is not None and gate.lagging()):
+            return None
+        child = scheduler.next_in_chain(self.state, finished[0])
+        if child is None:
+            return None
+        finished.clear()
+        return self._plan.steps[child]
 
     def _record_kept_up(self) -> bool:
         """False (and the record is waited for) while the store lags and nodes wait to start."""
