@@ -140,17 +140,20 @@ class AttemptPath:
     async def run(
         self,
         step: Step,
-        tasks: Mapping[str, asyncio.Task[Any]],
         ended: Callable[[str, bool, Exception | None], None],
+        task: asyncio.Task[Any] | None = None,
     ) -> None:
-        """A started node's life, in its task (`tasks[node id]`): its attempts and its final
-        event. `ended(node_id, cancelled, fault)` is told as the task ends: after the final
-        event, on a cancellation (which then propagates), or with a fault of the engine's
-        (taken here: the driver records it). The node's task is this coroutine, not one
-        wrapped around it: every node runs it."""
+        """A started node's life, in its task (the node's own, or `task`, the driver's, for a
+        node the driver runs itself): its attempts and its final event. `ended(node_id,
+        cancelled, fault)` is told as the task ends: after the final event, on a cancellation
+        (which then propagates), or with a fault of the engine's (taken here: the driver
+        records it). The node's task is this coroutine, not one wrapped around it: every node
+        runs it."""
         node_id = step.node_id
         try:
-            task = tasks[node_id]
+            if task is None:
+                task = asyncio.current_task()
+                assert task is not None
             run = self._run
             prior = run.state.nodes[node_id].attempts
             decider: RetryDecider | None = None  # made at the first failure: most never fail

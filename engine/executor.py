@@ -126,6 +126,7 @@ class Executor(RunLog):
         self._loop: asyncio.AbstractEventLoop  # the loop `execute` runs on
         self._inbox: deque[str] | None = None  # "stop", "force", "recorded"
         self._completions: deque[tuple[str, bool, Exception | None]] = deque()
+        self._finished: list[str] = []  # ended and settled: for the scheduler's next step
         self._waiter: asyncio.Future[None] | None = None  # the driver, waiting
         self._scheduler: Scheduler | None = None
         self._deadlines: Deadlines | None = None
@@ -329,12 +330,13 @@ class Executor(RunLog):
     async def _drive(self) -> None:
         """The loop: settle what ended, ask the scheduler, act, wait for the next wake-up."""
         inbox, scheduler, completions = self._inbox, self._scheduler, self._completions
+        attempts, ended_inline = self._attempts, self._ended_inline
         driver = self._driver
         assert inbox is not None and scheduler is not None and self._deadlines is not None
         assert driver is not None
         loop = self._loop
         force_handle: asyncio.TimerHandle | None = None
-        finished: list[str] = []
+        finished = self._finished
         self._hold_until = loop.time() + HOLD_FOR
         try:
             while True:
@@ -356,7 +358,19 @@ class Executor(RunLog):
                 decision = scheduler.decide(self.state, stopping=stopping, may_start=may_start)
                 inline = self._act(decision)
                 if inline is not None:
-                    await self._run_inline(inline)
+                    while inline is not None:  # the driver runs it itself (see `_act`)
+                        self._enter_inline(inline, driver)
+                        try:
+                            await attempts.run(inline, ended_inline, driver)
+                        except asyncio.CancelledError:
+                            if not self._inline_cancels:  # not the run's own stop
+                                raise
+                        finally:
+                            self._leave_inline(driver)
+                        if loop.time() >= self._hold_until:  # the loop's turn: see `_act`
+                            await asyncio.sleep(0)
+                            self._hold_until = loop.time() + HOLD_FOR
+                        inline = self._chain_on(scheduler)
                     continue
                 if stopping:
                     if self._record_wait is not None:
@@ -403,8 +417,9 @@ class Executor(RunLog):
         A chain of short nodes would otherwise cost a task and two loop turns per node, the
         largest part of such a node's cost (benchmarks/NOTES.md, "## Executor"). The driver
         runs a node itself only when that is the same to the node: it is the only node to
-        start, nothing else runs, the driver's context is still the run's (a node that
-        changed it ran in it), and the loop had a turn within the last `HOLD_FOR` seconds."""
+        start, nothing else runs, and the driver's context is still the run's (a node that
+        changed it ran in it). Once it has held the loop for `HOLD_FOR` seconds, the driver
+        gives the loop a turn (`asyncio.sleep(0)`) before it goes on."""
         nodes = self.state.nodes
         for node_id, reason in decision.skip:
             self._emit(
@@ -416,7 +431,6 @@ class Executor(RunLog):
             len(start) == 1
             and not self._tasks
             and self._may_inline
-            and self._loop.time() < self._hold_until
         ):
             return steps[start[0]]
         context = self._context
@@ -424,40 +438,54 @@ class Executor(RunLog):
             step = steps[node_id]
             # The task's coroutine finds the task in `_tasks` and reports its end (`_report`).
             self._tasks[node_id] = self._loop.create_task(
-                self._attempts.run(step, self._tasks, self._report),
+                self._attempts.run(step, self._report),
                 name=step.task_name,
                 context=context.copy(),
             )
         return None
 
-    async def _run_inline(self, step: Step) -> None:
-        """A node's attempts in the driver's task, under the node's task name; the node's end
-        is reported as from a task of its own (`_report`)."""
-        driver = self._driver
-        assert driver is not None
-        node_id = step.node_id
-        self._inline = node_id
+    def _enter_inline(self, step: Step, driver: asyncio.Task[None]) -> None:
+        """The driver is to run a node's attempts itself (in `_drive`), under the node's task
+        name; the node's end is reported as from a task of its own (`_report`)."""
+        self._inline = step.node_id
         driver.set_name(step.task_name)  # set back when the driver next waits
         self._named = True
-        try:
-            await self._attempts.run(step, {node_id: driver}, self._ended_inline)
-        except asyncio.CancelledError:
-            if not self._inline_cancels:  # not the run's own stop
-                raise
-        finally:
-            self._inline = None
-            if self._inline_force is not None:
-                self._inline_force.cancel()
-                self._inline_force = None
-            if self._inline_cancels:
-                for _ in range(self._inline_cancels):
-                    driver.uncancel()
-                self._inline_cancels = 0
+
+    def _leave_inline(self, driver: asyncio.Task[None]) -> None:
+        """The node the driver ran has ended: take back the cancels a stop made of it."""
+        self._inline = None
+        if self._inline_force is not None:
+            self._inline_force.cancel()
+            self._inline_force = None
+        if self._inline_cancels:
+            for _ in range(self._inline_cancels):
+                driver.uncancel()
+            self._inline_cancels = 0
         if contextvars.copy_context() != self._context:
             self._may_inline = False
 
     def _ended_inline(self, node_id: str, cancelled: bool, error: Exception | None) -> None:
-        self._completions.append((node_id, cancelled, error))
+        if cancelled or error is not None:
+            self._completions.append((node_id, cancelled, error))
+        else:  # its attempts recorded its end: nothing to settle
+            self._finished.append(node_id)
+
+    def _chain_on(self, scheduler: Scheduler) -> Step | None:
+        """The next node the driver runs itself, if the one it ran succeeded and lets exactly
+        its one child start (`Scheduler.next_in_chain`) while nothing else happened; else None
+        and the loop's full step decides. A chain's node then costs one scheduler call, not a
+        step and a `Decision` (benchmarks/NOTES.md, "## Chain speed after the rebuild")."""
+        finished = self._finished
+        gate = self._write_gate
+        if len(finished) != 1 or self._inbox or self._completions or self._stop is not None:
+            return None
+        if not self._may_inline or (gate is not None and gate.lagging()):
+            return None
+        child = scheduler.next_in_chain(self.state, finished[0])
+        if child is None:
+            return None
+        finished.clear()
+        return self._plan.steps[child]
 
     def _record_kept_up(self) -> bool:
         """False (and the record is waited for) while the store lags and nodes wait to start."""

@@ -1,4 +1,4 @@
-"""The driver runs the one node a chain starts itself (`Executor._act`, `_run_inline`): a chain
+"""The driver runs the one node a chain starts itself (`Executor._act`, `_drive`): a chain
 of quick nodes costs neither a task nor a loop turn per node. What a node can notice must not
 change: it sees a fresh copy of the run's context, its task carries its name, its timeout and
 cancellation act on it alone (a cancel that lands as it ends is no cancel of the caller's), a

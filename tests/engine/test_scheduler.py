@@ -3,6 +3,7 @@ skipped and why, fail_fast, stops, the concurrency limit, and when the run is ov
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Any
 
@@ -57,15 +58,19 @@ class Sim:
     def begin(self) -> Decision:
         return self.act(self.scheduler.step(self.state))
 
-    def end(
-        self, node_id: str, how: str = "ok", output: Any = None, *, stopping: bool = False,
-        may_start: bool = True,
-    ) -> Decision:
+    def record(self, node_id: str, how: str = "ok", output: Any = None) -> None:
+        """The events of a node's end, folded into the state (the scheduler not told yet)."""
         data = {"output": output or {}} if how == "ok" else None
         error = "gate" if how == "fail" and node_id in self.scheduler.shape.gates else None
         self.emit(OUTCOMES[how], node_id, data=data, error_class=error, reason=how)
         if error == "gate":
             self.emit(EventType.GATE_FAILED, node_id, error_class="gate", reason=how)
+
+    def end(
+        self, node_id: str, how: str = "ok", output: Any = None, *, stopping: bool = False,
+        may_start: bool = True,
+    ) -> Decision:
+        self.record(node_id, how, output)
         decision = self.scheduler.step(
             self.state, [node_id], stopping=stopping, may_start=may_start
         )
@@ -289,3 +294,58 @@ def test_every_node_ends_exactly_once_never_before_its_parents(
             node.state in (NodeStatus.PENDING, NodeStatus.CANCELLED) or node.is_terminal
             for node in sim.state.nodes.values()
         )
+
+
+def books(scheduler: Scheduler) -> tuple[Any, ...]:
+    """What a scheduler keeps between steps."""
+    return (
+        list(scheduler._ready), dict(scheduler._remaining), set(scheduler._running),
+        scheduler._busy, dict(scheduler._blocked),
+    )
+
+
+def test_next_in_chain_starts_a_chains_next_node_and_declines_the_rest() -> None:
+    sim = Sim({"nodes": nodes(("a", []), ("b", ["a"]), ("c", ["b"]), ("d", ["b"]),
+                              ("e", ["c", "d"]))})
+    sim.begin()
+    sim.record("a")
+    assert sim.scheduler.next_in_chain(sim.state, "a") == "b"  # one child, one parent
+    sim.act(Decision(["b"], []))
+    sim.record("b")
+    assert sim.scheduler.next_in_chain(sim.state, "b") is None  # two children: `step`
+    assert sim.act(sim.scheduler.step(sim.state, ["b"])).start == ["c", "d"]
+    sim.record("c")
+    assert sim.scheduler.next_in_chain(sim.state, "c") is None  # e waits for d too
+    sim.record("d", "fail")
+    assert sim.scheduler.next_in_chain(sim.state, "d") is None  # failed: `step` skips e
+
+
+@settings(max_examples=150, deadline=None)
+@given(runs())
+def test_next_in_chain_is_the_step_in_short_or_changes_nothing(
+    case: tuple[dict[str, Any], list[str], list[int]],
+) -> None:
+    raw, outcomes, picks = case
+    sim = Sim(raw)
+    running = list(sim.begin().start)
+    step = 0
+    while running:
+        node_id = running.pop(picks[step % len(picks)] % len(running))
+        step += 1
+        sim.record(node_id, outcomes[int(node_id[1:])])
+        shape = sim.scheduler.shape
+        twin = copy.deepcopy(sim.scheduler, {id(shape): shape})  # the shape is shared
+        before = books(sim.scheduler)
+        expected = twin.step(sim.state, [node_id])
+        child = sim.scheduler.next_in_chain(sim.state, node_id)
+        if child is None:
+            assert books(sim.scheduler) == before
+        else:
+            assert expected.start == [child] and not expected.skip
+            assert expected.stop is None and not expected.over
+            assert books(sim.scheduler) == books(twin)
+        sim.scheduler = twin
+        decision = sim.act(expected)
+        if decision.stop is not None:
+            break
+        running += decision.start
