@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.breaker import BreakerState, CircuitBreaker, CircuitOpenError
+from engine.encoding import definition_shape
 from engine.errors import NodeError, NodeTimeoutError, TransientError
 from engine.events import EncodedData, EventType, compact_json, json_hash, stable_hash
 from engine.nodes import BUILTIN_HANDLERS, Handler, NodeContext, secret_forms, secret_names
@@ -102,6 +103,9 @@ class Plan:
         # dumping a 1,000-node pipeline costs more than running one of its nodes.
         self.snapshot: dict[str, Any] = pipeline.snapshot()
         self.snapshot_json = EncodedData.encode(self.snapshot).json
+        # The runs of this pipeline fold through its one graph, not one rebuilt from the
+        # snapshot (`engine.encoding.definition_shape` knows the snapshot by identity).
+        definition_shape.remember(self.snapshot, pipeline.graph)
 
     @classmethod
     def of(cls, pipeline: Pipeline) -> Plan:

@@ -192,3 +192,17 @@ def test_a_loaded_pipeline_always_makes_a_graph() -> None:
     assert graph.parents["b"] == ("a", "c")
     assert graph.order == ["a", "c", "b"]
     assert repr(graph) == "Graph(3 nodes, 2 levels)"
+
+
+async def test_one_graph_serves_the_pipeline_the_scheduler_and_the_fold() -> None:
+    from engine import MemorySink, RunManager
+    from engine.scheduler import Shape
+
+    pipeline = load_file(Path(__file__).resolve().parents[2] / "pipelines" / "diamond.yaml")
+    graph = pipeline.graph
+    assert pipeline.graph is graph  # built once
+    assert Shape.of(pipeline).graph is graph
+    async with RunManager(sinks=[MemorySink()]) as manager:
+        state = await (await manager.start(pipeline))
+    assert state.graph is graph  # the run's fold read the same object
+    assert [n for n in state.nodes] == graph.nodes
