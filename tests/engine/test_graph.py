@@ -205,4 +205,4 @@ async def test_one_graph_serves_the_pipeline_the_scheduler_and_the_fold() -> Non
     async with RunManager(sinks=[MemorySink()]) as manager:
         state = await (await manager.start(pipeline))
     assert state.graph is graph  # the run's fold read the same object
-    assert [n for n in state.nodes] == graph.nodes
+    assert list(state.nodes) == graph.nodes

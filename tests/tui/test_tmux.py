@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -55,21 +56,30 @@ class Terminal:
             time.sleep(0.1)
 
 
-@pytest.fixture
-def terminal(tmp_path: Path, pipelines: Path) -> Iterator[Terminal]:
+@contextlib.contextmanager
+def console(
+    db: Path, pipelines: Path, *, width: int, height: int, flags: str = ""
+) -> Iterator[Terminal]:
+    """The real console on `db` and `pipelines` in a tmux session of its own; after it exits,
+    the pane says `interlock exited CODE`. The tmux server goes when the block ends."""
     term = Terminal(f"interlock-test-{uuid.uuid4().hex[:8]}")
-    db = tmp_path / "runs.db"
     # COLUMNS/LINES from the test runner's environment would pin the console's size.
     command = (
-        f"env -u COLUMNS -u LINES {INTERLOCK} --db {db} --pipelines {pipelines}; "
+        f"env -u COLUMNS -u LINES {INTERLOCK} {flags} --db {db} --pipelines {pipelines}; "
         "echo interlock exited $?; sleep 5"
     )
-    term.tmux("new-session", "-d", "-s", "console", "-x", "120", "-y", "36", command)
+    term.tmux("new-session", "-d", "-s", "console", "-x", str(width), "-y", str(height), command)
     try:
         yield term
     finally:
         subprocess.run([TMUX or "tmux", "-L", term.socket, "kill-server"], check=False,
                        capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path, pipelines: Path) -> Iterator[Terminal]:
+    with console(tmp_path / "runs.db", pipelines, width=120, height=36) as term:
+        yield term
 
 
 def test_launch_by_keys_succeeds_then_a_long_run_is_cancelled_by_keys(

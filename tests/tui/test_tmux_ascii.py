@@ -3,13 +3,11 @@ ASCII, notifications included (a headless test app draws no toasts)."""
 
 from __future__ import annotations
 
-import subprocess
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from test_tmux import INTERLOCK, TMUX, Terminal
+from test_tmux import INTERLOCK, TMUX, Terminal, console
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,17 +26,8 @@ def escape(term: Terminal) -> None:
 
 @pytest.fixture
 def ascii_terminal(tmp_path: Path, pipelines: Path) -> Iterator[Terminal]:
-    term = Terminal(f"interlock-test-{uuid.uuid4().hex[:8]}")
-    command = (
-        f"env -u COLUMNS -u LINES {INTERLOCK} --ascii --db {tmp_path / 'runs.db'} "
-        f"--pipelines {pipelines}; echo interlock exited $?; sleep 5"
-    )
-    term.tmux("new-session", "-d", "-s", "console", "-x", "80", "-y", "24", command)
-    try:
+    with console(tmp_path / "runs.db", pipelines, width=80, height=24, flags="--ascii") as term:
         yield term
-    finally:
-        subprocess.run([TMUX or "tmux", "-L", term.socket, "kill-server"], check=False,
-                       capture_output=True, timeout=10)
 
 
 def test_ascii_mode_sends_only_ascii_to_the_terminal_notifications_included(

@@ -4,14 +4,12 @@ console says CANCELLING with the countdown), quit (the notice says what it waits
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 import pytest
 from seeding import TEST_PIPELINES
-from test_tmux import INTERLOCK, TMUX, Terminal
+from test_tmux import INTERLOCK, TMUX, Terminal, console
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -27,17 +25,8 @@ def small_terminal(tmp_path: Path) -> Iterator[Terminal]:
     pipelines = tmp_path / "pipelines"
     pipelines.mkdir()
     shutil.copy(TEST_PIPELINES / "stubborn.yaml", pipelines / "stubborn.yaml")
-    term = Terminal(f"interlock-test-{uuid.uuid4().hex[:8]}")
-    command = (
-        f"env -u COLUMNS -u LINES {INTERLOCK} --db {tmp_path / 'runs.db'} "
-        f"--pipelines {pipelines}; echo interlock exited $?; sleep 5"
-    )
-    term.tmux("new-session", "-d", "-s", "console", "-x", "80", "-y", "24", command)
-    try:
+    with console(tmp_path / "runs.db", pipelines, width=80, height=24) as term:
         yield term
-    finally:
-        subprocess.run([TMUX or "tmux", "-L", term.socket, "kill-server"], check=False,
-                       capture_output=True, timeout=10)
 
 
 def test_a_cancel_in_its_grace_then_quit_shows_the_countdown_and_k_ends_it(
