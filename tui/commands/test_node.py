@@ -34,7 +34,7 @@ from tui.cli import (
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from engine.events import Event
     from engine.executor import Executor
@@ -48,6 +48,10 @@ class _LogPrinter(_Progress):
     def __init__(self, node_id: str) -> None:
         super().__init__()
         self._node_id = node_id
+
+    def publish_all(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.publish(event)
 
     def publish(self, event: Event) -> None:
         if event.node_id != self._node_id and event.event_type != "run.completed":
