@@ -38,7 +38,7 @@ from engine.traits import traits_of
 if TYPE_CHECKING:
     from engine.breaker import BreakerChange
     from engine.executor import Executor
-    from engine.spec import BreakerPolicy, NodeBase, Pipeline, RetryPolicy
+    from engine.spec import NodeBase, Pipeline, RetryPolicy
 
 __all__ = ["AttemptPath", "Plan", "Step", "error_class"]
 
@@ -79,7 +79,9 @@ class Step:
         self.timeout = pipeline.timeout_for(node)
         self.retry: RetryPolicy = pipeline.retry_for(node)
         has_breaker = traits.has_breaker and node.gate != "hard"
-        self.breaker: BreakerPolicy | None = pipeline.breaker_for(node) if has_breaker else None
+        self.breaker: tuple[str, int, float] | None = (
+            pipeline.breaker_terms(node) if has_breaker else None
+        )
         self.reads_all_outputs = traits.reads_all_outputs
         self.does_work = traits.does_work
         self.hard_gate = node.gate == "hard"
@@ -208,11 +210,7 @@ class AttemptPath:
         spec = step.spec
         breaker: CircuitBreaker | None = None
         if step.breaker is not None:
-            policy = step.breaker
-            assert policy.key is not None
-            breaker = run._breakers.get(
-                policy.key, policy.failure_threshold, policy.recovery_timeout
-            )
+            breaker = run._breakers.get(*step.breaker)
             if not breaker.admits_freely:
                 try:
                     breaker.acquire(self._breaker_listener(node_id))

@@ -468,17 +468,25 @@ class Pipeline(_Model):
         )
 
     def breaker_for(self, node: NodeBase) -> BreakerPolicy:
-        base = self.defaults.breaker
-        fields: dict[str, Any] = {
-            "key": base.key or f"{self.id}/{node.id}",
-            "failure_threshold": base.failure_threshold,
-            "recovery_timeout": base.recovery_timeout,
-        }
-        if node.breaker is not None:
-            fields.update(node.breaker.model_dump(exclude_none=True))
-        # Built from fields already validated (the defaults' and the node's override): not
-        # validated again, which cost more than anything else a run's plan reads per node.
-        return BreakerPolicy.model_construct(**fields)
+        key, failure_threshold, recovery_timeout = self.breaker_terms(node)
+        # Built from fields already validated (the defaults' and the node's override).
+        return BreakerPolicy.model_construct(
+            key=key, failure_threshold=failure_threshold, recovery_timeout=recovery_timeout
+        )
+
+    def breaker_terms(self, node: NodeBase) -> tuple[str, int, float]:
+        """The node's breaker (key, failure threshold, recovery timeout): its override, else
+        the pipeline's defaults, the key defaulting to `pipeline/node`. Plain values, as a run
+        reads them for every node (a policy model per node cost a run's plan a fifth of its
+        time, W10)."""
+        base, over = self.defaults.breaker, node.breaker
+        if over is None:
+            return base.key or f"{self.id}/{node.id}", base.failure_threshold, base.recovery_timeout
+        return (
+            over.key or base.key or f"{self.id}/{node.id}",
+            base.failure_threshold if over.failure_threshold is None else over.failure_threshold,
+            base.recovery_timeout if over.recovery_timeout is None else over.recovery_timeout,
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """The definition as stored in `run.created` (secrets stay references, never values)."""
