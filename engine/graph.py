@@ -43,21 +43,23 @@ class Graph:
         parent_map: dict[str, tuple[str, ...]] = {}
         child_lists: dict[str, list[str]] = {node: [] for node in ids}
         for node in ids:
-            own = tuple(dict.fromkeys(parents.get(node, ())))
+            given = parents.get(node, ())
+            own = tuple(given) if len(given) < 2 else tuple(dict.fromkeys(given))
             for parent in own:
                 if parent not in index:
                     raise ValueError(f"node '{node}' needs unknown node '{parent}'")
                 child_lists[parent].append(node)
             parent_map[node] = own
-        cycle = None if is_acyclic(parent_map) else find_cycle(ids, parent_map)
-        if cycle is not None:
-            raise ValueError(f"cycle: {' -> '.join(cycle)}")
+        if not _all_ordered(parent_map, child_lists):
+            cycle = find_cycle(ids, parent_map)
+            raise ValueError(f"cycle: {' -> '.join(cycle or ())}")
 
         self._nodes = tuple(ids)
         self._index = index
         self._parents = MappingProxyType(parent_map)
+        # In file order already: each node was appended to its parents' lists in file order.
         self._children = MappingProxyType(
-            {node: tuple(sorted(kids, key=index.__getitem__)) for node, kids in child_lists.items()}
+            {node: tuple(kids) for node, kids in child_lists.items()}
         )
         # Order and levels are worked out on first use: validation and the scheduler need only
         # parents and children, and a 10,000-node file should not pay for a sort it never reads.
@@ -205,11 +207,18 @@ def is_acyclic(parents: Mapping[str, Sequence[str]]) -> bool:
     """Whether every node can be ordered (Kahn's count): a third of the cost of `find_cycles`,
     which is asked only when this says no, to name the cycles. A parent that is not a key
     keeps its children waiting: the answer is then no, and `find_cycles` has the last word."""
-    waiting = {node: len(needs) for node, needs in parents.items()}
     children: dict[str, list[str]] = {}
     for node, needs in parents.items():
         for parent in needs:
             children.setdefault(parent, []).append(node)
+    return _all_ordered(parents, children)
+
+
+def _all_ordered(
+    parents: Mapping[str, Sequence[str]], children: Mapping[str, Sequence[str]]
+) -> bool:
+    """Kahn's count over both directions of the edges, each already built by the caller."""
+    waiting = {node: len(needs) for node, needs in parents.items()}
     ready = [node for node, count in waiting.items() if not count]
     ordered = 0
     while ready:

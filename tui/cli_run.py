@@ -10,7 +10,6 @@ cancel gracefully and a second one forces; the exit code says how the run ended 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import json
@@ -140,6 +139,8 @@ class _Progress:
 
 async def _wait_handle(manager: RunManager, handle: RunHandle) -> RunState:
     """Await a run; SIGINT/SIGTERM/SIGHUP cancel it gracefully, a second one forces."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     presses = 0
 

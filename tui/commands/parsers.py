@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 COMMANDS = ("test", "diff", "web")
@@ -40,10 +39,14 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "diff":
+        import asyncio
+
         from tui.commands.diff import cmd_diff
 
         return asyncio.run(cmd_diff(args))
     if args.command == "test":
+        import asyncio
+
         from tui.commands.test_node import cmd_test
 
         return asyncio.run(cmd_test(args))

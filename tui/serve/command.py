@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,8 @@ def cmd_serve(args: argparse.Namespace, db_path: Path) -> int:
     pipelines = Path(args.pipelines).expanduser() if args.pipelines else default_pipelines_dir()
     options = Options(args.host, args.port, args.token_file, pipelines, db_path)
     try:
+        import asyncio
+
         return asyncio.run(serve(options))
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
