@@ -13,6 +13,7 @@ import os
 import resource
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -171,6 +172,7 @@ async def w10(settings: Settings) -> list[Row]:
             note = "wall minus a 1-node run, faster half"
             all_runs = statistics.median(runs[0]) - statistics.median(base[0])
             all_runs *= 1e3 / extra_nodes
+            print(f"W10 {kind}: {all_runs:.1f} us a node, median of all runs", file=sys.stderr)
             rows.append(
                 Row("W10", TITLE, variant, "per node", "us",
                     _per_node(runs[0], base[0], extra_nodes), target=TARGET_PER_NODE, note=note,
