@@ -199,8 +199,10 @@ async def test_one_graph_serves_the_pipeline_the_scheduler_and_the_fold() -> Non
     from engine.scheduler import Shape
 
     pipeline = load_file(Path(__file__).resolve().parents[2] / "pipelines" / "diamond.yaml")
+    built = pipeline.__dict__.get("graph")
+    assert built is not None  # validation built it (its cycle check) and kept it
     graph = pipeline.graph
-    assert pipeline.graph is graph  # built once
+    assert graph is built and pipeline.graph is graph  # built once
     assert Shape.of(pipeline).graph is graph
     async with RunManager(sinks=[MemorySink()]) as manager:
         state = await (await manager.start(pipeline))
