@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import signal
 import socket
@@ -90,6 +91,15 @@ def _marks(process: psutil.Process) -> tuple[str | None, str | None, str | None]
     return env.get("INTERLOCK_RUN_ID"), env.get("INTERLOCK_NODE_ID"), env.get("INTERLOCK_ATTEMPT")
 
 
+def _started(process: psutil.Process) -> float:
+    """Its start time (psutil keeps it from the process's identity); +inf if unreadable, so
+    that the process is looked at rather than passed over."""
+    try:
+        return process.create_time()
+    except psutil.Error:
+        return math.inf
+
+
 def _pgid(process: psutil.Process) -> int | None:
     try:
         return os.getpgid(process.pid)
@@ -124,11 +134,24 @@ def _with_descendants(
 
 
 def attempt_processes(
-    pgid: int, run_id: str, node_id: str | None = None, attempt: int | None = None
+    pgid: int,
+    run_id: str,
+    node_id: str | None = None,
+    attempt: int | None = None,
+    *,
+    since: float | None = None,
 ) -> list[psutil.Process]:
     """Every live process of a run's attempt (or of the whole run if `node_id` is None): in
-    the process group `pgid`, or marked for it in its environment, and their descendants."""
+    the process group `pgid`, or marked for it in its environment, and their descendants.
+
+    `since` is the start time of the attempt's command: a process started before it is none
+    of its own (the command's group, the processes it marks and their descendants all start
+    after it, on the same clock), so it is not looked at. Reading every process's environment
+    and parent was most of what ending a cancelled node cost where this process is not a
+    subreaper (6 ms a node with 110 processes running, W4)."""
     pool = _candidates()
+    if since is not None:
+        pool = [process for process in pool if _started(process) >= since]
     chosen: dict[int, psutil.Process] = {}
     for process in pool:
         if pgid and _pgid(process) == pgid:
@@ -171,7 +194,9 @@ def _adopted() -> bool:
     return False
 
 
-def sweep_attempt(pgid: int, run_id: str, node_id: str, attempt: int) -> int:
+def sweep_attempt(
+    pgid: int, run_id: str, node_id: str, attempt: int, *, since: float | None = None
+) -> int:
     """`kill_attempt` when something may be left; at the usual end of a command (its group
     empty, no orphan adopted) only two cheap checks. Call once the command was reaped."""
     try:
@@ -182,17 +207,26 @@ def sweep_attempt(pgid: int, run_id: str, node_id: str, attempt: int) -> int:
         # (`interlock` is a subreaper; a program embedding the engine may make itself one).
         if not _subreaper or not _adopted():
             return 0
-    return kill_attempt(pgid, run_id, node_id, attempt)
+    return kill_attempt(pgid, run_id, node_id, attempt, since=since)
 
 
 def kill_attempt(
-    pgid: int, run_id: str, node_id: str | None = None, attempt: int | None = None
+    pgid: int,
+    run_id: str,
+    node_id: str | None = None,
+    attempt: int | None = None,
+    *,
+    since: float | None = None,
 ) -> int:
     """SIGKILL every process of the attempt; reap those that are our children. How many.
 
     Found before the group is killed: a member's children outside the group are its
     descendants only while it lives."""
-    found = [p for p in attempt_processes(pgid, run_id, node_id, attempt) if p.pid not in _spawned]
+    found = [
+        p
+        for p in attempt_processes(pgid, run_id, node_id, attempt, since=since)
+        if p.pid not in _spawned
+    ]
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
     signal_processes(found, signal.SIGKILL)

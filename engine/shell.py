@@ -356,18 +356,22 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
         if isinstance(exc, PermissionError):
             raise NodeError("config", f"command not executable: {argv[0]}") from None
         raise NodeError("error", f"cannot start {argv[0]}: {exc}") from None
-    ctx.process_started(containment.process_record(child.pid))
+    record = containment.process_record(child.pid)
+    ctx.process_started(record)
+    since = record["start_time"]  # none of the attempt's processes is older than its command
     try:
         code = await asyncio.shield(child.exited)  # a cancel must not cancel the exit watch
         # Stragglers the command left behind die with it, in its group or not (`setsid`); their
         # ends of the pipes close, so reading ends (a background child holding stdout would
         # otherwise hang the node).
-        containment.sweep_attempt(child.pid, ctx.run_id, ctx.node_id, ctx.attempt)
+        containment.sweep_attempt(child.pid, ctx.run_id, ctx.node_id, ctx.attempt, since=since)
         await asyncio.wait((child.output_closed,), timeout=OUTPUT_DRAIN)
         if not child.output_closed.done():
             # A process that left the group (setsid) holds a pipe: it is found by its marks
             # even where this process is not a subreaper (its orphans went to pid 1).
-            containment.kill_attempt(child.pid, ctx.run_id, ctx.node_id, ctx.attempt)
+            containment.kill_attempt(
+                child.pid, ctx.run_id, ctx.node_id, ctx.attempt, since=since
+            )
             await asyncio.wait((child.output_closed,), timeout=0.2)
         if not child.output_closed.done():
             child.close_pipes()
@@ -379,7 +383,9 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
         try:
             await _terminate(child, ctx.cleanup_grace, ctx)
         finally:
-            containment.sweep_attempt(child.pid, ctx.run_id, ctx.node_id, ctx.attempt)
+            containment.sweep_attempt(
+                child.pid, ctx.run_id, ctx.node_id, ctx.attempt, since=since
+            )
         raise
     finally:
         child.close_pipes()

@@ -240,6 +240,25 @@ def test_orphans_are_found_by_their_run_mark_but_never_another_runs() -> None:
             p.wait(5)
 
 
+def test_an_attempts_sweep_kills_its_marked_processes_but_none_older_than_its_command() -> None:
+    marks = {"INTERLOCK_RUN_ID": "run-s", "INTERLOCK_NODE_ID": "n", "INTERLOCK_ATTEMPT": "1"}
+    older = _sleeper(marks)  # carries the marks, but was running before the command started
+    time.sleep(0.05)
+    command = _sleeper()
+    escaped = _sleeper(marks)  # the command's own, out of its group (as after `setsid`)
+    try:
+        since = containment.start_time(command.pid)
+        assert since is not None
+        assert containment.kill_attempt(command.pid, "run-s", "n", 1, since=since) >= 1
+        escaped.wait(5)
+        command.wait(5)
+        assert older.poll() is None  # not the attempt's: never signalled
+    finally:
+        for p in (older, command, escaped):
+            p.kill()
+            p.wait(5)
+
+
 TMUX = shutil.which("tmux")
 
 
