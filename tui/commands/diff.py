@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from tui.cli import EXIT_OK, _find_run, _open_store, _say
+from tui.cli_common import EXIT_OK, _find_run, _open_store, _say
 
 if TYPE_CHECKING:
     import argparse

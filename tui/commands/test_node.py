@@ -18,7 +18,7 @@ import json
 import signal
 from typing import TYPE_CHECKING, Any
 
-from tui.cli import (
+from tui.cli_common import (
     EXIT_FAILED,
     EXIT_OK,
     UsageError,
@@ -28,9 +28,9 @@ from tui.cli import (
     _load,
     _open_store,
     _parse_params,
-    _Progress,
     _say,
 )
+from tui.cli_run import _Progress
 
 if TYPE_CHECKING:
     import argparse

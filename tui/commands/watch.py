@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui.cli import EXIT_OK, _err, _folder_of
+from tui.cli_common import EXIT_OK, _err, _folder_of
 
 if TYPE_CHECKING:
     import argparse
@@ -173,7 +173,7 @@ class _Watcher:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.file):
-        from tui.cli import UsageError
+        from tui.cli_common import UsageError
 
         raise UsageError(f"cannot watch {args.file}: no such file")
     return asyncio.run(_Watcher(args).run())

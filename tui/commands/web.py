@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui.cli import EXIT_OK, UsageError, _db_path, _say
+from tui.cli_common import EXIT_OK, UsageError, _db_path, _say
 from tui.settings import default_pipelines_dir
 
 if TYPE_CHECKING:

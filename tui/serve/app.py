@@ -33,6 +33,7 @@ from engine.errors import (
 )
 from engine.store import StoreError
 from tui.serve.auth import BearerAuth
+from tui.serve.pipelines import PipelineFile, scan
 from tui.serve.sse import event_stream
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
     from engine.control import Control, Outcome
     from engine.manager import RunManager
-    from engine.spec import Pipeline
     from engine.store import RunRow, Store
     from tui.serve.metrics import StoreMetrics
     from tui.serve.scheduler import Scheduler
@@ -153,29 +153,6 @@ async def find_row(service: Service, run_id: str) -> RunRow:
 
 
 # -- pipelines -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PipelineFile:
-    path: Path
-    pipeline: Pipeline | None
-    issues: tuple[str, ...] = ()
-
-
-def scan(directory: Path) -> list[PipelineFile]:
-    """Every pipeline file of the folder, loaded and validated (blocking: run in a thread)."""
-    from engine.loader import load_file
-    from tui.settings import pipeline_files
-
-    found: list[PipelineFile] = []
-    for path in pipeline_files(directory):
-        try:
-            found.append(PipelineFile(path, load_file(path)))
-        except PipelineValidationError as exc:
-            found.append(PipelineFile(path, None, tuple(str(i) for i in exc.issues)))
-        except Exception as exc:  # an unreadable file is listed as invalid
-            found.append(PipelineFile(path, None, (str(exc),)))
-    return found
 
 
 async def scan_async(service: Service) -> list[PipelineFile]:

@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction[Any], common: argparse.ArgumentPa
 
 
 def cmd_serve(args: argparse.Namespace, db_path: Path) -> int:
-    from tui.cli import UsageError
+    from tui.cli_common import UsageError
     from tui.serve.auth import ConfigError
     from tui.serve.service import Options, serve
     from tui.settings import default_pipelines_dir

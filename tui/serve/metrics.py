@@ -124,7 +124,7 @@ class StoreMetrics(Collector):
         return generate_latest(self.registry).decode()
 
     async def refresh(self) -> None:
-        from tui.serve.app import shown_state
+        from engine.lease import shown_state
 
         began = time.perf_counter()
         snap = Snapshot()

@@ -95,7 +95,7 @@ class Scheduler:
             await asyncio.sleep(max(wait, 0.001))
 
     async def _reload(self) -> None:
-        from tui.serve.app import scan
+        from tui.serve.pipelines import scan
         from tui.settings import pipeline_files
 
         paths = pipeline_files(self.pipelines_dir)
