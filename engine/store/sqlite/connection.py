@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import aiosqlite
 
+from engine.store.sqlite.sql import SQL_BEGIN, SQL_COMMIT, SQL_ROLLBACK
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-__all__ = ["AioReader", "Connection", "SQLiteThread", "connection_pragmas"]
+__all__ = ["AioReader", "Connection", "SQLiteThread", "connection_pragmas", "in_transaction"]
 
 _T = TypeVar("_T")
 Row = tuple[Any, ...]
@@ -46,6 +48,21 @@ Row = tuple[Any, ...]
 # over 10 s, so that a lock held for up to 10 s only delays a run (DESIGN section 4).
 BUSY_TIMEOUT_MS: Final = 12_000
 BUSY_TIMEOUT_SECONDS: Final = BUSY_TIMEOUT_MS / 1000
+
+
+def in_transaction(function: Callable[[sqlite3.Connection], _T], db: sqlite3.Connection) -> _T:
+    """`function(db)` in a write transaction of its own (on the connection's thread): committed
+    if it returns, rolled back if it raises."""
+    db.execute(SQL_BEGIN)
+    try:
+        result = function(db)
+        db.execute(SQL_COMMIT)
+    except BaseException:
+        if db.in_transaction:  # SQLite rolls back by itself after some errors
+            with contextlib.suppress(sqlite3.Error):
+                db.execute(SQL_ROLLBACK)
+        raise
+    return result
 
 
 def connection_pragmas(synchronous: str, readonly: bool) -> list[str]:

@@ -11,7 +11,6 @@ store migrates nothing: an old file asks to be opened once for writing.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.resources
 import re
@@ -19,13 +18,10 @@ import sqlite3
 from typing import TYPE_CHECKING, Final
 
 from engine.store.rows import StoreError
-from engine.store.sqlite.connection import SQLiteThread
+from engine.store.sqlite.connection import SQLiteThread, in_transaction
 from engine.store.sqlite.sql import (
     SQL_APPLICATION_ID,
-    SQL_BEGIN,
-    SQL_COMMIT,
     SQL_COUNT_OBJECTS,
-    SQL_ROLLBACK,
     SQL_USER_VERSION,
 )
 
@@ -104,8 +100,8 @@ async def check_schema(conn: Connection, path: Path, *, readonly: bool) -> None:
 
 def _migrate(path: Path, number: int, statements: Sequence[str], db: sqlite3.Connection) -> None:
     """Make version `number` in one transaction (on the connection's thread)."""
-    db.execute(SQL_BEGIN)
-    try:
+
+    def step(db: sqlite3.Connection) -> None:
         # Another process may have migrated while we waited for the write lock.
         current = db.execute(SQL_USER_VERSION).fetchone()[0]
         if current < number:
@@ -118,9 +114,5 @@ def _migrate(path: Path, number: int, statements: Sequence[str], db: sqlite3.Con
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {number:d}")
             db.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
-        db.execute(SQL_COMMIT)
-    except BaseException:
-        if db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute(SQL_ROLLBACK)
-        raise
+
+    in_transaction(step, db)

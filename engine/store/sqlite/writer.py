@@ -57,7 +57,7 @@ from engine.store.sqlite.batch import (
     transact,
     unit_error,
 )
-from engine.store.sqlite.sql import SQL_BEGIN, SQL_COMMIT, SQL_ROLLBACK
+from engine.store.sqlite.connection import in_transaction
 
 if TYPE_CHECKING:
     import os
@@ -87,20 +87,6 @@ async def _writer_loop(
                 return
         finally:
             del store
-
-
-def _in_transaction(function: Callable[[sqlite3.Connection], _T], db: sqlite3.Connection) -> _T:
-    """`function(db)` in a write transaction of its own (on the connection's thread)."""
-    db.execute(SQL_BEGIN)
-    try:
-        result = function(db)
-        db.execute(SQL_COMMIT)
-    except BaseException:
-        if db.in_transaction:  # SQLite rolls back by itself after some errors
-            with contextlib.suppress(sqlite3.Error):
-                db.execute(SQL_ROLLBACK)
-        raise
-    return result
 
 
 class GroupCommitWriter(StoreBase):
@@ -441,7 +427,7 @@ class GroupCommitWriter(StoreBase):
             if thread is None:
                 raise self._not_writable()
             run = job.run
-            result: Any = await thread.run(lambda db: _in_transaction(run, db))
+            result: Any = await thread.run(lambda db: in_transaction(run, db))
         except sqlite3.Error as exc:
             error = StoreError(f"could not write to {self._path}: {describe(exc, self._path)}")
             error.__cause__ = exc
