@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tui.bridge import Bridge
-    from tui.messages import PipelineEntry
+    from tui.pipeline_folder import PipelineEntry
 
 
 @dataclass

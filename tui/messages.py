@@ -12,31 +12,11 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
-    from engine.errors import ValidationIssue
     from engine.events import Event
-    from engine.spec import Pipeline
     from engine.state import RunState
+    from tui.pipeline_folder import PipelineEntry
     from tui.view import BreakerView, NodeInfo
-
-
-@dataclass(frozen=True)
-class PipelineEntry:
-    """A pipeline file found in the pipelines folder, valid (`pipeline`) or not (`issues`)."""
-
-    path: Path
-    pipeline: Pipeline | None
-    issues: tuple[ValidationIssue, ...] = ()
-    error: str | None = None
-
-    @property
-    def valid(self) -> bool:
-        return self.pipeline is not None
-
-    @property
-    def name(self) -> str:
-        return self.pipeline.id if self.pipeline is not None else self.path.stem
 
 
 @dataclass(frozen=True)

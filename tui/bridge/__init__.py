@@ -14,7 +14,8 @@ the bridge's commands and receive its messages (`tui.messages`).
   written to show it) and a cancel of it takes its lease and is applied in the store.
 """
 
-from tui.bridge.commands import CommandError, folder_stamp, operator_actor, scan_pipelines
+from tui.bridge.commands import CommandError, folder_stamp, operator_actor
 from tui.bridge.core import Bridge
+from tui.pipeline_folder import scan_pipelines
 
 __all__ = ["Bridge", "CommandError", "folder_stamp", "operator_actor", "scan_pipelines"]

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from engine.retry_from import RetryPlan
     from engine.spec import Pipeline
     from engine.store import Store
-    from tui.messages import PipelineEntry
     from tui.view import BreakerView
 
 
@@ -209,22 +208,6 @@ class Commands:
         with contextlib.suppress(Exception):
             await self.poll()
         return found
-
-
-def scan_pipelines(directory: Path) -> list[PipelineEntry]:
-    """Load and validate every pipeline file of `directory` (blocking: run it in a thread)."""
-    from engine.errors import PipelineValidationError
-    from engine.loader import load_file
-    from tui.messages import PipelineEntry
-    entries: list[PipelineEntry] = []
-    for path in pipeline_files(directory):
-        try:
-            entries.append(PipelineEntry(path, load_file(path)))
-        except PipelineValidationError as exc:
-            entries.append(PipelineEntry(path, None, tuple(exc.issues)))
-        except Exception as exc:  # an unreadable file is shown as invalid, not a crash
-            entries.append(PipelineEntry(path, None, (), error=str(exc)))
-    return entries
 
 
 def folder_stamp(directory: Path) -> tuple[tuple[str, float], ...]:

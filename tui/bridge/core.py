@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine.state import RunState, RunStatus, apply
-from tui.bridge.commands import CommandError, Commands, operator_actor, scan_pipelines
+from tui.bridge.commands import CommandError, Commands, operator_actor
 from tui.bridge.history import History
 from tui.bridge.polling import Polling
 from tui.messages import BreakersChanged, RunEventsArrived, RunsListed
+from tui.pipeline_folder import scan_pipelines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
     from engine.manager import RunManager
     from engine.metrics import Metrics
     from engine.store import Store
-    from tui.messages import PipelineEntry, RunSummary
+    from tui.messages import RunSummary
+    from tui.pipeline_folder import PipelineEntry
     from tui.view import BreakerView
 
 log = logging.getLogger("interlock.console")

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from textual.app import ComposeResult
 
     from tui.context import Context
-    from tui.messages import PipelineEntry, PipelinesScanned, RunsListed, RunSummary
+    from tui.messages import PipelinesScanned, RunsListed, RunSummary
+    from tui.pipeline_folder import PipelineEntry
 
 
 def issues_text(entry: PipelineEntry) -> str:

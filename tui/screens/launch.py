@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from textual.app import ComposeResult
 
     from engine.spec import Pipeline
-    from tui.messages import PipelineEntry
+    from tui.pipeline_folder import PipelineEntry
 
 
 def simulate_label(on: bool) -> str:

@@ -32,8 +32,8 @@ from engine.errors import (
     UnknownRunError,
 )
 from engine.store import StoreError
+from tui.pipeline_folder import PipelineEntry, scan_pipelines
 from tui.serve.auth import BearerAuth
-from tui.serve.pipelines import PipelineFile, scan
 from tui.serve.sse import event_stream
 
 if TYPE_CHECKING:
@@ -155,12 +155,8 @@ async def find_row(service: Service, run_id: str) -> RunRow:
 # -- pipelines -----------------------------------------------------------------------------------
 
 
-async def scan_async(service: Service) -> list[PipelineFile]:
-    return await asyncio.to_thread(scan, service.pipelines_dir)
-
-
-def file_id(item: PipelineFile) -> str:
-    return item.pipeline.id if item.pipeline is not None else item.path.stem
+async def scan_async(service: Service) -> list[PipelineEntry]:
+    return await asyncio.to_thread(scan_pipelines, service.pipelines_dir)
 
 
 @api
@@ -176,10 +172,10 @@ async def list_pipelines(service: Service, request: Request) -> Response:
     items = []
     for item in await scan_async(service):
         entry: dict[str, Any] = {
-            "id": file_id(item),
+            "id": item.name,
             "file": str(item.path),
             "valid": item.pipeline is not None,
-            "issues": list(item.issues),
+            "issues": list(item.problems),
         }
         pipeline = item.pipeline
         if pipeline is not None:
@@ -274,14 +270,14 @@ async def launch(service: Service, request: Request) -> Response:
         raise ApiError(422, f"unknown field {', '.join(unknown)}",
                        [f"{name}: unknown field" for name in unknown])
     files = await scan_async(service)
-    matches = [item for item in files if file_id(item) == pipeline_id]
+    matches = [item for item in files if item.name == pipeline_id]
     if not matches:
-        known = ", ".join(sorted(file_id(item) for item in files)) or "none"
+        known = ", ".join(sorted(item.name for item in files)) or "none"
         raise ApiError(404, f"no pipeline '{pipeline_id}' in {service.pipelines_dir} "
                             f"(found: {known})")
     item = matches[0]
     if item.pipeline is None:
-        raise ApiError(422, f"pipeline '{pipeline_id}' is invalid", list(item.issues))
+        raise ApiError(422, f"pipeline '{pipeline_id}' is invalid", list(item.problems))
     try:
         merged = resolve_params(item.pipeline, params)
     except ValueError as exc:

@@ -95,7 +95,7 @@ class Scheduler:
             await asyncio.sleep(max(wait, 0.001))
 
     async def _reload(self) -> None:
-        from tui.serve.pipelines import scan
+        from tui.pipeline_folder import scan_pipelines
         from tui.settings import pipeline_files
 
         paths = pipeline_files(self.pipelines_dir)
@@ -103,7 +103,7 @@ class Scheduler:
         if stamp == self._stamp:
             return
         self._stamp = stamp
-        found = await asyncio.to_thread(scan, self.pipelines_dir)
+        found = await asyncio.to_thread(scan_pipelines, self.pipelines_dir)
         now = self.clock()
         planned: dict[tuple[str, str], _Planned] = {}
         for item in found:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from textual.binding import BindingType
 
     from engine.spec import Pipeline
-    from tui.messages import PipelineEntry
+    from tui.pipeline_folder import PipelineEntry
 
 
 def badge(entry: PipelineEntry, *, ascii: bool) -> Text:
