@@ -807,41 +807,7 @@ async def test_an_owner_on_another_host_is_alive_while_its_heartbeat_is_fresh() 
     assert not remote.is_alive()
 
 
-# -- commands --------------------------------------------------------------------------------------
-
-
-async def test_commands_are_posted_listed_oldest_first_and_acknowledged(store: Store) -> None:
-    run, other = RunWriter(), RunWriter()
-    await store.append([run.created(), other.created()])
-
-    cancel = await store.post_command(run.run_id, "cancel", reason="stop it")
-    approve = await store.post_command(run.run_id, "approve", node_id="gate", actor="operator:ann")
-    await store.post_command(other.run_id, "reject", node_id="gate")
-
-    pending = await store.pending_commands([run.run_id])
-    assert [(c.id, c.kind, c.node_id, c.reason, c.actor) for c in pending] == [
-        (cancel, "cancel", None, "stop it", "cli"),
-        (approve, "approve", "gate", None, "operator:ann"),
-    ]
-    assert len(await store.pending_commands([run.run_id, other.run_id])) == 3
-    assert await store.pending_commands([]) == []
-
-    await store.ack_command(cancel, "cancelled")
-    await store.ack_command(cancel, "again")  # the first acknowledgement wins
-    assert [c.id for c in await store.pending_commands([run.run_id])] == [approve]
-    acked = await store.command(cancel)
-    assert acked is not None
-    assert (acked.result, acked.acked_at is not None) == ("cancelled", True)
-    assert await store.command(10_000) is None
-
-
-async def test_a_command_needs_a_known_run_and_kind(store: Store) -> None:
-    with pytest.raises(UnknownRunError):
-        await store.post_command("no-such-run", "cancel")
-    run = RunWriter()
-    await store.append([run.created()])
-    with pytest.raises(ValueError, match="unknown command kind"):
-        await store.post_command(run.run_id, "explode")
+# Commands: tests/contract/test_control.py (posted, listed, acknowledged once; known run and kind).
 
 
 # -- breakers --------------------------------------------------------------------------------------
