@@ -78,9 +78,8 @@ class Step:
         self.parents: tuple[str, ...] = pipeline.graph.parents[node.id]
         self.timeout = pipeline.timeout_for(node)
         self.retry: RetryPolicy = pipeline.retry_for(node)
-        has_breaker = traits.has_breaker and node.gate != "hard"
         self.breaker: tuple[str, int, float] | None = (
-            pipeline.breaker_terms(node) if has_breaker else None
+            pipeline.breaker_terms(node) if node.has_breaker else None
         )
         self.reads_all_outputs = traits.reads_all_outputs
         self.does_work = traits.does_work

@@ -321,6 +321,12 @@ class NodeBase(_Model):
         """True for nodes whose work `simulate` mode replaces (`engine.traits`)."""
         return traits_of(self.type).does_work
 
+    @property
+    def has_breaker(self) -> bool:
+        """True for nodes a circuit breaker guards: by type (`engine.traits`), and never a hard
+        gate (its verdict is about the work, not the service behind it)."""
+        return traits_of(self.type).has_breaker and self.gate != "hard"
+
 
 class ShellNode(NodeBase):
     type: Literal["shell"]

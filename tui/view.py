@@ -24,10 +24,6 @@ if TYPE_CHECKING:
     from engine.spec import Pipeline
     from engine.state import NodeState, RunState
 
-# Node types the executor never puts behind a breaker (and hard gates are never retried or
-# breaker-guarded: a gate's failure is a verdict).
-_NO_BREAKER_TYPES = frozenset({"condition", "delay", "approval", "trigger", "parallel"})
-
 
 @dataclass(frozen=True)
 class NodeInfo:
@@ -45,11 +41,7 @@ class NodeInfo:
 def node_infos(pipeline: Pipeline) -> dict[str, NodeInfo]:
     infos: dict[str, NodeInfo] = {}
     for node in pipeline.nodes:
-        key = None
-        if node.type not in _NO_BREAKER_TYPES and node.gate != "hard":
-            # `breaker_for(node).key` without building the policy (a model copy per node).
-            override = node.breaker.key if node.breaker is not None else None
-            key = override or pipeline.defaults.breaker.key or f"{pipeline.id}/{node.id}"
+        key = pipeline.breaker_terms(node)[0] if node.has_breaker else None
         infos[node.id] = NodeInfo(
             node_id=node.id,
             node_type=node.type,
