@@ -95,7 +95,6 @@ class Checker:
                 p.__dict__["graph"] = self._graph
         acyclic = self._graph is not None or is_acyclic(self.parents)
         self.cycles = [] if acyclic else find_cycles(list(self.by_id), self.parents)
-        self.sound = sound and not self.cycles
         self._types: set[str] | None = None
 
     def add(self, reason: str, path: LinePath = (), node_id: str | None = None) -> None:
@@ -285,9 +284,7 @@ class Checker:
                 )
 
     def ancestors(self, node_id: str) -> set[str]:
-        if self.sound:
-            if self._graph is None:
-                self._graph = self.p.graph
+        if self._graph is not None:  # the needs made a DAG
             return self._graph.ancestors(node_id)
         seen: set[str] = set()  # the parents known so far, around whatever is broken
         stack = list(self.parents.get(node_id, ()))
