@@ -34,12 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from engine.attempt import AttemptPath, Plan, Step
 from engine.breaker import BreakerRegistry
 from engine.deadlines import Deadlines
-from engine.events import (
-    EventType,
-    new_id,
-    parse_timestamp,
-    utc_now_iso,
-)
+from engine.events import EventType, new_id, parse_timestamp, utc_now_iso
 from engine.run_log import RunLog
 from engine.runner import LocalRunner, Runner
 from engine.scheduler import Decision, Scheduler, Shape, Stop, decide_node, final_status
@@ -59,8 +54,6 @@ Sleep = Callable[[float], Awaitable[None]]
 RECORD_LAG = 1.0  # seconds: see `WriteGate`
 FORCE_EVERY = 0.5  # seconds between the cancels of a node that ignores its cancellation
 HOLD_FOR = 0.001  # seconds the driver may run nodes itself before the loop gets a turn
-
-_Stop = Stop  # the name this module used
 
 
 class WriteGate(Protocol):
@@ -135,9 +128,8 @@ class Executor(RunLog):
         self._watched: set[asyncio.Task[None]] = set()  # cancelled by the driver
         self._driver: asyncio.Task[None] | None = None  # the task `_drive` runs in
         self._context = contextvars.Context()  # the run's context: each node sees a copy
-        # The node the driver runs itself (see `_drive`), and how often a stop cancelled it.
-        self._inline: str | None = None
-        self._inline_cancels = 0
+        self._inline: str | None = None  # the node the driver runs itself (see `_drive`)
+        self._inline_cancels = 0  # how often a stop cancelled it
         self._inline_force: asyncio.TimerHandle | None = None
         self._may_inline = True  # until a node run inline changed the driver's context
         self._hold_until = 0.0  # loop time: see `_act`
@@ -360,13 +352,20 @@ class Executor(RunLog):
                 if inline is not None:
                     while inline is not None:  # the driver runs it itself (see `_act`)
                         self._enter_inline(inline, driver)
+                        pending = True  # a stop's cancel of the driver has not landed yet
                         try:
                             await attempts.run(inline, ended_inline, driver)
                         except asyncio.CancelledError:
                             if not self._inline_cancels:  # not the run's own stop
                                 raise
+                            pending = False
                         finally:
-                            self._leave_inline(driver)
+                            stopped = self._leave_inline(driver)
+                        if stopped and pending:
+                            # No await of the node took the stop's cancel (3.11's `uncancel`
+                            # leaves it pending): taken here, not where it would end the driver.
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await asyncio.sleep(0)
                         if loop.time() >= self._hold_until:  # the loop's turn: see `_act`
                             await asyncio.sleep(0)
                             self._hold_until = loop.time() + HOLD_FOR
@@ -451,18 +450,19 @@ class Executor(RunLog):
         driver.set_name(step.task_name)  # set back when the driver next waits
         self._named = True
 
-    def _leave_inline(self, driver: asyncio.Task[None]) -> None:
-        """The node the driver ran has ended: take back the cancels a stop made of it."""
+    def _leave_inline(self, driver: asyncio.Task[None]) -> bool:
+        """The node the driver ran has ended: take back the cancels a stop made of it (and
+        say whether there were any)."""
         self._inline = None
         if self._inline_force is not None:
             self._inline_force.cancel()
             self._inline_force = None
-        if self._inline_cancels:
-            for _ in range(self._inline_cancels):
-                driver.uncancel()
-            self._inline_cancels = 0
+        cancels, self._inline_cancels = self._inline_cancels, 0
+        for _ in range(cancels):
+            driver.uncancel()
         if contextvars.copy_context() != self._context:
             self._may_inline = False
+        return cancels > 0
 
     def _ended_inline(self, node_id: str, cancelled: bool, error: Exception | None) -> None:
         if cancelled or error is not None:
