@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from typing import Any
-
-import pytest
+from typing import TYPE_CHECKING, Any
 
 from engine.api import PipelineBuilder
 from engine.bus import MemorySink
 from engine.manager import RunManager
 from engine.state import NodeStatus, RunStatus
+
+if TYPE_CHECKING:
+    import pytest
 
 MARK: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="unset")
 

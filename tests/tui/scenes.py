@@ -170,6 +170,9 @@ async def cancel_in_grace(pilot: Pilot[Any]) -> None:
         return "exporting" in state.nodes["export"].logs
 
     await wait_until(pilot, exporting, what="the export to start")
+    screen = app.screen
+    assert isinstance(screen, RunScreen)
+    screen.dag.select("export")  # the view opened on the node at work then (stage, or export)
     await pilot.press("c")
     await wait_until(pilot, lambda: not isinstance(app.screen, RunScreen), what="the question")
     await pilot.press("enter")
