@@ -70,7 +70,10 @@ class History:
     ) -> tuple[RunFilter | None, list[RunRow]]:
         if self._run_floor is None:
             page = await reader.list_runs_page(limit=PAGE, query=query)
-            self._run_next = page.after
+            # An older page loaded while this read ran has moved the next page on already:
+            # setting it back to this head's end would read that page a second time.
+            if self._run_floor is None and query is self._run_query:
+                self._run_next = page.after
             head = page.rows
         else:
             page = await reader.list_runs_page(limit=HEAD_CAP, query=query, down_to=self._run_floor)
@@ -92,10 +95,14 @@ class History:
         after = self._run_next
         if after is None:
             return False
-        page = await self._read().list_runs_page(limit=PAGE, query=self._run_query, after=after)
+        query = self._run_query
+        page = await self._read().list_runs_page(limit=PAGE, query=query, after=after)
+        if self._run_next != after or self._run_query is not query:
+            return True  # another load of this page, or a new filter, came first
         if self._run_floor is None:
             self._run_floor = after
-        self._run_tail = (*self._run_tail, *page.rows)
+        listed = {row.run_id for row in self._run_tail}
+        self._run_tail = (*self._run_tail, *(row for row in page.rows if row.run_id not in listed))
         self._run_next = page.after
         await self.poll()
         return True
