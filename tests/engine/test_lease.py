@@ -132,6 +132,34 @@ async def test_a_stale_writers_batch_is_refused_whole_and_it_is_told(tmp_path: P
         assert await old.heartbeat([run_id], _process(0)) == [run_id]
 
 
+async def test_a_lease_unconfirmed_for_half_its_length_holds_new_work_until_renewed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An owner that slept past its lease (SIGSTOP, a frozen VM) starts nothing before it
+    knows whether it was taken over: `lagging` says so, and `caught_up` renews or fences off."""
+    monkeypatch.setenv("INTERLOCK_LEASE_SECONDS", "1")
+    db = tmp_path / "i.db"
+    async with Store(db) as old, Store(db) as new:
+        kept = await _created(old, _process(0))
+        lost = await _created(old, _process(0))
+        assert not old.lagging()
+        time.sleep(0.6)  # the loop sleeps too: no heartbeat ran
+        assert old.lagging()
+        await old.caught_up()  # renews both leases
+        assert not old.lagging()
+        assert old.write_failure(kept) is None and old.write_failure(lost) is None
+        time.sleep(1.1)  # both leases expire; another process takes one run over
+        row = await new.run_row(lost)
+        assert row is not None
+        assert await new.take_over(row, _process(1)) is not None
+        assert old.lagging()
+        await old.caught_up()
+        assert not old.lagging()
+        assert old.write_failure(kept) is None  # nobody took it: renewed, kept
+        failure = old.write_failure(lost)
+        assert failure is not None and "taken over by another process" in str(failure)
+
+
 async def test_a_take_over_is_refused_while_the_owner_holds_a_fresh_lease(tmp_path: Path) -> None:
     db = tmp_path / "i.db"
     async with Store(db) as owner_store, Store(db) as other:

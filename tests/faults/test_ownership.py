@@ -388,6 +388,8 @@ def test_a_sigstopped_owner_loses_its_run_after_the_lease_and_stops_when_woken(
     wait_for(lambda: len(_lines(log)) >= 2, 30, "two nodes to start")
     os.kill(owner.pid, signal.SIGSTOP)
     stopped_at = time.monotonic()
+    time.sleep(0.5)  # a node spawned just before the stop writes its line
+    started_before = _lines(log)
     try:
         wait_for(
             lambda: interlock.status(run_id)["state"] == "interrupted", 15, "the lease to expire"
@@ -408,6 +410,11 @@ def test_a_sigstopped_owner_loses_its_run_after_the_lease_and_stops_when_woken(
     events = stored_events(interlock.db, run_id)
     assert_log_valid(events)
     assert events[-1]["data"]["state"] == "succeeded"
+    # Only the node in flight at the stop runs twice (its success was never recorded): the
+    # woken owner starts nothing before it learns it was taken over.
+    ran = _lines(log)
+    twice = {node for node in ran if ran.count(node) > 1}
+    assert twice <= set(started_before[-1:]), (twice, started_before)
     report(
         f"SIGSTOP past a 2 s lease: interrupted after {lost_after:.1f} s, the woken owner exited "
         "2 fenced off, the resumer finished the run"

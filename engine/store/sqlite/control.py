@@ -22,6 +22,7 @@ All of it is plain SQL (`sql`), for the PostgreSQL store to reuse.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -92,7 +93,10 @@ class Control(GroupCommitWriter):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, BreakerRecord]] = loop.create_future()
         self._enqueue(Claim(run_id, params, future))
-        return await asyncio.shield(future)
+        asked = time.monotonic()
+        breakers = await asyncio.shield(future)
+        self._confirm(run_id, owner, asked)
+        return breakers
 
     async def take_over(
         self,
@@ -123,12 +127,14 @@ class Control(GroupCommitWriter):
                 return None
             return tuple(db.execute(SQL_RUN, (row.run_id,)).fetchone())
 
+        asked = time.monotonic()
         found = await self._submit(take)
         if found is None:
             return None
         taken = RunRow(*found)
         self._fences[row.run_id] = taken.fence
         self._poisoned.pop(row.run_id, None)
+        self._confirm(row.run_id, owner, asked)
         return taken
 
     async def heartbeat(self, run_ids: Sequence[str], owner: Owner) -> list[str]:
@@ -138,28 +144,55 @@ class Control(GroupCommitWriter):
 
         if not run_ids:
             return []
-        now = time.time()
+        now, asked = time.time(), time.monotonic()
         targets = [(run_id, self._fences.get(run_id, 0)) for run_id in run_ids]
 
-        def beat(db: sqlite3.Connection) -> dict[str, tuple[Any, ...]]:
+        def beat(db: sqlite3.Connection) -> tuple[list[str], dict[str, tuple[Any, ...]]]:
+            renewed: list[str] = []
             lost: dict[str, tuple[Any, ...]] = {}
             for run_id, fence in targets:
                 params = (now, now + lease_seconds(), run_id, owner.id, fence)
                 if db.execute(SQL_HEARTBEAT, params).rowcount:
+                    renewed.append(run_id)
                     continue
                 found = db.execute(SQL_LEASE, (run_id,)).fetchone()
                 if found is not None and found[1] is None and found[0] != fence:
                     lost[run_id] = tuple(found)
-            return lost
+            return renewed, lost
 
-        lost = await self._submit(beat)
+        renewed, lost = await self._submit(beat)
+        for run_id in run_ids:  # renewed; or ended, released or lost: not held here any more
+            if run_id in self._confirmed:
+                self._confirm(run_id, owner if run_id in renewed else None, asked)
         for run_id, found in lost.items():
             self._poison(run_id, lease_error(run_id, found))
         return list(lost)
 
+    async def renew_stale(self) -> None:
+        """Renew the leases held here once their confirmation is stale (`lagging` says so):
+        what `caught_up` does before new nodes may start. A run found taken over meanwhile is
+        fenced off, which stops it."""
+        if time.monotonic() <= self._stale_at:
+            return
+        by_owner: dict[str, tuple[Owner, list[str]]] = {}
+        for run_id, (owner, _) in list(self._confirmed.items()):
+            by_owner.setdefault(owner.id, (owner, []))[1].append(run_id)
+        for owner, run_ids in by_owner.values():
+            await self.heartbeat(run_ids, owner)
+
+    async def caught_up(self) -> None:
+        """Return once everything published before the call is committed or has failed, and
+        the leases held here are confirmed (renewed, or found lost and fenced off)."""
+        await super().caught_up()
+        if self._closing or self._conn is None or self.readonly:
+            return
+        with contextlib.suppress(StoreError):  # a failed renewal is the next write's failure
+            await self.renew_stale()
+
     async def release_run(self, run_id: str) -> None:
         """Give up the run's lease (only if this process still holds it)."""
         params = (run_id, self._fences.get(run_id, 0))
+        self._confirm(run_id, None, 0.0)
         await self._submit(lambda db: db.execute(SQL_RELEASE_RUN, params))
 
     # -- cross-process control -------------------------------------------------------------------

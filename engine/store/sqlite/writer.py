@@ -23,9 +23,10 @@ Contract:
 - Fail-closed: once a batch holding a run's published events fails (lock past the busy timeout,
   disk full, I/O error) or is refused by the lease check, nothing more of that run is written
   (its log has no seq gap) and `write_failure_listeners` are told. `lagging()` says whether
-  something published over a second ago is still unacknowledged (the executor starts no node
-  meanwhile); `commit_listeners` see the events of every commit (what the CLI prints as done is
-  what is stored). A listener's error never stops the writer.
+  something published over a second ago is still unacknowledged, or a lease held here has gone
+  unconfirmed for half its length (the executor starts no node meanwhile: `caught_up` renews
+  it); `commit_listeners` see the events of every commit (what the CLI prints as done is what
+  is stored). A listener's error never stops the writer.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sqlite3
 import time
 import weakref
@@ -62,6 +64,8 @@ from engine.store.sqlite.connection import in_transaction
 if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Sequence
+
+    from engine.store.rows import Owner
 
 _log = logging.getLogger("engine.store")
 _T = TypeVar("_T")
@@ -126,6 +130,13 @@ class GroupCommitWriter(StoreBase):
         # Monotonic time since when something published is unacknowledged (None: nothing is):
         # `lagging` lets the executor hold back new nodes while the record is behind.
         self._unacked_since: float | None = None
+        # Leases this store holds, with the monotonic time each was last confirmed (claimed,
+        # taken over or renewed), and when the oldest confirmation goes stale: past it,
+        # `lagging` holds new nodes back until a renewal confirms the fence. A process that
+        # was stopped (SIGSTOP, a frozen VM) longer than that may have been taken over while
+        # it slept, and must not start work before it knows (`Control.renew_stale`).
+        self._confirmed: dict[str, tuple[Owner, float]] = {}
+        self._stale_at = math.inf
 
     def _start_writer(self) -> None:
         self._writer = asyncio.create_task(
@@ -199,9 +210,11 @@ class GroupCommitWriter(StoreBase):
             await asyncio.shield(future)
 
     def lagging(self, threshold: float = 1.0) -> bool:
-        """Whether something published more than `threshold` seconds ago is unacknowledged."""
+        """Whether something published more than `threshold` seconds ago is unacknowledged,
+        or a lease held here has gone unconfirmed for half its length."""
         since = self._unacked_since
-        return since is not None and time.monotonic() - since > threshold
+        now = time.monotonic()
+        return (since is not None and now - since > threshold) or now > self._stale_at
 
     def write_failure(self, run_id: str) -> StoreError | None:
         """Why this store writes nothing more of `run_id` (None: it still writes it)."""
@@ -231,10 +244,24 @@ class GroupCommitWriter(StoreBase):
         self._enqueue(Job(job, future))
         return await asyncio.shield(future)
 
+    def _confirm(self, run_id: str, owner: Owner | None, at: float) -> None:
+        """Note that the lease of `run_id` was confirmed at monotonic time `at` (owner None:
+        it is not held here any more)."""
+        from engine.lease import lease_seconds
+
+        if owner is None:
+            self._confirmed.pop(run_id, None)
+        else:
+            self._confirmed[run_id] = (owner, at)
+        oldest = min((at for _, at in self._confirmed.values()), default=math.inf)
+        self._stale_at = oldest + lease_seconds() / 2
+
     def _poison(self, run_id: str, error: StoreError) -> None:
         if run_id in self._poisoned:
             return
         self._poisoned[run_id] = error
+        if run_id in self._confirmed:
+            self._confirm(run_id, None, 0.0)
         for listener in list(self.write_failure_listeners):
             with contextlib.suppress(Exception):  # a listener never breaks the writer
                 listener(run_id, error)
