@@ -85,6 +85,34 @@ async def taker(store: Store, run_id: str) -> str | None:
     return None
 
 
+async def _taking_over(store: Store, row: RunRow) -> bool:
+    """Whether the run's owner took it over and has not recorded the interruption it acts on
+    yet (its first append, made a moment after the compare-and-set)."""
+    if row.fence <= 1:
+        return False
+    for event in reversed(await store.tail_events(row.run_id, 256)):
+        data = event.data or {}
+        if event.event_type == "run.resumed":
+            return False  # a reopened run (override) records no interruption
+        if event.event_type == "run.state_changed" and data.get("to") == "interrupted":
+            return data.get("fence") != row.fence
+    return True  # taken over (fence > 1), and no interruption recorded yet
+
+
+async def _settled(store: Store, row: RunRow, wait: float = ACK_WAIT) -> RunRow:
+    """The run's row once the take-over in progress is recorded (or after `wait`)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        await asyncio.sleep(ACK_POLL)
+        current = await store.run_row(row.run_id)
+        if current is None:
+            break
+        row = current
+        if row.state in TERMINAL or not await _taking_over(store, row):
+            break
+    return row
+
+
 # ---------------------------------------------------------------------------------------------
 # taking a run over
 
@@ -333,6 +361,18 @@ class Control:
         if not owner_alive(row):
             final = await cancel_interrupted(self.store, run_id, reason, self.actor)
             return Outcome(run_id, "cancel", "store", final.state.value, row, state=final)
+        if await _taking_over(self.store, row):
+            # Its owner took it over a moment ago (a racing cancel or resume) and has not
+            # recorded the take-over yet: a command would wait for a process that may never
+            # read it. What its first append says decides: ended, this cancel lost the race.
+            settled = await _settled(self.store, row)
+            if settled.state in TERMINAL:
+                raise TakeOverRefusedError(
+                    f"run {run_id} was not taken over by this process: another process "
+                    f"({owner_text(row)}) took it first and it is {settled.state} now; "
+                    "nothing was written here"
+                )
+            row = settled
         command_id, result = await post_and_wait(
             self.store, run_id, "cancel", reason=reason, actor=self.actor, wait=self.wait
         )
@@ -348,7 +388,7 @@ class Control:
         if manager is not None:
             decide = manager.approve if approve else manager.reject
             if decide(run_id, node_id, actor=self.actor, reason=reason):
-                return Outcome(run_id, kind, "here", kind + "d")
+                return Outcome(run_id, kind, "here", "approved" if approve else "rejected")
         row = await self._row(run_id)
         state = await self.store.fold_run(run_id)
         node = state.nodes.get(node_id)

@@ -377,6 +377,51 @@ def test_racing_resume_and_cancels_have_exactly_one_winner_and_a_valid_log(
     report(f"resume/cancel/cancel races: {rounds} rounds, (winner, end, exit-2 losers): {outcomes}")
 
 
+def test_two_racing_cancels_of_an_interrupted_run_leave_one_cancel_and_no_command(
+    interlock: Interlock, tmp_path: Path
+) -> None:
+    """The cancel that loses sees the winner's take-over before its record: it must not post a
+    command to that process (which never reads one) and say the cancel is pending."""
+    rounds, outcomes = 6, []
+    for number in range(rounds):
+        hold = tmp_path / f"hold-{number}"
+        run_id = _crashed_run(interlock, hold)
+        fence = _fence(interlock.db, run_id)
+        barrier = threading.Barrier(2)
+        procs: list[subprocess.Popen[str]] = []
+
+        def go(barrier: threading.Barrier, procs: list[subprocess.Popen[str]], run: str) -> None:
+            barrier.wait()
+            procs.append(interlock.spawn("cancel", run, "--reason", "race"))
+
+        threads = [threading.Thread(target=go, args=(barrier, procs, run_id)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        codes = sorted(p.wait(60) for p in procs)
+        hold.unlink()
+        texts = [interlock.stderr(p) + (p.stdout.read() if p.stdout else "") for p in procs]
+        events = stored_events(interlock.db, run_id)
+        assert_log_valid(events)
+        assert events[-1]["data"]["state"] == "cancelled"
+        assert _fence(interlock.db, run_id) == fence + 1, "not exactly one take-over"
+        assert codes in ([0, 0], [0, 2]), (codes, texts)
+        for text in texts:
+            assert "has not acknowledged" not in text, text
+            assert "Traceback" not in text, text
+            if "was not taken over by this process" in text:
+                assert "took it first" in text and "pid " in text, text
+        conn = sqlite3.connect(f"{interlock.db.absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            posted = conn.execute("SELECT count(*) FROM commands WHERE run_id = ?", (run_id,))
+            assert posted.fetchone()[0] == 0, ("a loser posted a command nobody reads", texts)
+        finally:
+            conn.close()
+        outcomes.append(codes[1])
+    report(f"cancel/cancel races: {rounds} rounds, the second's exit codes {outcomes}")
+
+
 def test_a_sigstopped_owner_loses_its_run_after_the_lease_and_stops_when_woken(
     interlock: Interlock, tmp_path: Path
 ) -> None:
