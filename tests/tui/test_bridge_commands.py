@@ -107,3 +107,15 @@ async def test_a_run_of_the_console_is_cancelled_and_approved_in_place(bridge: B
         await asyncio.sleep(0.02)
     assert await bridge.approve(handle.run_id, "sign_off", "fine") == "approved sign_off"
     assert (await asyncio.wait_for(handle.wait(), 15)).state is RunStatus.SUCCEEDED
+
+
+async def test_a_run_of_the_console_is_rejected_in_place_and_the_notice_says_so(
+    bridge: Bridge,
+) -> None:
+    handle = await bridge.manager.start(load_dict(GATED))
+    deadline = time.monotonic() + 10
+    while handle.state.nodes["sign_off"].state is not NodeStatus.WAITING:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    assert await bridge.reject(handle.run_id, "sign_off", "not today") == "rejected sign_off"
+    assert (await asyncio.wait_for(handle.wait(), 15)).state is RunStatus.FAILED
