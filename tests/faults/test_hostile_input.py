@@ -245,6 +245,30 @@ def test_python_nodes_print_and_log_into_their_masked_node_log_not_stdout(
     assert TOKEN.encode() not in (tmp_path / "db").read_bytes()
 
 
+def test_threads_started_by_python_nodes_print_to_their_node_or_masked_to_stderr(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "db"
+    result = cli(db, "run", str(DATA / "chatty_threads.yaml"), "--json",
+                 env={"HOSTILE_TOKEN": TOKEN})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout  # the run id, then the document: nothing else
+    assert TOKEN not in result.stdout + result.stderr
+    assert "late thread says ***" in result.stderr  # its node was over: masked, on stderr
+    stored = cli(db, "events", lines[0], "--type", "node.log").stdout.splitlines()
+    logs = {
+        (e["node_id"], e["data"]["stream"], e["data"]["line"])
+        for e in map(json.loads, stored)
+        if e["data"]["stream"] != "process"
+    }
+    assert logs == {
+        ("thread_talker", "stdout", "sync's thread says ***"),
+        ("async_thread_talker", "stdout", "async's thread says ***"),
+    }
+    assert TOKEN.encode() not in db.read_bytes()
+
+
 # -- bad numbers and odd cases -------------------------------------------------------------------
 
 HUGE = "9" * 40
