@@ -114,6 +114,21 @@ def test_validate_refuses_non_finite_defaults_and_impossible_env_names(
     assert expected in one_sentence(result)
 
 
+def test_nul_bytes_in_values_handed_to_execve_or_chdir_fail_validate(tmp_path: Path) -> None:
+    pipeline = str(DATA / "nul_values.yaml")
+    result = subprocess.run(
+        [INTERLOCK, "validate", pipeline], capture_output=True, text=True, timeout=60
+    )
+    err = one_sentence(result)
+    assert "node 'env_value': env: an environment value cannot contain a NUL byte" in err
+    assert "node 'argument': command: a command argument cannot contain a NUL byte" in err
+    assert "node 'command_line': command: a command argument cannot contain a NUL" in err
+    assert "node 'cwd': cwd: the cwd cannot contain a NUL byte: '/tm\\x00p'" in err
+    assert "notify.0.command: a command argument cannot contain a NUL byte" in err
+    run = cli(tmp_path / "db", "run", pipeline)
+    assert "embedded null byte" not in one_sentence(run) and run.stdout == ""
+
+
 # -- the database --------------------------------------------------------------------------------
 
 
