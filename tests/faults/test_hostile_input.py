@@ -234,6 +234,15 @@ def test_terminal_controls_from_a_node_are_shown_escaped_and_json_is_unchanged(
     assert as_json["nodes"]["evil"]["reason"] == "exit 1: \x1b]0;PWNED\x07\x1b[2J"
 
 
+def test_interlock_test_shows_a_failure_once_with_its_terminal_controls_escaped(
+    tmp_path: Path,
+) -> None:
+    tested = cli(tmp_path / "db", "test", str(DATA / "terminal_controls.yaml"), "evil")
+    assert tested.returncode == 1, tested.stderr
+    assert not any(c in tested.stderr for c in CONTROLS), tested.stderr
+    assert tested.stderr.count("evil failed: exit 1: \\x1b]0;PWNED\\x07\\x1b[2J") == 1
+
+
 def test_python_nodes_print_and_log_into_their_masked_node_log_not_stdout(
     tmp_path: Path,
 ) -> None:
