@@ -78,6 +78,32 @@ def test_a_five_thousand_digit_param_is_one_sentence(tmp_path: Path) -> None:
     assert "5000 digits is too long" in one_sentence(result)
 
 
+@pytest.mark.parametrize("value", ["0x" + "f" * 4000, "0o" + "7" * 5000])
+def test_a_hex_or_octal_param_too_large_to_write_is_one_sentence(
+    tmp_path: Path, value: str
+) -> None:
+    result = cli(tmp_path / "db", "run", str(DATA / "non_finite_outputs.yaml"),
+                 "--param", f"n={value}")
+    assert "param 'n' is an integer too large (more than 4,300 digits)" in one_sentence(result)
+    assert result.stdout == ""
+
+
+def test_outputs_with_an_integer_too_large_to_write_fail_their_node_saying_so(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "db"
+    result = cli(db, "run", str(DATA / "huge_ints.yaml"), "--json")
+    assert result.returncode == 1, result.stderr
+    nodes = strict_loads(result.stdout.splitlines()[1])["nodes"]
+    reasons = {node_id: node["reason"] for node_id, node in nodes.items()}
+    assert reasons == {
+        "shell_huge": "output has an integer too large (more than 4,300 digits)",
+        "python_huge": "output x is an integer too large (more than 4,300 digits)",
+        "python_nested": "output y[1].z is an integer too large (more than 4,300 digits)",
+    }
+    assert "internal error" not in result.stderr
+
+
 def test_outputs_with_nan_or_infinity_fail_their_node_and_every_json_output_stays_strict(
     tmp_path: Path,
 ) -> None:

@@ -51,3 +51,11 @@ async def async_thread_talker(payload: dict[str, Any], ctx: Any) -> dict[str, An
 def slow_ender(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
     time.sleep(1.0)  # the run lasts until the late thread has printed
     return {"ok": "slow"}
+
+
+def huge_int(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    return {"x": 10**5000}
+
+
+def nested_huge_int(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    return {"y": [1, {"z": -(10**5000)}]}
