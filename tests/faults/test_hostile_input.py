@@ -195,6 +195,14 @@ def test_an_unopenable_path_is_one_sentence_every_time(tmp_path: Path) -> None:
     report(f"unopenable paths: {len(paths) * 7} opens, one sentence each, no traceback")
 
 
+@pytest.mark.parametrize("command", [["runs"], ["status", "x"], ["breakers"], ["events", "x"]])
+def test_a_file_sqlite_cannot_size_is_not_an_interlock_database(command: list[str]) -> None:
+    """`/proc/self/status` stats as an empty file: SQLite would open it as an empty database."""
+    message = one_sentence(cli(Path("/proc/self/status"), *command))
+    assert "/proc/self/status is not an Interlock database" in message, message
+    assert "schema version" not in message and message.count("\n") == 1
+
+
 @contextlib.contextmanager
 def tmpfs(where: Path, size: str) -> Iterator[Path]:
     where.mkdir()
@@ -387,6 +395,13 @@ def test_an_artifact_that_is_a_directory_or_fifo_says_so(tmp_path: Path, kind: s
     reason = strict_loads(result.stdout.splitlines()[1])["nodes"]["publish"]["reason"]
     assert reason == f"artifact {target} is a {'directory' if kind == 'directory' else 'FIFO'}, " \
         "not a file"
+
+
+def test_an_artifact_that_cannot_be_read_says_so_in_one_sentence(tmp_path: Path) -> None:
+    result = cli(tmp_path / "db", "run", str(DATA / "artifact.yaml"), "--json",
+                 "--param", "path=/proc/self/mem")  # a regular file to stat, EIO to read
+    reason = strict_loads(result.stdout.splitlines()[1])["nodes"]["publish"]["reason"]
+    assert reason == "artifact /proc/self/mem cannot be read: Input/output error"
 
 
 def test_a_condition_whose_result_is_not_finite_fails_instead_of_picking_a_branch(
