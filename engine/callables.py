@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import capture
 from engine.errors import NodeError, TransientError
-from engine.strictjson import non_finite_path
+from engine.strictjson import non_finite_path, too_large_message, too_large_path
 
 if TYPE_CHECKING:
     from engine.nodes import NodeContext
@@ -71,6 +71,7 @@ def abandoned_threads() -> list[threading.Thread]:
 
 _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 _INFINITE = (float("inf"), float("-inf"))
+_SAFE_INT_BITS = 4000  # about 1,200 digits: a larger int is checked against Python's digit limit
 
 
 def _normalise_output(value: Any) -> dict[str, Any]:
@@ -80,7 +81,8 @@ def _normalise_output(value: Any) -> dict[str, Any]:
         return {}
     if type(value) is dict:
         for k, v in value.items():
-            if type(k) is not str or type(v) not in _JSON_SCALARS or v != v or v in _INFINITE:
+            if (type(k) is not str or type(v) not in _JSON_SCALARS or v != v or v in _INFINITE
+                    or (type(v) is int and v.bit_length() > _SAFE_INT_BITS)):
                 break
         else:  # already plain JSON data: the round trip below would copy it as is
             return dict(value)
@@ -93,6 +95,9 @@ def _normalise_output(value: Any) -> dict[str, Any]:
             raise NodeError(
                 "error", f"output {where} is not a finite number (NaN and Infinity are not JSON)"
             ) from None
+        big = too_large_path(output)
+        if big is not None:
+            raise NodeError("error", too_large_message(f"output {big}")) from None
         raise NodeError("error", f"output is not JSON data: {type(exc).__name__}: {exc}") from None
     except (TypeError, RecursionError) as exc:
         raise NodeError("error", f"output is not JSON data: {type(exc).__name__}: {exc}") from None

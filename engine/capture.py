@@ -10,14 +10,27 @@ made after `install()` with the default stream) writes to `sys.stderr`, so its l
 the same way. Lines are bounded in length and number (as a shell node's are). Outside a
 binding, and while a line is being handed over, writes pass through unchanged: the process's
 stdout keeps only what the command itself prints (the run id, the `--json` document).
+
+Threads: a `threading.Thread` started inside a binding (by the node itself, or a library it
+calls) prints to that binding: `install()` wraps `Thread.start` so that the new thread begins
+in it (a thread does not inherit context variables). Its lines are handed over on the loop
+where the binding was made (`log` is called there only, as an async node's log must be), or
+straight away if it was made outside a loop (a sync node's log is thread-safe). Once the
+binding has ended (the thread outlived its node), and for any thread but the main one writing
+with no binding at all (a pool's worker, a thread started before the node), the lines go to
+the real stderr, never stdout, masked with every secret the process was told of
+(`remember_secrets`). Writes below Python's streams (`os.write(1, ...)`, a C extension's
+printf) are not seen: they reach the process's stdout as they are.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextvars
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 MAX_LINES = 1000  # per binding and stream; the rest are counted, not kept
@@ -29,13 +42,20 @@ Log = Callable[[str, str], None]
 class _Binding:
     # The counters are made at the first write: most nodes print nothing, and a binding wraps
     # every python node's call (W2 pays for what is made here, 200 times a run).
-    __slots__ = ("dropped", "kept", "log", "pending")
+    __slots__ = (
+        "closed", "dropped", "inbox", "kept", "limit", "log", "loop", "owner", "pending"
+    )
 
-    def __init__(self, log: Log) -> None:
+    def __init__(self, log: Log, limit: int = MAX_LINES) -> None:
         self.log = log
+        self.limit = limit
         self.pending: dict[str, str] | None = None
         self.kept: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
+        self.owner = threading.get_ident()
+        self.loop = asyncio.events._get_running_loop()
+        self.closed = False
+        self.inbox: collections.deque[tuple[str, str]] | None = None  # other threads' lines
 
     def write(self, stream: str, text: str) -> None:
         if self.pending is None:
@@ -53,7 +73,7 @@ class _Binding:
 
     def _line(self, stream: str, line: str) -> None:
         line = line.rstrip("\r")
-        if self.kept[stream] >= MAX_LINES:
+        if self.kept[stream] >= self.limit:
             self.dropped[stream] += 1
             return
         self.kept[stream] += 1
@@ -62,6 +82,9 @@ class _Binding:
         _deliver(self.log, stream, line)
 
     def close(self) -> None:
+        while self.inbox:
+            _deliver(self.log, *self.inbox.popleft())
+        self.closed = True
         if self.pending is None:  # nothing was printed
             return
         for stream in ("stdout", "stderr"):
@@ -78,6 +101,121 @@ _current: contextvars.ContextVar[_Binding | None] = contextvars.ContextVar(
     "interlock_capture", default=None
 )
 _local = threading.local()
+_secrets: list[str] = []  # every secret form the process was told of, longest first
+
+
+def remember_secrets(forms: Iterable[str]) -> None:
+    """Mask these too wherever a line has no node to go to (see the module docstring)."""
+    new = [form for form in forms if form and form not in _secrets]
+    if new:
+        _secrets.extend(new)
+        _secrets.sort(key=len, reverse=True)
+
+
+def _mask(line: str) -> str:
+    for secret in _secrets:
+        line = line.replace(secret, "***")
+    return line
+
+
+def _real_stderr() -> Any:
+    stderr = sys.stderr
+    return stderr._interlock_real if isinstance(stderr, _Proxy) else sys.__stderr__
+
+
+def _to_stderr(_stream: str, line: str) -> None:
+    """A line with no open binding to take it: masked, on the real stderr."""
+    real = _real_stderr()
+    if real is not None:
+        try:
+            real.write(_mask(line) + "\n")
+            real.flush()
+        except (OSError, ValueError):  # the terminal may be gone
+            pass
+
+
+def _forwarder(parent: _Binding) -> Log:
+    """How another thread's lines reach `parent`: on its loop if it has one, while it is open.
+
+    On a loop they wait in `parent.inbox`, which `parent.close()` empties first: a thread the
+    node joined just before returning has its lines in the node's log, not after it."""
+
+    def drain() -> None:
+        inbox = parent.inbox
+        while inbox:
+            stream, line = inbox.popleft()
+            if parent.closed:
+                _to_stderr(stream, line)
+            else:
+                _deliver(parent.log, stream, line)
+
+    def forward(stream: str, line: str) -> None:
+        if parent.closed:
+            _to_stderr(stream, line)
+        elif parent.loop is None:
+            _deliver(parent.log, stream, line)
+        else:
+            if parent.inbox is None:
+                parent.inbox = collections.deque()
+            parent.inbox.append((stream, line))
+            try:
+                # A context of its own: the line's handling is not captured again.
+                parent.loop.call_soon_threadsafe(drain, context=contextvars.Context())
+            except RuntimeError:  # the loop is closed
+                drain()
+
+    return forward
+
+
+def _for_thread(parent: _Binding | None) -> _Binding:
+    """This thread's own buffer in front of `parent` (None: the stray lines' buffer)."""
+    held = getattr(_local, "held", None)
+    if held is not None and held[0] is parent:
+        binding: _Binding = held[1]
+        return binding
+    if held is not None:
+        held[1].close()  # the thread now prints for another node: hand the old rest over
+    # Stray lines are not a node's: a long-lived thread's are not cut off.
+    if parent is None:
+        binding = _Binding(_to_stderr, limit=sys.maxsize)
+    else:
+        binding = _Binding(_forwarder(parent))
+    _local.held = (parent, binding)
+    return binding
+
+
+def _close_thread_binding() -> None:
+    held = getattr(_local, "held", None)
+    if held is not None:
+        _local.held = None
+        held[1].close()
+
+
+def _pool_worker(thread: threading.Thread) -> bool:
+    """A pool's worker serves whoever submits next: it is not the starting node's."""
+    from concurrent.futures import thread as pool
+
+    return getattr(thread, "_target", None) is pool._worker
+
+
+def _start_in_binding(start: Callable[[threading.Thread], None]) -> Any:
+    def start_thread(self: threading.Thread) -> None:
+        binding = _current.get()
+        if binding is not None and not _pool_worker(self):
+            run = self.run
+
+            def run_bound() -> None:
+                _current.set(binding)
+                try:
+                    run()
+                finally:
+                    _close_thread_binding()
+
+            self.run = run_bound  # type: ignore[method-assign]
+        start(self)
+
+    start_thread._interlock = True  # type: ignore[attr-defined]
+    return start_thread
 
 
 def _deliver(log: Log, stream: str, line: str) -> None:
@@ -98,9 +236,16 @@ class _Proxy:
 
     def write(self, text: str) -> int:
         binding = _current.get()
-        if binding is None or getattr(_local, "busy", False):
+        if getattr(_local, "busy", False):
             return self._interlock_real.write(text)
-        binding.write(self._interlock_stream, str(text))
+        if binding is None:
+            if threading.current_thread() is threading.main_thread():
+                return self._interlock_real.write(text)
+            _for_thread(None).write(self._interlock_stream, str(text))
+        elif binding.owner != threading.get_ident():
+            _for_thread(binding).write(self._interlock_stream, str(text))
+        else:
+            binding.write(self._interlock_stream, str(text))
         return len(text)
 
     def writelines(self, lines: Any) -> None:
@@ -121,6 +266,8 @@ def install() -> None:
         sys.stdout = _Proxy("stdout", sys.stdout)
     if not isinstance(sys.stderr, _Proxy) and sys.stderr is not None:
         sys.stderr = _Proxy("stderr", sys.stderr)
+    if not getattr(threading.Thread.start, "_interlock", False):
+        threading.Thread.start = _start_in_binding(threading.Thread.start)  # type: ignore[method-assign]
 
 
 class bound:  # a `with` statement, named like the function it replaced

@@ -15,6 +15,8 @@ Contract:
   every descendant of those, so a process that left the group or the session is found too.
 - `kill_attempt` SIGKILLs them (the group first, then each process, each checked against its
   start time so that a reused pid is never signalled) and reaps those that are our children.
+- `kill_adopted` SIGKILLs what is left adopted from another session once this process's runs
+  have ended: an escaped process that cleared its environment carries no mark to attribute it.
 - `process_record` is what the executor stores (in a `node.log` line of stream `interlock`)
   when a shell node's command starts: host, pid, process group and start time. With it,
   `kill_orphans` kills what a dead owner of an interrupted run left running on this host
@@ -23,9 +25,10 @@ Contract:
   for any long-running command (`run`, `resume`, the console, the service).
 
 What remains possible: a process that clears its environment *and* leaves the node's tree before
-the node ends (double fork with `env -i`) while this process is not a subreaper, or one that
-another subreaper adopts; and a python node's own subprocesses (they are this process's
-children, not a node's process group).
+the node ends (double fork with `env -i`) lives until this process's runs have ended (then
+`kill_adopted` ends it), or for good while this process is not a subreaper, or if another
+subreaper adopts it; and a python node's own subprocesses (they are this process's children,
+in its session, not a node's process group).
 """
 
 from __future__ import annotations
@@ -256,6 +259,43 @@ def reap_adopted() -> None:
         with contextlib.suppress(OSError):
             if os.getsid(process.pid) != own_sid:
                 os.waitpid(process.pid, os.WNOHANG)
+
+
+def kill_adopted() -> int:
+    """SIGKILL every orphan adopted from another session, with its descendants. How many.
+
+    Call it when none of this process's runs is running (the end of `interlock run`, `test`,
+    the console, the service): a process that cleared its environment and left its node's
+    session carries no mark, so no attempt's sweep can tell it is its own; every node command
+    is a session leader, so an adopted process in another session than ours can only be what
+    a node left behind. Processes in our own session (a python node's subprocesses) are left
+    to their owner."""
+    if not _subreaper:
+        return 0
+    try:
+        me = psutil.Process()
+        own_sid = os.getsid(0)
+        children = me.children()
+    except (psutil.Error, OSError):
+        return 0
+    chosen: dict[int, psutil.Process] = {}
+    for child in children:
+        if child.pid in _spawned:
+            continue
+        with contextlib.suppress(OSError):
+            if os.getsid(child.pid) != own_sid:
+                chosen[child.pid] = child
+    if not chosen:
+        return 0
+    try:
+        pool = me.children(recursive=True)
+    except psutil.Error:
+        pool = children
+    victims = _with_descendants(chosen, pool)
+    signal_processes(victims, signal.SIGKILL)
+    _settle(victims, 1.0)
+    reap_adopted()
+    return len(victims)
 
 
 def _same_process(pid: int, recorded: float | None) -> psutil.Process | None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import InterlockError, ResumeRefusedError, UnknownRunError
 from engine.lease import UNSETTLED, TakeOverRefusedError, Verdict, judge, owner_alive, owner_text
 from engine.state import RunStatus
-from engine.strictjson import check_finite
+from engine.strictjson import check_finite, too_large_message, too_large_path
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -440,6 +440,8 @@ def resolve_params(pipeline: Pipeline, given: Mapping[str, Any] | None) -> dict[
     merged.update(given)
     for name, value in given.items():  # stored in run.created: strict JSON (a ValueError)
         check_finite(value, f"param '{name}'")
+        if too_large_path(value) is not None:  # `0x` and 4,000 hex digits: no text for it
+            raise ValueError(too_large_message(f"param '{name}'"))
     return merged
 
 

@@ -120,7 +120,12 @@ async def run_action(node: ActionNode, ctx: NodeContext) -> dict[str, Any]:
         problem = _artifact_problem(path)
         if problem is not None:
             raise NodeError("error", f"artifact {path} {problem}")
-        sha, size = await asyncio.to_thread(_sha256, path)
+        try:
+            sha, size = await asyncio.to_thread(_sha256, path)
+        except OSError as exc:  # unreadable though it stats as a file (`/proc/self/mem`: EIO)
+            raise NodeError(
+                "error", f"artifact {path} cannot be read: {exc.strerror or exc}"
+            ) from None
         output.update({"artifact": str(path), "sha256": sha, "size": size})
         ctx.emit_artifact({"path": str(path), "sha256": sha, "size": size})
     return output

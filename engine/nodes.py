@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine import capture
 from engine.errors import NodeError
 
 if TYPE_CHECKING:
@@ -151,6 +152,8 @@ def secret_forms(names: Iterable[str]) -> list[str]:
     ]
     masked = list(dict.fromkeys(forms))
     masked.sort(key=len, reverse=True)
+    # A line printed by a node's thread that outlived it has no node to mask it: this does.
+    capture.remember_secrets(masked)
     return masked
 
 

@@ -396,6 +396,8 @@ async def run_shell(node: ShellNode, ctx: NodeContext) -> dict[str, Any]:
                 parsed = strictjson.loads(last)
             except strictjson.NonFiniteError as exc:
                 raise NodeError("error", f"output is not strict JSON: {exc}") from None
+            except strictjson.IntTooLargeError:
+                raise NodeError("error", strictjson.too_large_message("output", "has")) from None
             except ValueError:
                 parsed = None
             if isinstance(parsed, dict):

@@ -198,6 +198,20 @@ class SecretRef(_Model):
     secret: bool = False
 
 
+def _no_nul(what: str) -> Any:
+    """A validator: a string handed to execve or chdir cannot hold a NUL (it would end it)."""
+
+    def check(value: Any) -> Any:
+        texts = value.values() if isinstance(value, dict) else (
+            value if isinstance(value, list) else [value])
+        for text in texts:
+            if isinstance(text, str) and "\x00" in text:
+                raise ValueError(f"{what} cannot contain a NUL byte: {_clip(text)}")
+        return value
+
+    return check
+
+
 NotifyOn = Literal["succeeded", "failed", "timeout", "cancelled", "waiting"]
 
 
@@ -210,7 +224,9 @@ class Notify(_Model):
     on: tuple[NotifyOn, ...] = ("failed", "timeout")
     webhook: str | None = Field(default=None, pattern=r"^https?://\S+$")
     headers: dict[str, str | SecretRef] = {}
-    command: list[str] | None = Field(default=None, min_length=1)
+    command: Annotated[
+        list[str] | None, AfterValidator(_no_nul("a command argument"))
+    ] = Field(default=None, min_length=1)
     timeout: Duration = 10.0
     max_attempts: int = Field(default=3, ge=1, le=10)
 
@@ -330,9 +346,11 @@ class NodeBase(_Model):
 
 class ShellNode(NodeBase):
     type: Literal["shell"]
-    command: list[str] | str
-    env: dict[EnvName, str | SecretRef] = {}
-    cwd: str | None = None
+    command: Annotated[list[str] | str, AfterValidator(_no_nul("a command argument"))]
+    env: Annotated[
+        dict[EnvName, str | SecretRef], AfterValidator(_no_nul("an environment value"))
+    ] = {}
+    cwd: Annotated[str | None, AfterValidator(_no_nul("the cwd"))] = None
 
 
 class PythonNode(NodeBase):

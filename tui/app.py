@@ -111,6 +111,9 @@ class InterlockApp(App[int]):
 
     async def _close_on_signal(self, signame: str) -> None:
         await self.bridge.close(f"{signame} received")
+        from engine.containment import kill_adopted
+
+        kill_adopted()  # the runs are over: a node's unmarked escapee goes before we leave
         # Everything of ours is recorded and closed now. After a hangup the terminal is gone:
         # Textual's restore of it writes to a dead tty, its writer thread stops at the first
         # error, and the exit then waits forever on a full queue (seen: consoles left behind

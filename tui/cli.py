@@ -75,15 +75,18 @@ def cmd_tui(args: argparse.Namespace) -> int:
     pipelines = Path(args.pipelines).expanduser() if args.pipelines else default_pipelines_dir()
     if not pipelines.is_dir():
         raise UsageError(f"--pipelines {pipelines}: not a directory")
-    from engine.containment import become_subreaper
+    from engine.containment import become_subreaper, kill_adopted
 
     become_subreaper()
-    return run_console(
-        pipelines_dir=pipelines,
-        db_path=_db_path(args),
-        ascii=args.ascii,
-        metrics_port=args.metrics_port,
-    )
+    try:
+        return run_console(
+            pipelines_dir=pipelines,
+            db_path=_db_path(args),
+            ascii=args.ascii,
+            metrics_port=args.metrics_port,
+        )
+    finally:
+        kill_adopted()  # its runs are over: a node's unmarked escapee does not outlive it
 
 
 # ---------------------------------------------------------------------------------------------

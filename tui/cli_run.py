@@ -185,7 +185,7 @@ async def _run_with_manager(
     # the process: kept out of the collector's sight, as the console keeps its own (`app.py`),
     # a full collection during a long run walks only what the run made.
     gc.freeze()
-    from engine.containment import become_subreaper
+    from engine.containment import become_subreaper, kill_adopted
 
     become_subreaper()  # what a node's command leaves behind comes back to us, to be killed
     progress = _Progress()
@@ -200,6 +200,8 @@ async def _run_with_manager(
     finally:
         if metrics is not None:
             metrics.stop()
+        # The run is over: what is still adopted is a node's escapee that carried no mark.
+        kill_adopted()
     if handle.write_error is not None:
         from tui.cli_lease import write_failure_sentence
 

@@ -7,7 +7,9 @@ environment, wherever they were re-parented to.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -329,3 +331,134 @@ def _completed_state(db: Path, run_id: str) -> str | None:
         if event["event_type"] == "run.completed":
             return str(event["data"]["state"])
     return None
+
+
+# -- the watcher, `interlock test`, and escapees that carry no mark ------------------------------
+
+
+def _tagged(tag: str, settle: float = 0.5) -> list[psutil.Process]:
+    """Live processes started under `FAULT_TAG=tag` (by environment, or for those that cleared
+    it, by the tag in their argv), given `settle` seconds to finish dying."""
+
+    def find() -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if process.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                if (process.environ().get("FAULT_TAG") == tag
+                        or any(tag in arg for arg in process.cmdline())):
+                    found.append(process)
+        return found
+
+    deadline = time.monotonic() + settle
+    found = find()
+    while found and time.monotonic() < deadline:
+        time.sleep(0.02)
+        found = find()
+    return found
+
+
+def _tag() -> str:
+    return str(random.randrange(10**8, 10**9))
+
+
+def _spawn(tag: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [INTERLOCK, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "FAULT_TAG": tag},
+    )
+
+
+def _stderr_until(proc: subprocess.Popen[str], text: str) -> str:
+    assert proc.stderr is not None
+    seen = ""
+    while text not in seen:
+        line = proc.stderr.readline()
+        assert line, seen
+        seen += line
+    return seen
+
+
+def test_sighup_to_a_watcher_cancels_its_run_and_leaves_no_descendant(tmp_path: Path) -> None:
+    db, tag = tmp_path / "db", _tag()
+    pipeline = tmp_path / "flows" / "escapers_running.yaml"
+    pipeline.parent.mkdir()
+    shutil.copy(DATA / "escapers_running.yaml", pipeline)
+    watcher = _spawn(tag, "run", str(pipeline), "--watch", "--db", str(db))
+    try:
+        assert watcher.stdout is not None
+        run_id = watcher.stdout.readline().strip()
+        before = _escaped(db, run_id, 5)
+        child = psutil.Process(watcher.pid).children()
+        started = time.monotonic()
+        watcher.send_signal(signal.SIGHUP)
+        code, err = _finish(watcher)
+        assert code == 0, err
+        assert "watch: cancelling the run in progress" in err and "watch: stopped" in err
+        assert _completed_state(db, run_id) == "cancelled"
+        assert processes_of_run(run_id, settle=0.5) == []
+        assert _tagged(tag) == []  # the child `interlock run` too
+        assert child and not any(p.is_running() for p in child)
+        report(f"watcher SIGHUP: run cancelled, {len(before)} processes gone, "
+               f"exit 0 after {time.monotonic() - started:.2f}s")
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate(timeout=10)
+        kill_processes(_tagged(tag, settle=0))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGHUP", "SIGTERM", "SIGINT"])
+def test_a_signal_to_interlock_test_cancels_the_node_and_leaves_no_descendant(
+    tmp_path: Path, sig: int
+) -> None:
+    tag = _tag()
+    proc = _spawn(tag, "test", str(DATA / "escapers_running.yaml"), "setsid_child",
+                  "--db", str(tmp_path / "db"))
+    try:
+        _stderr_until(proc, "ready")
+        wait_for(lambda: len(_tagged(tag, settle=0)) >= 4, 10, "the node's processes")
+        before = len(_tagged(tag, settle=0))  # the test, sh, its sleep, the setsid sleep
+        started = time.monotonic()
+        proc.send_signal(sig)
+        code, err = _finish(proc)
+        assert code == 4, err
+        assert "cancelling the test" in err and "setsid_child cancelled" in err
+        assert _tagged(tag) == []
+        report(f"interlock test, {signal.Signals(sig).name}: exit 4, {before - 1} processes "
+               f"gone, after {time.monotonic() - started:.2f}s")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        kill_processes(_tagged(tag, settle=0))
+
+
+def test_a_node_timing_out_under_interlock_test_leaves_no_descendant(tmp_path: Path) -> None:
+    tag = _tag()
+    proc = _spawn(tag, "test", str(DATA / "alone_timeout.yaml"), "setpgid_then_time_out",
+                  "--db", str(tmp_path / "db"))
+    try:
+        code, err = _finish(proc)
+        assert code == 1, err
+        assert "timed_out" in err
+        assert _tagged(tag) == []
+    finally:
+        kill_processes(_tagged(tag, settle=0))
+
+
+@pytest.mark.parametrize("command", ["run", "test"])
+def test_an_escapee_that_cleared_its_environment_ends_with_the_command(
+    tmp_path: Path, command: str
+) -> None:
+    tag = _tag()
+    args = [str(DATA / "unmarked.yaml")] + (["escape"] if command == "test" else [])
+    proc = _spawn(tag, command, *args, "--db", str(tmp_path / "db"))
+    try:
+        code, err = _finish(proc)
+        assert code == 0, err
+        assert _tagged(tag) == []  # `sleep 300.<tag>`, in a session of its own, no environment
+    finally:
+        kill_processes(_tagged(tag, settle=0))

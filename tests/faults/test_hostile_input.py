@@ -78,6 +78,32 @@ def test_a_five_thousand_digit_param_is_one_sentence(tmp_path: Path) -> None:
     assert "5000 digits is too long" in one_sentence(result)
 
 
+@pytest.mark.parametrize("value", ["0x" + "f" * 4000, "0o" + "7" * 5000])
+def test_a_hex_or_octal_param_too_large_to_write_is_one_sentence(
+    tmp_path: Path, value: str
+) -> None:
+    result = cli(tmp_path / "db", "run", str(DATA / "non_finite_outputs.yaml"),
+                 "--param", f"n={value}")
+    assert "param 'n' is an integer too large (more than 4,300 digits)" in one_sentence(result)
+    assert result.stdout == ""
+
+
+def test_outputs_with_an_integer_too_large_to_write_fail_their_node_saying_so(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "db"
+    result = cli(db, "run", str(DATA / "huge_ints.yaml"), "--json")
+    assert result.returncode == 1, result.stderr
+    nodes = strict_loads(result.stdout.splitlines()[1])["nodes"]
+    reasons = {node_id: node["reason"] for node_id, node in nodes.items()}
+    assert reasons == {
+        "shell_huge": "output has an integer too large (more than 4,300 digits)",
+        "python_huge": "output x is an integer too large (more than 4,300 digits)",
+        "python_nested": "output y[1].z is an integer too large (more than 4,300 digits)",
+    }
+    assert "internal error" not in result.stderr
+
+
 def test_outputs_with_nan_or_infinity_fail_their_node_and_every_json_output_stays_strict(
     tmp_path: Path,
 ) -> None:
@@ -112,6 +138,21 @@ def test_validate_refuses_non_finite_defaults_and_impossible_env_names(
         [INTERLOCK, "validate", str(DATA / name)], capture_output=True, text=True, timeout=60
     )
     assert expected in one_sentence(result)
+
+
+def test_nul_bytes_in_values_handed_to_execve_or_chdir_fail_validate(tmp_path: Path) -> None:
+    pipeline = str(DATA / "nul_values.yaml")
+    result = subprocess.run(
+        [INTERLOCK, "validate", pipeline], capture_output=True, text=True, timeout=60
+    )
+    err = one_sentence(result)
+    assert "node 'env_value': env: an environment value cannot contain a NUL byte" in err
+    assert "node 'argument': command: a command argument cannot contain a NUL byte" in err
+    assert "node 'command_line': command: a command argument cannot contain a NUL" in err
+    assert "node 'cwd': cwd: the cwd cannot contain a NUL byte: '/tm\\x00p'" in err
+    assert "notify.0.command: a command argument cannot contain a NUL byte" in err
+    run = cli(tmp_path / "db", "run", pipeline)
+    assert "embedded null byte" not in one_sentence(run) and run.stdout == ""
 
 
 # -- the database --------------------------------------------------------------------------------
@@ -152,6 +193,14 @@ def test_an_unopenable_path_is_one_sentence_every_time(tmp_path: Path) -> None:
             message = one_sentence(result)
             assert message.count("\n") == 1 and message.startswith("interlock: "), message
     report(f"unopenable paths: {len(paths) * 7} opens, one sentence each, no traceback")
+
+
+@pytest.mark.parametrize("command", [["runs"], ["status", "x"], ["breakers"], ["events", "x"]])
+def test_a_file_sqlite_cannot_size_is_not_an_interlock_database(command: list[str]) -> None:
+    """`/proc/self/status` stats as an empty file: SQLite would open it as an empty database."""
+    message = one_sentence(cli(Path("/proc/self/status"), *command))
+    assert "/proc/self/status is not an Interlock database" in message, message
+    assert "schema version" not in message and message.count("\n") == 1
 
 
 @contextlib.contextmanager
@@ -219,6 +268,15 @@ def test_terminal_controls_from_a_node_are_shown_escaped_and_json_is_unchanged(
     assert as_json["nodes"]["evil"]["reason"] == "exit 1: \x1b]0;PWNED\x07\x1b[2J"
 
 
+def test_interlock_test_shows_a_failure_once_with_its_terminal_controls_escaped(
+    tmp_path: Path,
+) -> None:
+    tested = cli(tmp_path / "db", "test", str(DATA / "terminal_controls.yaml"), "evil")
+    assert tested.returncode == 1, tested.stderr
+    assert not any(c in tested.stderr for c in CONTROLS), tested.stderr
+    assert tested.stderr.count("evil failed: exit 1: \\x1b]0;PWNED\\x07\\x1b[2J") == 1
+
+
 def test_python_nodes_print_and_log_into_their_masked_node_log_not_stdout(
     tmp_path: Path,
 ) -> None:
@@ -243,6 +301,30 @@ def test_python_nodes_print_and_log_into_their_masked_node_log_not_stdout(
         ("async_talker", "stderr", "async logs ***"),
     }
     assert TOKEN.encode() not in (tmp_path / "db").read_bytes()
+
+
+def test_threads_started_by_python_nodes_print_to_their_node_or_masked_to_stderr(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "db"
+    result = cli(db, "run", str(DATA / "chatty_threads.yaml"), "--json",
+                 env={"HOSTILE_TOKEN": TOKEN})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout  # the run id, then the document: nothing else
+    assert TOKEN not in result.stdout + result.stderr
+    assert "late thread says ***" in result.stderr  # its node was over: masked, on stderr
+    stored = cli(db, "events", lines[0], "--type", "node.log").stdout.splitlines()
+    logs = {
+        (e["node_id"], e["data"]["stream"], e["data"]["line"])
+        for e in map(json.loads, stored)
+        if e["data"]["stream"] != "process"
+    }
+    assert logs == {
+        ("thread_talker", "stdout", "sync's thread says ***"),
+        ("async_thread_talker", "stdout", "async's thread says ***"),
+    }
+    assert TOKEN.encode() not in db.read_bytes()
 
 
 # -- bad numbers and odd cases -------------------------------------------------------------------
@@ -313,6 +395,13 @@ def test_an_artifact_that_is_a_directory_or_fifo_says_so(tmp_path: Path, kind: s
     reason = strict_loads(result.stdout.splitlines()[1])["nodes"]["publish"]["reason"]
     assert reason == f"artifact {target} is a {'directory' if kind == 'directory' else 'FIFO'}, " \
         "not a file"
+
+
+def test_an_artifact_that_cannot_be_read_says_so_in_one_sentence(tmp_path: Path) -> None:
+    result = cli(tmp_path / "db", "run", str(DATA / "artifact.yaml"), "--json",
+                 "--param", "path=/proc/self/mem")  # a regular file to stat, EIO to read
+    reason = strict_loads(result.stdout.splitlines()[1])["nodes"]["publish"]["reason"]
+    assert reason == "artifact /proc/self/mem cannot be read: Input/output error"
 
 
 def test_a_condition_whose_result_is_not_finite_fails_instead_of_picking_a_branch(

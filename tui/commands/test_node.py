@@ -3,8 +3,11 @@
 Contract (DESIGN section 6): runs one node of FILE alone (`engine.single_node`), its inputs the
 outputs its needs produced in RUN, or given as a JSON object by need id (`--input` wins per
 need). Its log and progress stream on stderr; its output is printed on stdout as one JSON line
-(on failure too, when the node reported one). Exit 0 when the node succeeds, 1 when it does not;
-bad input (unknown node, missing inputs, bad JSON, unknown run) is one sentence and exit 2.
+(on failure too, when the node reported one). Exit 0 when the node succeeds, 1 when it does not,
+4 when SIGINT, SIGTERM or SIGHUP cancelled it (as `interlock run` exits on a cancelled run: a
+second signal forces); bad input (unknown node, missing inputs, bad JSON, unknown run) is one
+sentence and exit 2. Like `run`, the process is a child subreaper: nothing the node started
+outlives it (`engine.containment`).
 Params: the source run's, overlaid with `--param`; without a source, the pipeline's defaults.
 
 Nothing is written to the store unless `--record`: then it is a normal run in the store (the run
@@ -19,6 +22,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from tui.cli_common import (
+    EXIT_CANCELLED,
     EXIT_FAILED,
     EXIT_OK,
     UsageError,
@@ -31,6 +35,7 @@ from tui.cli_common import (
     _say,
 )
 from tui.cli_run import _Progress
+from tui.escape import printable
 
 if TYPE_CHECKING:
     import argparse
@@ -57,15 +62,10 @@ class _LogPrinter(_Progress):
         if event.node_id != self._node_id and event.event_type != "run.completed":
             return
         if event.event_type == "node.log":
-            _err(_printable(str((event.data or {}).get("line", ""))))
+            _err(printable((event.data or {}).get("line", "")))
             return
         if event.event_type != "run.completed":
             super().publish(event)
-
-
-def _printable(text: str) -> str:
-    """A node's line with its control characters shown escaped (DESIGN section 6)."""
-    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
 
 
 def _given_inputs(text: str | None) -> dict[str, Any] | None:
@@ -109,31 +109,58 @@ async def cmd_test(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     search_path = _folder_of(args.file)
     source_run = source.run_id if source else None
-    if args.record:
-        state = await _recorded(args, pipeline, inputs, params, source_run, search_path)
-    else:
-        state = await _alone(args.node, pipeline, inputs, params, source_run, search_path)
+    from engine.containment import become_subreaper, kill_adopted
+
+    become_subreaper()  # what the node's command leaves behind comes back to us, to be killed
+    try:
+        if args.record:
+            state = await _recorded(args, pipeline, inputs, params, source_run, search_path)
+        else:
+            state = await _alone(args.node, pipeline, inputs, params, source_run, search_path)
+    finally:
+        kill_adopted()  # the node is over: its unmarked escapees go with it
     node = state.nodes[args.node]
     if node.output is not None:
         _say(json.dumps(node.output, separators=(",", ":"), default=str))
     if node.state.value == "succeeded":
         return EXIT_OK
-    _err(f"{args.node} {node.state.value}" + (f": {node.reason}" if node.reason else ""))
-    return EXIT_FAILED
+    if node.state.value not in _SHOWN:  # its progress line said it already otherwise
+        _err(printable(f"{args.node} {node.state.value}" + (
+            f": {node.reason}" if node.reason else "")))
+    return EXIT_CANCELLED if state.state.value == "cancelled" else EXIT_FAILED
 
 
-def _cancel_on_signals(cancel: Callable[[str], object]) -> list[signal.Signals]:
-    loop = asyncio.get_running_loop()
-    handled = [signal.SIGINT, signal.SIGTERM]
-    for sig in handled:
-        loop.add_signal_handler(sig, cancel, f"{sig.name} received")
-    return handled
+# The node states whose event prints a progress line (`_LogPrinter`).
+_SHOWN = frozenset({"failed", "timed_out", "skipped", "cancelled"})
 
 
-def _uncancel(handled: list[signal.Signals]) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in handled:
-        loop.remove_signal_handler(sig)
+def _cancel_on_signals(
+    cancel: Callable[[str], object], force: Callable[[], object]
+) -> Callable[[], None]:
+    """SIGINT, SIGTERM, SIGHUP cancel gracefully and a second one forces, as for `run`."""
+    from engine.containment import CANCEL_SIGNALS, cancel_signals
+
+    presses = 0
+
+    def on_signal(signame: str) -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            _err(f"{signame}: cancelling the test (press Ctrl-C again to force)")
+            cancel(f"{signame} received")
+        else:
+            _err("forcing: killing the node now")
+            force()
+
+    remove = cancel_signals(asyncio.get_running_loop(), on_signal)
+
+    def undo() -> None:
+        # Over: a late signal must not end the process half way through its last words.
+        remove()
+        for sig, _name in CANCEL_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+    return undo
 
 
 async def _alone(
@@ -152,7 +179,11 @@ async def _alone(
         for executor in executors:
             executor.cancel(reason, "cli")
 
-    handled = _cancel_on_signals(cancel)
+    def force() -> None:
+        for executor in executors:
+            executor.force()
+
+    remove = _cancel_on_signals(cancel, force)
     try:
         return await run_alone(
             pipeline, node_id, params=params, inputs=inputs, source_run=source_run,
@@ -160,7 +191,7 @@ async def _alone(
             on_executor=executors.append,
         )
     finally:
-        _uncancel(handled)
+        remove()
 
 
 async def _recorded(
@@ -185,8 +216,11 @@ async def _recorded(
     ):
         handle = await manager.start_seeded(pipeline, seed, search_path=search_path)
         _say(handle.run_id)
-        handled = _cancel_on_signals(lambda reason: manager.cancel(handle.run_id, reason))
+        remove = _cancel_on_signals(
+            lambda reason: manager.cancel(handle.run_id, reason, actor="cli"),
+            handle.executor.force,
+        )
         try:
             return await handle
         finally:
-            _uncancel(handled)
+            remove()

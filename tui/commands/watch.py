@@ -11,7 +11,9 @@ Contract:
   keeps waiting (a run in progress goes on). Valid: the run in progress is cancelled gracefully
   (SIGINT to the child, which cancels as `interlock run` does on Ctrl-C; a second SIGINT after
   the pipeline's `cleanup_grace` plus 5 s forces it) and a new run starts.
-- SIGINT/SIGTERM to the watcher cancel the run in progress the same way and end it with exit 0.
+- SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped SSH session) to the watcher cancel the
+  run in progress the same way and end it with exit 0: the child is in a session of its own, so
+  a hangup would never reach it or its nodes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
     from engine.spec import Pipeline
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DEBOUNCE_MS = 300  # an editor's save is often several writes: one run per save
 
 
@@ -147,7 +150,7 @@ class _Watcher:
         from watchfiles import awatch
 
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, self.stop.set)
         if self.validate():
             await self.start()
@@ -165,7 +168,7 @@ class _Watcher:
                     await self.start()
         finally:
             await self.cancel_child()
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in _STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
         _err("watch: stopped")
         return EXIT_OK

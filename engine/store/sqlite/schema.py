@@ -88,6 +88,8 @@ async def check_schema(conn: Connection, path: Path, *, readonly: bool) -> None:
         )
     if version == latest:
         return
+    if version == 0 and (readonly or not isinstance(conn, SQLiteThread)):
+        raise StoreError(f"{path} is not an Interlock database (it has no Interlock schema)")
     if readonly or not isinstance(conn, SQLiteThread):
         raise StoreError(
             f"the database at {path} is at schema version {version} and needs "

@@ -132,6 +132,11 @@ class Store(Reads, Control):
     async def _open_readonly(self) -> AioReader:
         if not self._path.is_file():
             raise StoreError(f"there is no Interlock database at {self._path}")
+        # SQLite reads a file it cannot size (`/proc/self/status`) as an empty database, whose
+        # schema version 0 would read as an old Interlock file waiting for an upgrade.
+        foreign = dbfile.foreign_reason(self._path, APPLICATION_ID)
+        if foreign is not None:
+            raise StoreError(f"{self._path} is not an Interlock database: {foreign}")
         return await AioReader.open(dbfile.readonly_uri(self._path))
 
     async def _open_writable(self) -> SQLiteThread:
