@@ -309,6 +309,11 @@ class Bridge(Polling, History, Commands):
                 if not events:
                     del self._runs[run_id]
                     raise CommandError(f"no run {run_id[:8]}")
+                if not run.own:
+                    # Judged from its lease at once, not at the next poll: a key on the home
+                    # screen (resume, approve) must see an orphaned run as interrupted.
+                    row = await self._read().run_row(run_id)
+                    self._show_lease(run_id, row is not None and row.shown_state() == "interrupted")
             else:
                 events = await self._history(run_id, run) if history else []
             self._watched[run_id] = self._watched.get(run_id, 0) + 1
@@ -370,6 +375,11 @@ class Bridge(Polling, History, Commands):
     def summary(self, run_id: str) -> RunSummary | None:
         """The run's line in the runs list (owner, heartbeat), if it is listed."""
         return next((run for run in self._listed if run.run_id == run_id), None)
+
+    def heartbeat_at(self, run_id: str) -> float | None:
+        """The last heartbeat of the run's owner, as the runs list has it."""
+        listed = self.summary(run_id)
+        return listed.heartbeat_at if listed is not None else None
 
     def _last_seq(self, run_id: str) -> int | None:
         run = self._runs.get(run_id)
