@@ -17,6 +17,7 @@ from textual.widgets import Footer, RichLog, Static
 
 from tui import format as fmt
 from tui.bridge import CommandError
+from tui.screens.console import HELP_AND_QUIT
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -33,7 +34,10 @@ class NodeTestScreen(Screen[None]):
     """One node of `source` run alone, with its inputs from `source`."""
 
     CSS_PATH = "node_test.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *HELP_AND_QUIT,
+        Binding("escape", "back", "Back"),
+    ]
 
     def __init__(
         self, pipeline: Pipeline, node_id: str, source: RunState, search_path: str | None
