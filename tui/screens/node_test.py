@@ -68,10 +68,14 @@ class NodeTestScreen(Screen[None]):
     def on_mount(self) -> None:
         self._run()
 
-    # The executor publishes here (a sink): the node's log lines as they come.
+    # The executor publishes here (a sink): the node's log lines as they come, as the node's
+    # detail (and its full-screen log) shows them: the `process` stream says where the command
+    # runs, for cleanup, and is not the node's output.
     def publish(self, event: Event) -> None:
         if event.event_type == "node.log" and event.node_id == self.node_id:
-            self.log_view.write(Text(str((event.data or {}).get("line", ""))))
+            data = event.data or {}
+            if data.get("stream") != "process":
+                self.log_view.write(Text(str(data.get("line", ""))))
 
     async def flush(self) -> None:
         return None
