@@ -45,6 +45,25 @@ class SingleNodeError(InterlockError):
     """The node cannot run alone as asked (unknown node, missing or unexpected inputs)."""
 
 
+class MissingInputsError(SingleNodeError):
+    """Needs of the node have no output to give it. The message says what to do with the
+    CLI's flags; `missing` (need id, its state in the source run, or None without a source)
+    lets another front end (the console) say it in its own terms."""
+
+    def __init__(self, message: str, node_id: str, missing: list[tuple[str, str | None]]) -> None:
+        super().__init__(message)
+        self.node_id = node_id
+        self.missing = missing
+
+
+class ApprovalNotTestableError(SingleNodeError):
+    """The node is an approval: only a stored run can receive its decision."""
+
+    def __init__(self, message: str, node_id: str) -> None:
+        super().__init__(message)
+        self.node_id = node_id
+
+
 def needs_of(pipeline: Pipeline, node_id: str) -> tuple[str, ...]:
     try:
         node = pipeline.node(node_id)
@@ -60,10 +79,11 @@ def check_unrecorded(pipeline: Pipeline, node_id: str) -> None:
     """An approval waits for a decision that only a stored run can receive: refuse it here."""
     needs_of(pipeline, node_id)
     if pipeline.node(node_id).type == "approval":
-        raise SingleNodeError(
+        raise ApprovalNotTestableError(
             f"node '{node_id}' is an approval: it waits for a decision, which only a stored run "
             f"can receive; test it with --record and decide it with `interlock approve RUN "
-            f"{node_id}`"
+            f"{node_id}`",
+            node_id,
         )
 
 
@@ -86,6 +106,7 @@ def inputs_for(
         )
     inputs: dict[str, Any] = {}
     missing: list[str] = []
+    lacking: list[tuple[str, str | None]] = []
     for need in needs:
         if need in given:
             inputs[need] = given[need]
@@ -96,13 +117,17 @@ def inputs_for(
         elif source is not None:
             state = node.state.value if node is not None else "not in that run"
             missing.append(f"'{need}' ({state} in run {source.run_id})")
+            lacking.append((need, state))
         else:
             missing.append(f"'{need}'")
+            lacking.append((need, None))
     if missing:
-        raise SingleNodeError(
+        raise MissingInputsError(
             f"node '{node_id}' needs the output of {', '.join(missing)}: take it from a run "
             f"where it succeeded with --inputs-from RUN, or give it with --input "
-            f"'{{\"{missing[0].split(chr(39))[1]}\": {{...}}}}'"
+            f"'{{\"{missing[0].split(chr(39))[1]}\": {{...}}}}'",
+            node_id,
+            lacking,
         )
     return inputs
 

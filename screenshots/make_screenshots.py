@@ -34,6 +34,7 @@ from scenes import (  # type: ignore[import-not-found]  # noqa: E402  (the snaps
     home,
     interrupted_view,
     node_detail,
+    node_test,
     playback,
     run_view,
     timeline,
@@ -66,6 +67,7 @@ SHOTS: list[tuple[str, Callable[[Pilot[Any]], Awaitable[None]], tuple[int, int],
     ("timeline", timeline, (120, 36), False),
     ("cancel-grace", cancel_in_grace, (120, 36), False),
     ("interrupted", interrupted_view, (120, 36), False),
+    ("node-test", node_test, (120, 36), False),
 ]
 
 

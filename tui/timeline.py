@@ -50,6 +50,7 @@ LEGEND: tuple[tuple[str, str], ...] = (
     (GRACE, "cancel grace"),
     (CANCELLED, "cancelled"),
     (REUSED, "reused"),
+    (INTERRUPTED, "owner lost"),
 )
 # Where spans share a column (a run of minutes leaves a column to seconds), the mark that matters
 # most to an operator wins: a failure over the work around it, work over waiting.
@@ -199,14 +200,21 @@ def _axis_label(seconds: float) -> str:
 
 
 def render(
-    timeline: Timeline, width: int, now: float, *, ascii: bool = False, rows: int | None = None
+    timeline: Timeline,
+    width: int,
+    now: float,
+    *,
+    ascii: bool = False,
+    rows: int | None = None,
+    lost: bool = False,
 ) -> tuple[list[str], list[str]]:
     """The timeline in `width` columns: (the axis and one row per node, the legend lines).
 
     A row is `glyph name |bar|`: the glyph is the node's state mark, the bar the run's span from
     its first event to its end (or `now`), each span painted with its character (at least one
     column, so a short failed attempt still shows). `rows`: draw at most that many nodes, and
-    a last line saying how many more there are."""
+    a last line saying how many more there are. `lost`: the run's owner is gone (it is
+    `interrupted`): what was at work is marked orphaned, as the run view marks it."""
     lanes = list(timeline.lanes.values())
     hidden = 0
     if rows is not None and len(lanes) > rows:
@@ -236,7 +244,8 @@ def render(
         name = lane.node_id
         if len(name) > name_width:
             name = name[: name_width - 1] + "~"
-        glyph = fmt.node_glyph(lane.state, ascii=ascii)
+        state = "orphaned" if lost and lane.state in ("running", "waiting") else lane.state
+        glyph = fmt.node_glyph(state, ascii=ascii)
         lines.append(f"{glyph} {name:<{name_width}} |{''.join(cells)}|")
     if hidden:
         lines.append(f"  ... and {hidden} more nodes (the timeline draws the first {rows})")

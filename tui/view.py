@@ -139,6 +139,36 @@ def lost_at(
     return found
 
 
+@dataclass
+class OwnerHeard:
+    """When the owner of a followed run was last heard of: what stops an interrupted run's
+    clocks (the run view's and the timeline's alike). `take` each batch of events as it
+    comes, with the owner's last heartbeat as the runs list has it."""
+
+    lost_at: float | None = None  # from the `interrupted` mark, when the events have one
+    last_event_at: float | None = None
+
+    def take(self, events: list[Event], heard: float | None) -> None:
+        if not events:
+            return
+        lost = lost_at(events, heard=heard, before=self.last_event_at)
+        if lost is not None:
+            self.lost_at = lost
+        self.last_event_at = fmt.epoch(events[-1].timestamp_utc)
+
+    def clock(self, state: RunState, now: float, heard: float | None) -> float:
+        """`now`, or for an interrupted run the moment its owner was lost, if earlier."""
+        if state.state is not RunStatus.INTERRUPTED:
+            return now
+        lost = self.lost_at
+        if lost is None:
+            # Lost by its lease (nothing recorded: reading never writes): the owner was last
+            # heard at its last event or its last heartbeat, whichever came later.
+            known = [t for t in (self.last_event_at, heard) if t]
+            lost = max(known) if known else None
+        return min(now, lost) if lost else now
+
+
 @dataclass(frozen=True)
 class NodeRow:
     node_id: str

@@ -202,3 +202,31 @@ async def interrupted_view(pilot: Pilot[Any]) -> None:
         what="the DAG",
     )
     await settle(pilot)
+
+
+async def node_test(pilot: Pilot[Any]) -> None:
+    """`t` on `shout` of a seeded hello run: the node run alone on its inputs from that run
+    (what `greet` made there), its log and its output; nothing recorded."""
+    from tui.screens.node_test import NodeTestScreen
+
+    app = app_of(pilot)
+    source = seeding.run_id("hello-again")
+    await wait_until(pilot, lambda: app.bridge.ready)
+    await wait_until(pilot, lambda: any(r.run_id == source for r in app.bridge.runs))
+    screen = RunScreen(app.ctx, source)
+    await app.push_screen(screen)
+    await wait_until(pilot, lambda: screen.state is not None, what="the run")
+    await app.push_screen(NodeScreen(app.ctx, source, NODE_TESTED, screen.infos))
+    await wait_until(
+        pilot, lambda: isinstance(app.screen, NodeScreen) and app.screen.state is not None,
+        what="the node's detail",
+    )
+    await pilot.press("t")
+    await wait_until(pilot, lambda: isinstance(app.screen, NodeTestScreen), what="the test")
+    tested = app.screen
+    assert isinstance(tested, NodeTestScreen)
+    await wait_until(pilot, lambda: tested.result is not None, what="the test to end")
+    await settle(pilot)
+
+
+NODE_TESTED = "shout"

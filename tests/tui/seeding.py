@@ -152,13 +152,20 @@ def console(
 
 
 async def interrupted_run(
-    db: Path, pipeline_file: Path, run: str, *, ago: float = 0.0, at: float | None = None
+    db: Path,
+    pipeline_file: Path,
+    run: str,
+    *,
+    ago: float = 0.0,
+    at: float | None = None,
+    also: tuple[tuple[str, str | None, dict[str, Any]], ...] = (),
 ) -> str:
     """A run whose process died mid-flight: its first node started, its owner is a dead pid.
 
     The events are the executor's own (`create`), then the ones a live run writes next; `ago`
     seconds in the past (a process that died that long ago), or from the epoch time `at` on, a
-    quarter of a second apart (for pictures that come out the same every time).
+    quarter of a second apart (for pictures that come out the same every time). `also`: more
+    events (type, node, data) the run wrote before it died, after its first node started.
     """
     from engine.events import Event, EventType, new_id
     from engine.executor import Executor
@@ -181,6 +188,7 @@ async def interrupted_run(
         follow: list[tuple[str, str | None, dict[str, Any]]] = [
             (EventType.RUN_STATE_CHANGED, None, {"from": "pending", "to": "running"}),
             (EventType.NODE_STARTED, first, {"timeout": pipeline.timeout_for(pipeline.nodes[0])}),
+            *also,
         ]
         events = [
             Event(new_id(), seq, kind, run, then(), node_id=node, data=data)

@@ -3,20 +3,27 @@ footer's key names, the checkbox, the select and the command palette."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from console_helpers import MakeApp, screen_text, start, wait_for_text, wait_until
+from seeding import TEST_PIPELINES
 
 from engine.store import BreakerRecord, Store
 from tui.screens.breakers import BreakersScreen
+from tui.screens.diff import DiffScreen
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
 from tui.screens.launch import LaunchScreen
 from tui.screens.node import NodeScreen
+from tui.screens.node_test import NodeTestScreen
 from tui.screens.playback import PlaybackScreen
+from tui.screens.quitting import QuittingScreen
+from tui.screens.retry import RetryScreen
 from tui.screens.run import RunScreen
+from tui.screens.timeline import TimelineScreen
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -96,3 +103,102 @@ async def test_every_screen_is_plain_ascii_with_ascii_on(
         await check(pilot, "node detail, non-ASCII output")
         await app.bridge.close()
     assert len(seen) == 14
+
+
+@pytest.mark.parametrize("size", [(120, 36), (80, 24)])
+async def test_the_tool_screens_and_dialogs_are_plain_ascii_and_keep_help_and_quit(
+    make_app: MakeApp, pipelines: Path, size: tuple[int, int]
+) -> None:
+    """The timeline, the diff, a node's test alone and its full-screen log, the retry and
+    force-kill dialogs and the quitting notice: only ASCII with `--ascii`, and every full
+    screen's footer keeps `? Help` and `q Quit` at 80x24 too."""
+    shutil.copy(TEST_PIPELINES / "stubborn.yaml", pipelines / "stubborn.yaml")
+    app = make_app(ascii=True)
+    seen: list[str] = []
+
+    async def check(pilot: Pilot[Any], name: str, *, footer: bool = True) -> None:
+        await pilot.pause(0.2)
+        seen.append(name)
+        assert not_ascii(pilot) == "", f"{name} at {size} draws non-ASCII"
+        if footer:
+            last = screen_text(pilot.app).splitlines()[-1]
+            assert "? Help" in last and "q Quit" in last, f"{name} at {size}: {last!r}"
+
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, lambda: app.bridge.ready, what="the database")
+        await start(pilot, "hello", who="a")
+        await wait_for_text(pilot, "SUCCEEDED")
+        await start(pilot, "hello", who="b")
+        await wait_for_text(pilot, "SUCCEEDED")
+        await wait_until(pilot, lambda: len(app.bridge.runs) == 2, what="both runs listed")
+        await pilot.press("T")
+        await wait_until(pilot, lambda: isinstance(app.screen, TimelineScreen))
+        await wait_for_text(pilot, "Timeline")
+        await check(pilot, "timeline")
+        await pilot.press("escape", "d")
+        await wait_until(pilot, lambda: isinstance(app.screen, DiffScreen), what="the diff")
+        await check(pilot, "diff")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
+        app.screen.dag.select("shout")  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, NodeScreen))
+        await pilot.press("L")
+        await check(pilot, "full-screen log")
+        await pilot.press("escape", "t")
+        await wait_until(pilot, lambda: isinstance(app.screen, NodeTestScreen))
+        await wait_for_text(pilot, "succeeded")
+        await check(pilot, "node test alone")
+        await pilot.press("escape", "escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
+
+        run_id = await start(pilot, "stubborn")
+        await wait_until(
+            pilot, lambda: "holding" in app.bridge.manager.get(run_id).state.nodes["hold"].logs,  # type: ignore[union-attr]
+            what="the node to start holding",
+        )
+        await pilot.press("c")
+        await wait_for_text(pilot, "Cancel run")
+        await pilot.press("enter")
+        await wait_for_text(pilot, "SIGKILL in")
+        await pilot.press("T")
+        await wait_for_text(pilot, "CANCELLING")
+        await check(pilot, "timeline of a cancel in its grace")
+        await pilot.press("escape", "K")
+        await wait_for_text(pilot, "Kill the nodes")
+        await check(pilot, "force-kill dialog", footer=False)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("q")
+        await wait_for_text(pilot, "Quit and cancel")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, QuittingScreen))
+        await wait_for_text(pilot, "SIGKILL within")
+        await check(pilot, "quitting notice", footer=False)
+        await pilot.press("K")
+        await wait_until(pilot, lambda: not app.is_running, timeout=20, what="the app to exit")
+    assert len(seen) == 7
+
+
+@pytest.mark.parametrize("size", [(120, 36), (80, 24)])
+async def test_the_retry_dialog_is_plain_ascii_and_its_keys_work(
+    make_app: MakeApp, size: tuple[int, int]
+) -> None:
+    """`f` on a cancelled run: only ASCII; the key the No button names (`n`) says no."""
+    app = make_app(ascii=True)
+    async with app.run_test(size=size) as pilot:
+        run_id = await start(pilot, "slow")
+        await wait_for_text(pilot, "nap")
+        await app.bridge.cancel(run_id)
+        await wait_for_text(pilot, "CANCELLED")
+        await pilot.press("f")
+        await wait_until(pilot, lambda: isinstance(app.screen, RetryScreen), what="the dialog")
+        await wait_for_text(pilot, "Runs again")
+        await pilot.pause(0.2)
+        assert not_ascii(pilot) == "", f"the retry dialog at {size} draws non-ASCII"
+        assert "Keep (n)" in screen_text(app)
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen), what="the run view")
+        await pilot.pause(0.3)
+        runs = await app.bridge.store.list_runs()
+    assert [r.run_id for r in runs] == [run_id]

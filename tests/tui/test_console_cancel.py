@@ -120,3 +120,61 @@ async def test_quitting_during_a_grace_says_so_and_k_ends_it(
 def test_the_quitting_notice_counts_down_to_the_sigkill() -> None:
     assert "SIGKILL within 8s" in quitting_text(1, 7.2)
     assert "Cancelling 2 runs" in quitting_text(2, None)
+
+
+async def test_quitting_in_a_cancels_grace_counts_down_to_the_nodes_sigkill(
+    make_app: MakeApp, pipelines: Path
+) -> None:
+    """A quit 3 s into a 30 s grace says the SIGKILL is about 27 s away, not 30 s."""
+    add_stubborn(pipelines)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await start(pilot, "stubborn")
+        await wait_until(
+            pilot, lambda: "holding" in app.bridge.manager.get(run_id).state.nodes["hold"].logs,  # type: ignore[union-attr]
+            what="the node to start holding",
+        )
+        await pilot.press("c")
+        await wait_for_text(pilot, "Cancel run")
+        await pilot.press("enter")
+        await wait_for_text(pilot, "SIGKILL in")
+        await pilot.pause(3.0)
+        await pilot.press("q")
+        await wait_for_text(pilot, "Quit and cancel 1 run?")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, QuittingScreen))
+        await wait_for_text(pilot, "SIGKILL within")
+        text = screen_text(app)
+        seconds = [n for n in range(31) if f"within {n}s" in text]
+        assert seconds and 22 <= seconds[0] <= 27, text  # the grace began 3 s before the quit
+        await pilot.press("K")
+        await wait_until(pilot, lambda: not app.is_running, timeout=20, what="the app to exit")
+
+
+async def test_the_timeline_of_a_run_in_its_cancel_grace_says_cancelling(
+    make_app: MakeApp, pipelines: Path
+) -> None:
+    """As the run view's header: CANCELLING, not RUNNING, while the nodes wait out the grace;
+    the legend names every mark, `?` too."""
+    from tui.screens.timeline import TimelineScreen
+
+    add_stubborn(pipelines)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await start(pilot, "stubborn")
+        await wait_until(
+            pilot, lambda: "holding" in app.bridge.manager.get(run_id).state.nodes["hold"].logs,  # type: ignore[union-attr]
+            what="the node to start holding",
+        )
+        await pilot.press("c")
+        await wait_for_text(pilot, "Cancel run")
+        await pilot.press("enter")
+        await wait_for_text(pilot, "SIGKILL in")
+        await pilot.press("T")
+        await wait_until(pilot, lambda: isinstance(app.screen, TimelineScreen), what="timeline")
+        await wait_for_text(pilot, "CANCELLING")
+        text = screen_text(app)
+        assert "RUNNING" not in text.split("\n")[0]
+        assert "? owner lost" in text  # the legend
+        app.bridge.force(run_id)  # not the 30 s grace on the way out
+        await app.bridge.close()

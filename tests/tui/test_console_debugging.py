@@ -95,3 +95,49 @@ async def test_t_on_a_node_runs_it_alone_on_the_runs_inputs_and_records_nothing(
         await wait_until(pilot, lambda: isinstance(app.screen, NodeScreen))
     async with Store(db, readonly=True) as store:
         assert [row.run_id for row in await store.list_runs()] == [run_id]
+
+
+async def test_t_on_a_node_whose_needs_failed_says_what_to_do_in_the_console(
+    make_app: MakeApp, pipelines: Path
+) -> None:
+    """Not the CLI's `--inputs-from` / `--input`: a run where the need succeeded, and `t`."""
+    _add_etl(pipelines)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot, "debug-etl", fail_at="extract")
+        await wait_for_text(pilot, "FAILED")
+        run_screen = app.screen
+        assert isinstance(run_screen, RunScreen)
+        run_screen.open_node("transform")
+        await wait_until(pilot, lambda: isinstance(app.screen, NodeScreen), what="the node")
+        await pilot.press("t")
+        await wait_until(pilot, lambda: isinstance(app.screen, NodeTestScreen), what="the test")
+        await wait_for_text(pilot, "needs the output of 'extract' (failed in run")
+        text = " ".join(screen_text(app).split())
+        assert "open a run of this pipeline where it succeeded and press t on" in text
+        assert "--input" not in text
+
+
+async def test_the_test_screens_log_is_the_nodes_log_as_its_detail_shows_it(
+    make_app: MakeApp, pipelines: Path
+) -> None:
+    """The same lines as the node's detail and its full-screen log: no `process` record."""
+    _add_etl(pipelines)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot, "debug-etl")
+        await wait_for_text(pilot, "SUCCEEDED")
+        run_screen = app.screen
+        assert isinstance(run_screen, RunScreen)
+        run_screen.open_node("load")
+        await wait_until(pilot, lambda: isinstance(app.screen, NodeScreen), what="the node")
+        await wait_for_text(pilot, "loading 6")
+        await pilot.press("L")
+        await pilot.pause(0.2)
+        detail = [line.strip() for line in screen_text(app).splitlines()[2:-1] if line.strip()]
+        await pilot.press("t")
+        await wait_until(pilot, lambda: isinstance(app.screen, NodeTestScreen), what="the test")
+        await wait_for_text(pilot, "output:")
+        tested = screen_text(app).split("succeeded", 1)[1].split("output:", 1)[0]
+        assert "process group" not in tested
+        assert [line.strip() for line in tested.splitlines() if line.strip()] == detail

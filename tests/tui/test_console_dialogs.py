@@ -5,6 +5,7 @@ escape undoes a filter before it leaves, a reject needs a reason."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from console_helpers import (
     SIZE,
@@ -21,6 +22,9 @@ from tui.screens.home import HomeScreen
 from tui.screens.launch import LaunchScreen, SimulateBox
 from tui.screens.node import NodeScreen
 from tui.screens.run import RunScreen
+
+if TYPE_CHECKING:
+    import pytest
 
 
 async def open_launch(pilot: object) -> LaunchScreen:
@@ -172,3 +176,40 @@ async def test_l_pressed_while_the_database_opens_opens_the_dialog_once_it_is_op
         await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the dialog")
         await pilot.pause(0.2)
         assert sum(isinstance(s, LaunchScreen) for s in app.screen_stack) == 1
+
+
+async def test_the_unticked_simulate_box_shows_no_mark_in_ascii_and_without_colour(
+    make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without colour the mark is the tick: `[ ] simulate: off`, `[x] simulate: ON` (it drew
+    `[x] simulate: off`)."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(ascii=True)
+    async with app.run_test(size=SIZE) as pilot:
+        launch = await open_launch(pilot)
+        await pilot.pause()
+        assert "[ ] simulate: off" in screen_text(app)
+        box = launch.query_one(SimulateBox)
+        box.focus()
+        await pilot.press("space")
+        await pilot.pause()
+        assert "[x] simulate: ON" in screen_text(app)
+        await pilot.press("space")
+        await pilot.pause()
+        assert "[ ] simulate: off" in screen_text(app)
+
+
+async def test_the_unticked_simulate_box_shows_no_mark_in_unicode_either(
+    make_app: MakeApp,
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        launch = await open_launch(pilot)
+        await pilot.pause()
+        line = next(x for x in screen_text(app).splitlines() if "simulate: off" in x)
+        assert "X" not in line.split("simulate")[0], line
+        launch.query_one(SimulateBox).focus()
+        await pilot.press("space")
+        await pilot.pause()
+        line = next(x for x in screen_text(app).splitlines() if "simulate: ON" in x)
+        assert "X" in line.split("simulate")[0], line

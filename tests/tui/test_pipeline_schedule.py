@@ -49,3 +49,20 @@ async def test_the_home_screen_shows_the_next_fire_of_a_scheduled_pipeline(
         assert "UTC" in line
         hello = next(row for row in screen_text(app).splitlines() if "hello" in row)
         assert "next " not in hello
+
+
+async def test_the_next_fire_is_worked_out_again_once_the_one_shown_has_passed(
+    make_app: MakeApp, pipelines: Path
+) -> None:
+    """The console's clock passes the fire shown: the table shows the one after it (it kept
+    showing the past fire time)."""
+    (pipelines / "hourly.yaml").write_text(
+        "id: hourly\nnodes: [{id: a, type: trigger}]\nschedule: [{every: 1h}]\n"
+    )
+    now = [datetime(2026, 1, 10, 10, 30, tzinfo=UTC).timestamp()]
+    app = make_app(clock=lambda: now[0])
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_text(pilot, "next 11:00:00 UTC")
+        now[0] = datetime(2026, 1, 10, 11, 0, 5, tzinfo=UTC).timestamp()
+        await wait_for_text(pilot, "next 12:00:00 UTC", timeout=5)
+        assert "next 11:00:00" not in screen_text(app)

@@ -18,6 +18,7 @@ from scenes import (
     home,
     launch,
     node_detail,
+    node_test,
     playback,
     run_view,
     timeline,
@@ -73,6 +74,7 @@ SCREENS: dict[str, Callable[[Pilot[Any]], Awaitable[None]]] = {
     "launch": launch,
     "diff": diff_view,
     "timeline": timeline,
+    "node-test": node_test,
 }
 
 

@@ -17,6 +17,7 @@ from tui.bridge.history import History
 from tui.bridge.polling import Polling
 from tui.messages import BreakersChanged, RunEventsArrived, RunsListed
 from tui.pipeline_folder import scan_pipelines
+from tui.view import Grace, in_grace, note_graces
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -52,6 +53,9 @@ class _Run:
     # The folded run state hidden while the run's lease says `interrupted` (shown, never
     # written: reading a run does not write to it).
     masked: RunStatus | None = None
+    # Nodes whose process group got SIGTERM, with when their SIGKILL is due (a quit during a
+    # cancel's grace counts down to that, not to a grace started anew).
+    graces: dict[str, Grace] = field(default_factory=dict)
 
     @property
     def last_seq(self) -> int:
@@ -228,6 +232,7 @@ class Bridge(Polling, History, Commands):
             for event in fresh:
                 apply(run.state, event)
             run.recent.extend(fresh)
+            note_graces(fresh, run.graces)
             state = run.state
             if state.is_terminal and run_id not in self._watched:
                 del self._runs[run_id]  # nobody looks at it: the store has it all
@@ -270,6 +275,7 @@ class Bridge(Polling, History, Commands):
         for event in events:
             apply(run.state, event)
         run.recent.extend(events)
+        note_graces(events, run.graces)
         return run, events
 
     async def _history(self, run_id: str, run: _Run) -> list[Event]:
@@ -303,6 +309,11 @@ class Bridge(Polling, History, Commands):
                 if not events:
                     del self._runs[run_id]
                     raise CommandError(f"no run {run_id[:8]}")
+                if not run.own:
+                    # Judged from its lease at once, not at the next poll: a key on the home
+                    # screen (resume, approve) must see an orphaned run as interrupted.
+                    row = await self._read().run_row(run_id)
+                    self._show_lease(run_id, row is not None and row.shown_state() == "interrupted")
             else:
                 events = await self._history(run_id, run) if history else []
             self._watched[run_id] = self._watched.get(run_id, 0) + 1
@@ -326,6 +337,18 @@ class Bridge(Polling, History, Commands):
 
     def active_runs(self) -> list[str]:
         return self._manager.active_runs() if self._manager is not None else []
+
+    def sigkill_in(self, run_ids: list[str]) -> float | None:
+        """Seconds until the last SIGKILL due to a node of `run_ids` still in its cleanup grace
+        (the deadline the run view counts down to), None if none is in its grace."""
+        now = self.clock()
+        lefts = [
+            min(grace.kill_at - now, grace.seconds)
+            for run in (self._runs.get(run_id) for run_id in run_ids)
+            if run is not None
+            for grace in in_grace(run.state, run.graces)
+        ]
+        return max(0.0, max(lefts)) if lefts else None
 
     async def run_state(self, run_id: str) -> RunState:
         """The run's state now (without following it)."""
@@ -352,6 +375,11 @@ class Bridge(Polling, History, Commands):
     def summary(self, run_id: str) -> RunSummary | None:
         """The run's line in the runs list (owner, heartbeat), if it is listed."""
         return next((run for run in self._listed if run.run_id == run_id), None)
+
+    def heartbeat_at(self, run_id: str) -> float | None:
+        """The last heartbeat of the run's owner, as the runs list has it."""
+        listed = self.summary(run_id)
+        return listed.heartbeat_at if listed is not None else None
 
     def _last_seq(self, run_id: str) -> int | None:
         run = self._runs.get(run_id)

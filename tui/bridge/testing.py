@@ -19,8 +19,31 @@ if TYPE_CHECKING:
 
     from engine.bus import EventSink
     from engine.executor import Executor
+    from engine.single_node import SingleNodeError
     from engine.spec import Pipeline
     from engine.state import RunState
+
+
+def console_sentence(error: SingleNodeError, source: RunState) -> str:
+    """The engine's refusal, with what to do in the console rather than the CLI's flags."""
+    from engine.single_node import ApprovalNotTestableError, MissingInputsError
+
+    short = source.run_id[:8]
+    if isinstance(error, MissingInputsError):
+        needs = ", ".join(
+            f"'{need}' ({state or 'no output'} in run {short})" for need, state in error.missing
+        )
+        which = "it" if len(error.missing) == 1 else "they"
+        return (
+            f"node '{error.node_id}' needs the output of {needs}: open a run of this pipeline "
+            f"where {which} succeeded and press t on '{error.node_id}' there"
+        )
+    if isinstance(error, ApprovalNotTestableError):
+        return (
+            f"node '{error.node_id}' is an approval: it waits for a decision, which only a "
+            "stored run can receive; launch the pipeline (l) and decide it there (a or x)"
+        )
+    return str(error)
 
 
 async def run_node_alone(
@@ -38,7 +61,7 @@ async def run_node_alone(
         check_unrecorded(pipeline, node_id)
         inputs = inputs_for(pipeline, node_id, source=source)
     except SingleNodeError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(console_sentence(exc, source)) from None
     params: dict[str, Any] = {name: spec.default for name, spec in pipeline.params.items()}
     params.update({k: v for k, v in source.params.items() if k in pipeline.params})
     return await run_alone(

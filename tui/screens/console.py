@@ -26,15 +26,18 @@ if TYPE_CHECKING:
     from tui.context import Context
 
 
+# First in every footer, so that a narrow terminal (80 columns) still shows them; the app's
+# own bindings of these keys are hidden from the footer. Every full screen starts with these.
+HELP_AND_QUIT: list[BindingType] = [
+    Binding("question_mark", "app.help", "Help"),
+    Binding("q", "app.quit", "Quit"),
+]
+
+
 class ConsoleScreen(Screen[None]):
     """A screen that follows the bridge while it is mounted."""
 
-    # First in every footer, so that a narrow terminal (80 columns) still shows them; the app's
-    # own bindings of these keys are hidden from the footer.
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("question_mark", "app.help", "Help"),
-        Binding("q", "app.quit", "Quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = HELP_AND_QUIT
 
     def __init__(self, ctx: Context) -> None:
         super().__init__()

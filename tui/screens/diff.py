@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from engine.diff import divergence_text
 from tui import format as fmt
+from tui.screens.console import HELP_AND_QUIT
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -101,7 +102,10 @@ class DiffScreen(Screen[None]):
     """Run B (the selected one) against run A (the previous run of its pipeline)."""
 
     CSS_PATH = "diff.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *HELP_AND_QUIT,
+        Binding("escape", "back", "Back"),
+    ]
 
     def __init__(self, diff: RunDiff, *, ascii: bool = False) -> None:
         super().__init__()

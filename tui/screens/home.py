@@ -74,7 +74,7 @@ class HomeScreen(RunActionsScreen):
         yield Static("", id="title")
         with Vertical(id="pipelines-pane"):
             yield Label("Pipelines", classes="section")
-            yield PipelineTable(ascii=self.ctx.ascii, id="pipelines")
+            yield PipelineTable(ascii=self.ctx.ascii, id="pipelines", clock=self.ctx.now)
         yield Static("", id="pipeline-errors")
         yield Label("Runs", id="runs-title", classes="section")
         yield RunsTable(ascii=self.ctx.ascii, id="runs")

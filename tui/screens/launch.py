@@ -33,6 +33,17 @@ class SimulateBox(Checkbox, inherit_bindings=False):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle_button", "Toggle", show=False),
     ]
+    mark = "X"  # drawn only when ticked: without colour (NO_COLOR, --ascii) a mark is a tick
+    BUTTON_INNER = " "  # unticked, as it starts
+
+    def watch_value(self) -> None:
+        self.BUTTON_INNER = self.mark if self.value else " "
+        super().watch_value()
+
+    def set_mark(self, left: str, mark: str, right: str) -> None:
+        self.BUTTON_LEFT, self.mark, self.BUTTON_RIGHT = left, mark, right
+        self.BUTTON_INNER = mark if self.value else " "
+        self.refresh()
 
 
 @dataclass(frozen=True)
@@ -93,9 +104,7 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         if self._ascii:
             from tui.ascii import ASCII_TOGGLE, asciify_selects
 
-            box = self.query_one(SimulateBox)
-            box.BUTTON_LEFT, box.BUTTON_INNER, box.BUTTON_RIGHT = ASCII_TOGGLE
-            box.refresh()
+            self.query_one(SimulateBox).set_mark(*ASCII_TOGGLE)
             asciify_selects(self)
 
     async def on_select_changed(self, event: Select.Changed) -> None:

@@ -190,14 +190,17 @@ class NodeScreen(NodeTestKey, RunFollower, RunActionsScreen):
     def _show_attempts(self, node: NodeState, now: float) -> None:
         table = self.attempts
         table.clear()
+        # An attempt still open in an interrupted run is not running: its owner is gone.
+        lost = self.state is not None and self.state.state is RunStatus.INTERRUPTED
         for record in node.history:
             took = fmt.elapsed(record.started_at, record.ended_at, now)
+            open_as = ("lost", "orphaned") if lost else ("running", "running")
             table.add_row(
                 str(record.attempt),
                 fmt.day_time(record.started_at),
-                fmt.clock_time(record.ended_at) if record.ended_at else "running",
+                fmt.clock_time(record.ended_at) if record.ended_at else open_as[0],
                 fmt.duration(took),
-                record.outcome or "running",
+                record.outcome or open_as[1],
                 fmt.one_line(
                     f"{record.error_class}: {record.reason}" if record.error_class else "", 60
                 ),

@@ -17,6 +17,7 @@ from textual.widgets import Footer, RichLog, Static
 
 from tui import format as fmt
 from tui.bridge import CommandError
+from tui.screens.console import HELP_AND_QUIT
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -33,7 +34,10 @@ class NodeTestScreen(Screen[None]):
     """One node of `source` run alone, with its inputs from `source`."""
 
     CSS_PATH = "node_test.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *HELP_AND_QUIT,
+        Binding("escape", "back", "Back"),
+    ]
 
     def __init__(
         self, pipeline: Pipeline, node_id: str, source: RunState, search_path: str | None
@@ -64,10 +68,14 @@ class NodeTestScreen(Screen[None]):
     def on_mount(self) -> None:
         self._run()
 
-    # The executor publishes here (a sink): the node's log lines as they come.
+    # The executor publishes here (a sink): the node's log lines as they come, as the node's
+    # detail (and its full-screen log) shows them: the `process` stream says where the command
+    # runs, for cleanup, and is not the node's output.
     def publish(self, event: Event) -> None:
         if event.event_type == "node.log" and event.node_id == self.node_id:
-            self.log_view.write(Text(str((event.data or {}).get("line", ""))))
+            data = event.data or {}
+            if data.get("stream") != "process":
+                self.log_view.write(Text(str(data.get("line", ""))))
 
     async def flush(self) -> None:
         return None

@@ -45,8 +45,12 @@ class QuittingScreen(ModalScreen[None]):
         super().__init__()
         self._bridge = bridge
         self._runs = runs
+        # Until the nodes' SIGTERM is heard of (a moment after the quit cancels the runs), the
+        # SIGKILL is a grace away from now; a cancel already in its grace counts down to the
+        # deadline it started (the run view's "SIGKILL in"), not to a fresh grace.
         grace = max((bridge.cleanup_grace(r) for r in runs), default=0.0)
-        self._kill_at = time.monotonic() + grace if grace > 0 else None
+        self._estimate = time.monotonic() + grace if grace > 0 else None
+        self._killed = False
 
     @property
     def body(self) -> Static:
@@ -61,18 +65,24 @@ class QuittingScreen(ModalScreen[None]):
         self.set_interval(0.5, self._tick)
 
     def _left(self) -> float | None:
-        if self._kill_at is None:
-            return None
-        return max(0.0, self._kill_at - time.monotonic())
+        if self._killed:
+            return 0.0
+        known = self._bridge.sigkill_in(self._runs)
+        if known is not None:
+            self._estimate = None  # heard of: from now on the nodes' own deadlines only
+        if known is not None or self._estimate is None:
+            return known
+        return max(0.0, self._estimate - time.monotonic())
 
     def _text(self) -> str:
         return quitting_text(len(self._runs), self._left())
 
     def _tick(self) -> None:
-        self.body.update(self._text())
+        if not self._killed:
+            self.body.update(self._text())
 
     def action_force_kill(self) -> None:
         killed = [run for run in self._runs if self._bridge.manager.force(run)]
         if killed:
-            self._kill_at = time.monotonic()
+            self._killed = True
             self.body.update(f"Killing the nodes of {len(killed)} run(s) now (SIGKILL).")

@@ -93,8 +93,7 @@ class RunScreen(RunFollower, RunActionsScreen):
         self.breakers: dict[str, view.BreakerView] = {}
         self._status_shown: Text | None = None
         self.graces: dict[str, view.Grace] = {}  # nodes whose process group got SIGTERM
-        self._lost_at: float | None = None  # an interrupted run: when its owner was last heard
-        self._last_event_at: float | None = None
+        self._heard = view.OwnerHeard()  # an interrupted run: when its owner was last heard
         self._refreshed = 0.0  # monotonic time of the last refresh
         self._refresh_due = False  # a refresh is scheduled
         # The view's clock moves once a second: the durations and countdowns of 200 running
@@ -204,28 +203,15 @@ class RunScreen(RunFollower, RunActionsScreen):
 
     def _take(self, events: list[Event]) -> None:
         view.note_graces(events, self.graces)
-        if not events:
-            return
-        listed = self.bridge.summary(self.run_id)
-        heard = listed.heartbeat_at if listed is not None else None
-        lost = view.lost_at(events, heard=heard, before=self._last_event_at)
-        if lost is not None:
-            self._lost_at = lost
-        self._last_event_at = fmt.epoch(events[-1].timestamp_utc)
+        if events:
+            self._heard.take(events, self.bridge.heartbeat_at(self.run_id))
 
     def clock(self) -> float:
         """The view's now: an interrupted run's clocks stop when its owner was lost."""
         state = self.state
-        if state is None or state.state is not RunStatus.INTERRUPTED:
+        if state is None:
             return self._now
-        lost = self._lost_at
-        if lost is None:
-            # Lost by its lease (nothing recorded: reading never writes): the owner was last
-            # heard at its last event or its last heartbeat, whichever came later.
-            listed = self.bridge.summary(self.run_id)
-            heard = [t for t in (self._last_event_at, listed and listed.heartbeat_at) if t]
-            lost = max(heard) if heard else None
-        return min(self._now, lost) if lost else self._now
+        return self._heard.clock(state, self._now, self.bridge.heartbeat_at(self.run_id))
 
     def on_screen_resume(self) -> None:
         if self._watching:

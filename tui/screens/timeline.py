@@ -18,13 +18,17 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
+from engine.state import RunStatus
 from tui import format as fmt
+from tui import view
 from tui.screens.console import RunFollower
 from tui.timeline import MARKS, Timeline, render
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
+    from engine.events import Event
+    from engine.state import RunState
     from tui.context import Context
     from tui.messages import RunEventsArrived
 
@@ -74,7 +78,10 @@ class TimelineScreen(RunFollower):
         super().__init__(ctx)
         self.run_id = run_id
         self.timeline = Timeline()
-        self._drawn: tuple[int, int, float | None] | None = None  # what the rows show now
+        self.state: RunState | None = None  # the bridge's: `interrupted` when the lease says so
+        self.graces: dict[str, view.Grace] = {}  # nodes whose process group got SIGTERM
+        self._heard = view.OwnerHeard()  # an interrupted run's clock stops when it was lost
+        self._drawn: tuple[int, int, float | None, str] | None = None  # what the rows show now
 
     @property
     def rows(self) -> Static:
@@ -98,14 +105,35 @@ class TimelineScreen(RunFollower):
         watched = await self.watch_run(f"no timeline for run {fmt.short_id(self.run_id)}")
         if watched is None:
             return
-        self.timeline.add(watched[1])
+        self.state = watched[0]
+        self._take(watched[1])
         self.refresh_view()
         self.query_one("#timeline-body").focus()
 
     def on_run_events_arrived(self, message: RunEventsArrived) -> None:
         if message.run_id == self.run_id and self._watching:
-            self.timeline.add(message.events)
+            self.state = message.state
+            self._take(message.events)
             self.refresh_view()
+
+    def _take(self, events: list[Event]) -> None:
+        self.timeline.add(events)
+        view.note_graces(events, self.graces)
+        if events:
+            self._heard.take(events, self.bridge.heartbeat_at(self.run_id))
+
+    def shown_state(self) -> str:
+        """The run's state as the run view's header says it: `interrupted` when its owner is
+        lost, `cancelling` while its nodes are in a cancel's grace."""
+        state = self.state
+        if state is None:
+            return self.timeline.state
+        if not state.is_terminal and state.state is not RunStatus.INTERRUPTED and (
+            view.in_grace(state, self.graces)
+            or (self.bridge.is_running_here(self.run_id) and self.bridge.stopping(self.run_id))
+        ):
+            return "cancelling"
+        return state.state.value
 
     def on_resize(self) -> None:
         self.refresh_view()
@@ -115,19 +143,26 @@ class TimelineScreen(RunFollower):
             return
         timeline = self.timeline
         width = max(40, self.size.width - 2)  # the scrollbar's columns
-        drawn = (timeline.last_seq, width, timeline.end)
-        if drawn == self._drawn and timeline.end is not None:
-            return  # a finished run drawn at this width: nothing can have moved
+        shown = self.shown_state()
+        lost = shown == RunStatus.INTERRUPTED.value
+        drawn = (timeline.last_seq, width, timeline.end, shown)
+        if drawn == self._drawn and (timeline.end is not None or lost):
+            return  # a finished (or dead) run drawn at this width: nothing can have moved
         self._drawn = drawn
         now = self.ctx.now()
-        lines, legend = render(timeline, width, now, ascii=self.ctx.ascii, rows=MAX_ROWS)
-        live = timeline.end is None
+        if self.state is not None:
+            # As in the run view: a dead owner's run stands still from when it was lost.
+            now = self._heard.clock(self.state, now, self.bridge.heartbeat_at(self.run_id))
+        lines, legend = render(
+            timeline, width, now, ascii=self.ctx.ascii, rows=MAX_ROWS, lost=lost
+        )
+        live = timeline.end is None and not lost
         start = timeline.start if timeline.start is not None else now
         span = (timeline.end if timeline.end is not None else now) - start
-        glyph = fmt.run_glyph(timeline.state, ascii=self.ctx.ascii)
+        glyph = fmt.run_glyph(shown, ascii=self.ctx.ascii)
         self.query_one("#timeline-title", Static).update(
             Text(
-                f" Timeline  {glyph} {timeline.state.upper()}  run {fmt.short_id(self.run_id)}"
+                f" Timeline  {glyph} {shown.upper()}  run {fmt.short_id(self.run_id)}"
                 f"  {len(timeline.lanes)} nodes  {fmt.duration(max(0.0, span))}"
                 + ("  (live)" if live else ""),
                 style="bold",

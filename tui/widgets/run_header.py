@@ -63,10 +63,14 @@ def header_text(
         second.append("  deadline in ")
         second.append(fmt.countdown(left), style="bold cyan" if left > 10 else "bold red")
     counts = view.counts(state)
-    shown_as = "orphaned" if state.state is RunStatus.INTERRUPTED else "cancelling"
-    # The running nodes named as the node table names them.
-    if (stopping or state.state is RunStatus.INTERRUPTED) and "running" in counts:
-        counts[shown_as] = counts.pop("running")
+    # The nodes named as the node table names them: in an interrupted run what was running or
+    # waiting is orphaned; in a cancel's grace what runs is cancelling.
+    if state.state is RunStatus.INTERRUPTED:
+        orphaned = counts.pop("running", 0) + counts.pop("waiting", 0)
+        if orphaned:
+            counts["orphaned"] = orphaned
+    elif stopping and "running" in counts:
+        counts["cancelling"] = counts.pop("running")
     marks = "  ".join(
         f"{fmt.node_glyph(s, ascii=ascii)}{n} {s}" for s, n in counts.items() if n
     )
