@@ -30,6 +30,11 @@ def cmd_serve(args: argparse.Namespace, db_path: Path) -> int:
 
     pipelines = Path(args.pipelines).expanduser() if args.pipelines else default_pipelines_dir()
     options = Options(args.host, args.port, args.token_file, pipelines, db_path)
+    from engine.containment import become_subreaper
+
+    # As `run` and the console: what a node's command leaves behind (`setsid`, a double fork)
+    # is re-parented to the service, so a cancel or a node's end finds and kills it.
+    become_subreaper()
     try:
         import asyncio
 
