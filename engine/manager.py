@@ -3,7 +3,9 @@
 Contract:
 - `start` creates the run at once (`run.created` is published, so the run id exists and is
   listed) and returns a `RunHandle`; the run executes when one of `max_concurrent_runs` slots is
-  free. Awaiting the handle gives the final `RunState`; the run's `run.completed` is committed to
+  free. A run waiting for an approval lends its slot meanwhile (`engine.run_slots`), so runs
+  waiting for decisions never keep others queued; a resumed run that has to queue is `pending`.
+  Awaiting the handle gives the final `RunState`; the run's `run.completed` is committed to
   every sink (the durable store included) before the handle resolves.
 - With a `Store`, every run is durable and controllable from other processes: the manager holds
   a lease on each of its runs (`engine.lease`), renews it by heartbeat, and polls the store
@@ -44,6 +46,7 @@ from engine.errors import (
 )
 from engine.events import new_id, utc_now_iso
 from engine.executor import Executor
+from engine.run_slots import RunSlots, SlotWatch
 from engine.state import NodeStatus, RunState, RunStatus
 
 # Kept importable from here: the CLI, the console and the tests have always found them here.
@@ -129,7 +132,8 @@ class RunManager:
         self.store = store
         self._sinks = list(sinks)
         self.max_concurrent_runs = max_concurrent_runs
-        self._slots = asyncio.Semaphore(max_concurrent_runs)
+        self._slots = RunSlots(max_concurrent_runs)
+        self._slot_watch = SlotWatch(self._slots)
         self.breakers = breakers if breakers is not None else BreakerRegistry()
         self._sleep = sleep
         self._now = now
@@ -205,7 +209,7 @@ class RunManager:
         sinks: list[EventSink] = []
         if self.store is not None:
             sinks.append(self.store)
-        return sinks + self._sinks
+        return [*sinks, *self._sinks, self._slot_watch]
 
     def add_sink(self, sink: EventSink) -> None:
         """Publish every later event to `sink` too (the console's bridge, metrics)."""
@@ -297,7 +301,7 @@ class RunManager:
                     try:
                         state = await executor.execute()
                     finally:
-                        self._slots.release()
+                        self._slots.release(executor.run_id)
                 else:
                     # Stopped while queued: it ends at once (nothing starts), so needs no slot.
                     state = await executor.execute()
@@ -341,26 +345,11 @@ class RunManager:
 
     async def _take_slot(self, executor: Executor) -> bool:
         """Wait for a run slot; False (holding none) if the run is stopped while it waits."""
-        if not self._slots.locked():  # a slot is free: taken at once, nothing to wait for
-            await self._slots.acquire()
-            return True
-        slot = asyncio.ensure_future(self._slots.acquire())
-        stopped = asyncio.ensure_future(executor.wait_stop_requested())
-        try:
-            await asyncio.wait((slot, stopped), return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            stopped.cancel()
-            if slot.done() and not slot.cancelled():
-                self._slots.release()
-            slot.cancel()
-            raise
-        stopped.cancel()
-        if slot.done():
-            return slot.result()
-        # Not acquired yet: cancelled, it never takes the slot (a waiter woken in the meantime
-        # hands it on to the next one).
-        slot.cancel()
-        return False
+        if not self._slots.free():
+            # A resumed run says it is queued, rather than `interrupted` (or the failed state
+            # an override reopens) until a slot frees.
+            executor.record_queued()
+        return await self._slots.take(executor.run_id, executor.wait_stop_requested)
 
     async def _after_run(self, executor: Executor, released: bool) -> None:
         if self._background:

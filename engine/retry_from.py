@@ -43,7 +43,14 @@ _KEPT = (NodeStatus.SUCCEEDED, NodeStatus.SKIPPED)
 
 
 class RetryRefusedError(InterlockError):
-    """The run cannot be retried (not finished, an unknown node, nothing to run)."""
+    """The run cannot be retried (not finished, an unknown node, nothing to run). `why` says
+    which ("interrupted", "unfinished", "unknown_node", "nothing"), for callers that word it
+    their own way (the HTTP API names no CLI flag); `unknown` lists the unknown nodes."""
+
+    def __init__(self, message: str, why: str = "", unknown: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.why = why
+        self.unknown = tuple(unknown)
 
 
 @dataclass(frozen=True)
@@ -62,22 +69,24 @@ def plan_retry(state: RunState, pipeline: Pipeline, nodes: Sequence[str] = ()) -
         if state.state is RunStatus.INTERRUPTED:
             raise RetryRefusedError(
                 f"run {run_id} is interrupted, not finished; resume it instead "
-                f"(`interlock resume {run_id}`)"
+                f"(`interlock resume {run_id}`)", "interrupted"
             )
         raise RetryRefusedError(
-            f"run {run_id} is {state.state.value}; only a finished run can be retried"
+            f"run {run_id} is {state.state.value}; only a finished run can be retried",
+            "unfinished",
         )
     graph = Graph.from_pipeline(pipeline)
     unknown = [n for n in nodes if n not in graph]
     if unknown:
         raise RetryRefusedError(
-            f"run {run_id} has no node {', '.join(unknown)} (its nodes: {', '.join(graph.order)})"
+            f"run {run_id} has no node {', '.join(unknown)} (its nodes: {', '.join(graph.order)})",
+            "unknown_node", unknown,
         )
     roots = {n for n in graph.order if _old_state(state, n) not in _KEPT} | set(nodes)
     if not roots and state.state is RunStatus.SUCCEEDED:
         raise RetryRefusedError(
             f"run {run_id} succeeded: a retry would run nothing; name a node to run again "
-            "(`--node N`)"
+            "(`--node N`)", "nothing",
         )
     rerun = set(roots)
     for root in roots:

@@ -139,6 +139,16 @@ class RunLog:
             data={"from": self.state.state.value, "to": RunStatus.INTERRUPTED.value, **data},
         )
 
+    def record_queued(self) -> None:
+        """Before `execute`, when the run waits for a run slot: a run resumed from another
+        state is `pending` again (a new run is already), so nobody takes it for interrupted."""
+        if self.state.state is RunStatus.PENDING:
+            return
+        self._emit(
+            EventType.RUN_STATE_CHANGED,
+            data={"from": self.state.state.value, "to": RunStatus.PENDING.value, "queued": True},
+        )
+
     def reuse(self, node_id: str, output: Any, *, reused_from: str) -> None:
         """Before `execute`: record `node_id` as succeeded with another run's stored output
         (retry from failure): attempt 0, no work done, so it takes no time."""

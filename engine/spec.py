@@ -215,6 +215,16 @@ def _no_nul(what: str) -> Any:
 NotifyOn = Literal["succeeded", "failed", "timeout", "cancelled", "waiting"]
 
 
+def _has_credentials(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.username is not None or parts.password is not None
+
+
 class Notify(_Model):
     """One notification target (`engine.notify` delivers it): a webhook or a command.
 
@@ -238,6 +248,14 @@ class Notify(_Model):
             )
         if self.headers and self.webhook is None:
             raise ValueError("`headers` go with `webhook`, not `command`")
+        if self.webhook is not None and _has_credentials(self.webhook) and any(
+            name.lower() == "authorization" for name in self.headers
+        ):
+            # httpx sends the URL's credentials as Basic auth in place of the header.
+            raise ValueError(
+                "a webhook URL with credentials (user:password@) and an `Authorization` "
+                "header: only the URL's would be sent; keep one of them"
+            )
         if not self.on:
             raise ValueError("a notify `on` list names at least one of its run states")
         if self.timeout <= 0:

@@ -46,6 +46,28 @@ def test_the_format_reference_names_every_field_the_loader_accepts() -> None:
     assert not missing, f"docs/pipeline-format.md does not mention: {missing}"
 
 
+def _section(text: str, heading: str) -> str:
+    """The text under `heading` up to the next heading of the same or a higher level."""
+    level = heading.split(" ", 1)[0]
+    start = text.index(f"\n{heading}\n")
+    rest = text[start + len(heading) + 2:]
+    ends = [m.start() for m in re.finditer(rf"^#{{1,{len(level)}}} ", rest, re.M)]
+    return rest[: ends[0]] if ends else rest
+
+
+@pytest.mark.parametrize(("model", "heading"), [(spec.Notify, "### `notify`")])
+def test_a_nested_block_has_its_own_section_naming_each_of_its_fields(
+    model: type[BaseModel], heading: str
+) -> None:
+    """`notify:` fields also exist elsewhere (`timeout`, `command`): the check above passed
+    while the reference did not describe `notify` at all."""
+    text = (ROOT / "docs" / "pipeline-format.md").read_text()
+    assert f"\n{heading}\n" in text, f"docs/pipeline-format.md has no {heading} section"
+    section = _section(text, heading)
+    missing = sorted(field for field in _fields(model) if f"| `{field}` |" not in section)
+    assert not missing, f"the {heading} section has no row for: {missing}"
+
+
 def test_ci_runs_the_test_command_the_readme_prints() -> None:
     readme = (ROOT / "README.md").read_text()
     command = re.search(r"&& (python -m pytest[^#\n]*?)\s+#", readme)

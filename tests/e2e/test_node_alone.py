@@ -4,9 +4,10 @@ stderr and its output on stdout, exit 0/1 like the node, nothing stored unless -
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
-from e2e.conftest import DATA, PIPELINES, assert_clean_error
+from e2e.conftest import DATA, PIPELINES, ROOT, assert_clean_error
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -125,3 +126,28 @@ def test_an_approval_can_only_be_tested_recorded_where_it_can_be_decided(cli: Cl
     result = cli("test", approval, "publish_gate", "--input", '{"build": {}}')
 
     assert_clean_error(result, expect="node 'publish_gate' is an approval")
+
+
+def _shown(lines: list[str]) -> list[str]:
+    """Lines as the README shows them: its `<- ...` notes dropped, clock times as HH:MM:SS."""
+    out = []
+    for line in lines:
+        line = re.sub(r"\s+<- .*$", "", line)
+        out.append(re.sub(r"^\d\d:\d\d:\d\d ", "HH:MM:SS ", line))
+    return out
+
+
+def test_the_readme_sample_is_what_interlock_test_prints(cli: Cli) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("$ interlock test debug_etl.yaml load --inputs-from 4b452e36\n", 1)[1]
+    first, rest = block.split("$ interlock test debug_etl.yaml transform --input ", 1)
+    second = rest.split("\n", 1)[1].split("$ ", 1)[0]
+    source = _run(cli)
+
+    loaded = cli("test", ETL, "load", "--inputs-from", source)
+    doubled = cli("test", ETL, "transform", "--input", '{"extract": {"rows": 21}}')
+
+    for result, sample in ((loaded, first), (doubled, second)):
+        assert result.returncode == 0, result.stderr
+        printed = result.stderr.splitlines() + result.stdout.splitlines()  # as a terminal shows
+        assert _shown(printed) == _shown(sample.strip().splitlines())

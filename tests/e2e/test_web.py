@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    import psutil
     from selenium.webdriver.remote.webdriver import WebDriver
 
     from e2e.conftest import Cli
@@ -111,6 +113,8 @@ def test_the_console_renders_in_a_headless_browser_and_answers_a_key(
     os.kill(server.pid, signal.SIGTERM)
     assert server.wait(30) == 0
     wait_until(lambda: all(map(is_gone, consoles)), timeout=15, what="the console to quit")
+    for noise in ("Exception ignored", "Traceback", "is closed"):
+        assert noise not in server.stderr()
 
 
 def test_a_token_guards_every_page_and_a_non_loopback_host_needs_one(
@@ -139,3 +143,72 @@ def test_a_token_guards_every_page_and_a_non_loopback_host_needs_one(
     assert status(base + "static/css/xterm.css", {"Cookie": "interlock_token=s3cret-token"}) == 200
     os.kill(server.pid, signal.SIGTERM)
     assert server.wait(30) == 0
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "9" * 40, "http"])
+def test_a_port_out_of_range_is_one_sentence_and_exit_2(cli: Cli, port: str) -> None:
+    result = cli("web", "--port", port)
+    assert_clean_error(result, expect="a TCP port must be")
+    assert "report it" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 3  # usage line(s) and the sentence
+
+
+# A console that closes its screen a second before its process ends, as one cancelling its
+# runs at quit can: the server must wait for the process, not only for the end of its output
+# (a console still exiting when the server's loop closed made asyncio write "Loop ... that
+# handles pid N is closed" and an ignored traceback, in about half the stops with a browser).
+SLOW_EXIT = """
+import atexit, os, sys, time
+if sys.argv[1:2] == ["tui"]:
+    def _linger():
+        os.close(1)
+        time.sleep(1.0)
+    atexit.register(_linger)
+"""
+
+
+def test_sigterm_with_a_tab_connected_waits_for_its_console_and_writes_no_noise(
+    cli: Cli, tmp_path: Path
+) -> None:
+    import asyncio
+
+    import aiohttp
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_EXIT)
+    cli.env["PYTHONPATH"] = os.pathsep.join(p for p in (cli.env.get("PYTHONPATH"), str(hook)) if p)
+    server = cli.spawn("web", "--port", "0", "--pipelines", PIPELINES)
+    url = server.next_line().split("?")[0]
+    consoles: list[psutil.Process] = []
+    stopped: list[float] = []
+
+    async def tab() -> None:  # what the page does: a websocket to /ws, reading the screen
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+            url.replace("http", "ws", 1) + "ws?width=80&height=24"
+        ) as socket:
+            seen = b""
+            while b"Runs" not in seen:
+                message = await asyncio.wait_for(socket.receive(), 60)
+                assert message.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT)
+                if message.type is aiohttp.WSMsgType.BINARY:
+                    seen += message.data
+            consoles.extend(descendants(server.pid))
+            stopped.append(time.monotonic())
+            os.kill(server.pid, signal.SIGTERM)
+            while not socket.closed:
+                message = await asyncio.wait_for(socket.receive(), 60)
+                if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    break
+
+    asyncio.run(tab())
+    assert consoles  # the tab's console
+    assert server.wait(60) == 0
+    # The console is asked to quit at once (it took aiohttp's shutdown wait, about 25 s, for
+    # the tab's handler to be cancelled); it lingers 1 s.
+    assert time.monotonic() - stopped[0] < 10
+    left = [p.pid for p in consoles if not is_gone(p)]
+    assert left == [], "interlock web ended before its tab's console"
+    stderr = server.stderr()
+    for noise in ("Exception ignored", "Traceback", "is closed"):
+        assert noise not in stderr, stderr

@@ -4,6 +4,7 @@ and never failing the run."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import threading
@@ -266,6 +267,8 @@ async def test_waiting_for_an_approval_notifies_while_the_run_goes_on(
         ({"on": ["exploded"], "command": ["true"]}, "expected 'succeeded', 'failed'"),
         ({"on": [], "command": ["true"]}, "names at least one of its run states"),
         ({"webhook": "ftp://x/y"}, "notify.0.webhook"),
+        ({"webhook": "http://u:p@h/x", "headers": {"authorization": "Bearer t"}},
+         "URL with credentials (user:password@) and an `Authorization` header"),
     ],
 )
 def test_a_bad_notify_entry_is_a_validation_error_with_its_reason(
@@ -278,3 +281,22 @@ def test_a_bad_notify_entry_is_a_validation_error_with_its_reason(
         load_dict({"id": "x", "notify": [entry], "nodes": [WORKING]}, file="x.yaml")
 
     assert reason in str(caught.value)
+
+
+async def test_credentials_in_the_url_alone_are_sent_and_recorded_nowhere(
+    run_pipeline: RunPipeline, hook: Hook
+) -> None:
+    """With no `Authorization` header the URL's credentials are the authentication (Basic);
+    with one, the entry is refused (above): httpx would send the URL's in its place."""
+    url = hook.url.replace("http://", "http://ops:pw@")
+    state, events = await run_pipeline({
+        "notify": [{"on": ["succeeded"], "webhook": url, "headers": {"X-Team": "data"}}],
+        "nodes": [WORKING],
+    })
+    assert state.state is RunStatus.SUCCEEDED
+    [(sent_headers, _body)] = hook.received
+    assert sent_headers["Authorization"] == "Basic " + base64.b64encode(b"ops:pw").decode()
+    assert sent_headers["X-Team"] == "data"
+    [notified] = [e.data for e in events if e.event_type == "notification.sent"]
+    assert notified is not None
+    assert notified["target"] == hook.url.split("?")[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -71,3 +72,41 @@ def test_the_token_can_come_from_the_environment(serve: Serve) -> None:
     anonymous = service.client.get("/v1/runs", headers={"Authorization": ""})
     assert anonymous.status_code == 401
     assert TOKEN not in service.stderr
+
+
+def test_a_node_does_not_inherit_the_token(serve: Serve, tmp_path: Path) -> None:
+    """Nodes inherit the service's environment: the token is taken out of it once read, so a
+    node printing its environment puts it in no event and no stream."""
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / "dump.yaml").write_text(
+        "id: dump\nnodes:\n  - {id: env, type: shell, command: [env]}\n"
+        "  - {id: py, type: python, needs: [env], call: 'leak:read'}\n"
+    )
+    (folder / "leak.py").write_text(
+        "import os\n\ndef read(inputs, ctx):\n"
+        "    return {'token': os.environ.get('INTERLOCK_TOKEN')}\n"
+    )
+    service = serve(pipelines=folder, token=TOKEN, env={"INTERLOCK_TOKEN": TOKEN})
+    run_id = service.launch("dump")
+    status = service.wait_done(run_id)
+    stream = service.client.get(f"/v1/runs/{run_id}/events")
+    assert stream.status_code == 200
+    assert "INTERLOCK_RUN_ID=" in stream.text  # the node did print its environment
+    assert TOKEN not in stream.text
+    assert status["state"] == "succeeded"
+    assert status["nodes"]["py"]["output"] == {"token": None}
+    assert TOKEN not in json.dumps(status)
+
+
+def test_the_token_leaves_the_environment_also_when_a_file_gives_it(tmp_path: Path) -> None:
+    """`interlock web` reads it the same way: the consoles its tabs start do not inherit it."""
+    from tui.serve.auth import load_token
+
+    environ = {"INTERLOCK_TOKEN": TOKEN, "HOME": "/"}
+    assert load_token(None, environ) == TOKEN
+    assert environ == {"HOME": "/"}
+    (tmp_path / "token").write_text("from-file\n")
+    environ = {"INTERLOCK_TOKEN": TOKEN}
+    assert load_token(str(tmp_path / "token"), environ) == "from-file"
+    assert environ == {}

@@ -29,6 +29,8 @@ def serve_once(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (["--pipelines", str(PIPELINES), "--port", "zero"], "invalid int value"),
         (["--pipelines", str(PIPELINES), "--token-file", "/nonexistent/token"],
          "cannot read the token file"),
+        (["--pipelines", str(PIPELINES), "--max-runs", "0"], "--max-runs must be from 1"),
+        (["--pipelines", str(PIPELINES), "--max-runs", "9" * 40], "-digit number"),
     ],
 )
 def test_a_bad_setting_is_one_sentence_and_exit_2(

@@ -28,9 +28,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--json", action="store_true")
 
+    from tui.cli import _PORT  # loaded: it is what builds this parser
+
     p = sub.add_parser("web", parents=[common], help="the console in a browser")
     p.add_argument("--host", default="127.0.0.1", metavar="H", help="address (127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, metavar="P", help="port (8000; 0: any)")
+    p.add_argument("--port", type=_PORT, default=8000, metavar="P", help="port (8000; 0: any)")
     p.add_argument("--token-file", metavar="F", help="token required on a non-loopback host")
     p.add_argument(
         "--pipelines", metavar="DIR", default=argparse.SUPPRESS, help="pipelines folder"

@@ -9,8 +9,9 @@ Contract (DESIGN sections 6 and 8):
   HttpOnly, SameSite=Strict cookie that the page's websocket and static files then carry.
   Compared in constant time; without it the answer is 401.
 - The first line on stdout is the URL to open (flushed at once; with `--port 0` it names the
-  port the system chose). SIGINT/SIGTERM stop it (each tab's console quits, cancelling its
-  runs) and it exits 0.
+  port the system chose). SIGINT/SIGTERM stop it: each tab's console is told to quit at once
+  (cancelling its runs), and it exits 0 once their processes have ended (`CONSOLE_QUIT` each,
+  then SIGKILL), before its event loop closes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 COOKIE = "interlock_token"
+CONSOLE_QUIT = 30.0  # seconds a tab's console gets to quit (cancelling its runs) at a stop
 
 
 def console_command(db: Path, pipelines: Path, ascii: bool) -> str:
@@ -60,12 +62,18 @@ def _authorized(request: web.Request, token: str) -> tuple[bool, bool]:
 
 
 def _make_server(command: str, host: str, port: int, token: str | None) -> Any:
+    import asyncio
+
     from aiohttp import web
     from textual_serve.server import Server
 
     class WebConsole(Server):
         """textual-serve with the token rule, quiet start-up, and page URLs from the request
         (so a browser elsewhere reaches the websocket at the address it used)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._consoles: set[Any] = set()  # textual-serve's AppService of each tab
 
         def initialize_logging(self) -> None:
             return None
@@ -75,6 +83,7 @@ def _make_server(command: str, host: str, port: int, token: str | None) -> Any:
 
         async def _make_app(self) -> web.Application:
             app: web.Application = await super()._make_app()
+            app.on_cleanup.append(self.reap)
             if token is not None:
                 app.middlewares.append(self._require_token)
             return app
@@ -94,11 +103,50 @@ def _make_server(command: str, host: str, port: int, token: str | None) -> Any:
                 response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
             return response
 
+        async def _process_messages(self, websocket: Any, app_service: Any) -> None:
+            self._consoles.add(app_service)
+            await super()._process_messages(websocket, app_service)
+
+        async def on_shutdown(self, app: web.Application) -> None:
+            await self.reap(app)
+
+        async def reap(self, app: web.Application) -> None:
+            """At a stop: every tab's console quits (cancelling its runs) and is reaped, before
+            aiohttp waits for the tabs' websockets (a console's quit closes its tab's) and
+            closes the loop. A console still exiting then was reaped on a closed loop, and
+            asyncio wrote "Loop ... that handles pid N is closed" and an ignored "Event loop
+            is closed" traceback to stderr. Run again at cleanup, for any console left."""
+            consoles, self._consoles = list(self._consoles), set()
+            await asyncio.gather(*(_quit(console) for console in consoles))
+
         async def handle_index(self, request: web.Request) -> Any:
             self.public_url = f"{request.scheme}://{request.host}"
             return await super().handle_index(request)
 
     return WebConsole(command, host=host, port=port, title="Interlock")
+
+
+async def _quit(console: Any) -> None:
+    """Ask a tab's console (textual-serve's AppService) to quit; wait for its process."""
+    import asyncio
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(console.stop(), CONSOLE_QUIT)
+    process = getattr(console, "_process", None)
+    if process is None:
+        return
+    try:
+        await asyncio.wait_for(process.wait(), CONSOLE_QUIT)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+    # Its pipes too: a transport left open is closed by its finalizer, on the closed loop
+    # (textual-serve stops reading the console's stderr without draining it).
+    transport = getattr(process, "_transport", None)
+    if transport is not None:
+        transport.close()
 
 
 def cmd_web(args: argparse.Namespace) -> int:

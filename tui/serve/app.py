@@ -2,8 +2,9 @@
 
 Contract: JSON in and out. Every error is `{"error": <one sentence>, "issues": [...]}` with
 its status (400 bad request body, 401 no token, 404 unknown pipeline/run/node/breaker, 409 the
-run's state forbids it, 422 invalid pipeline or params, 503 the store cannot be read, 500
-anything unexpected), never a stack trace. Runs launched here belong to the service's manager;
+run's state forbids it, 413 a body over `MAX_BODY`, 422 invalid pipeline or params or a body
+field the route does not take, 503 the store cannot be read, 500 anything unexpected), never a
+stack trace. Runs launched here belong to the service's manager;
 cancel/approve/reject of a run another live process owns are posted as store commands that the
 owner acts on within a second (202); a run nobody owns any more is handled in the store as the
 CLI does. Reading never writes: a run whose owner is gone is shown `interrupted` without an
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from engine.control import Control, Outcome
     from engine.manager import RunManager
+    from engine.retry_from import RetryRefusedError
     from engine.store import RunRow, Store
     from tui.serve.metrics import StoreMetrics
     from tui.serve.scheduler import Scheduler
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
 
 ACTOR = "api"
 MAX_LIMIT = 10_000
+REASON = frozenset({"reason"})
+MAX_BODY = 1024 * 1024  # bytes: every body this API takes is a few fields
 
 
 class ApiError(Exception):
@@ -111,17 +115,41 @@ def api(
     return wrapped
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+async def json_body(request: Request, allowed: frozenset[str] | None = None) -> dict[str, Any]:
+    """The request's JSON object (empty body: `{}`). 413 past `MAX_BODY` bytes, 400 for what is
+    not a JSON object, 422 naming the fields not in `allowed` (when given)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:  # a chunked body declares no length: counted as it comes
+            raise _too_large()
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the request body is not JSON: {exc}") from None
+        body: Any = {}
+    else:
+        try:
+            body = json.loads(raw, parse_constant=_refuse_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"the request body is not JSON: {exc}") from None
+        except RecursionError:
+            raise ApiError(400, "the request body is not JSON this service reads: it is "
+                                "nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
+    unknown = sorted(set(body) - allowed) if allowed is not None else []
+    if unknown:
+        raise ApiError(422, f"unknown field {', '.join(unknown)}",
+                       [f"{name}: unknown field" for name in unknown])
     return body
+
+
+def _too_large() -> ApiError:
+    return ApiError(413, f"the request body is over {MAX_BODY // 1024} KiB")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -254,7 +282,7 @@ async def launch(service: Service, request: Request) -> Response:
 
     if not service.accepting:
         raise ApiError(503, "the service is stopping and accepts no new runs")
-    body = await json_body(request)
+    body = await json_body(request, frozenset({"pipeline", "params", "simulate"}))
     pipeline_id = body.get("pipeline")
     if not isinstance(pipeline_id, str) or not pipeline_id:
         raise ApiError(422, "'pipeline' (a pipeline id) is required",
@@ -265,10 +293,6 @@ async def launch(service: Service, request: Request) -> Response:
     simulate = body.get("simulate", False)
     if not isinstance(simulate, bool):
         raise ApiError(422, "'simulate' must be true or false", ["simulate: must be a boolean"])
-    unknown = sorted(set(body) - {"pipeline", "params", "simulate"})
-    if unknown:
-        raise ApiError(422, f"unknown field {', '.join(unknown)}",
-                       [f"{name}: unknown field" for name in unknown])
     files = await scan_async(service)
     matches = [item for item in files if item.name == pipeline_id]
     if not matches:
@@ -338,7 +362,7 @@ async def cancel(service: Service, request: Request) -> Response:
     from engine.control import ControlRefusedError
 
     row = await find_row(service, request.path_params["run_id"])
-    reason = _optional_text(await json_body(request), "reason")
+    reason = _optional_text(await json_body(request, REASON), "reason")
     try:
         outcome = await _control(service).cancel(row.run_id, reason)
     except ControlRefusedError as exc:
@@ -355,7 +379,7 @@ async def _decide(service: Service, request: Request, approve: bool) -> Response
 
     row = await find_row(service, request.path_params["run_id"])
     node_id = request.path_params["node"]
-    reason = _optional_text(await json_body(request), "reason")
+    reason = _optional_text(await json_body(request, REASON), "reason")
     kind = "approve" if approve else "reject"
     try:
         outcome = await _control(service).decide(row.run_id, node_id, approve, reason)
@@ -387,6 +411,7 @@ async def replay(service: Service, request: Request) -> Response:
     if not service.accepting:
         raise ApiError(503, "the service is stopping and accepts no new runs")
     row = await find_row(service, request.path_params["run_id"])
+    await json_body(request, frozenset())
     handle = await service.manager.replay(row.run_id, actor=ACTOR)
     return json_response({"run_id": handle.run_id, "replay_of": row.run_id}, 202)
 
@@ -394,15 +419,33 @@ async def replay(service: Service, request: Request) -> Response:
 @api
 async def retry(service: Service, request: Request) -> Response:
     """Retry from failure (DESIGN section 4), where the engine has `RunManager.retry`."""
+    from engine.retry_from import RetryRefusedError
+
     if not service.accepting:
         raise ApiError(503, "the service is stopping and accepts no new runs")
     row = await find_row(service, request.path_params["run_id"])
-    nodes = (await json_body(request)).get("nodes", [])
+    nodes = (await json_body(request, frozenset({"nodes"}))).get("nodes", [])
     if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
         raise ApiError(400, "'nodes' must be a list of node ids")
     manager: Any = service.manager  # `retry` exists only where retry from failure is built in
-    handle = await manager.retry(row.run_id, nodes=nodes, actor=ACTOR)
+    try:
+        handle = await manager.retry(row.run_id, nodes=nodes, actor=ACTOR)
+    except RetryRefusedError as exc:
+        raise _retry_refused(row.run_id, exc) from None
     return json_response({"run_id": handle.run_id, "retry_of": row.run_id}, 202)
+
+
+def _retry_refused(run_id: str, exc: RetryRefusedError) -> ApiError:
+    """The engine's refusal in the API's words (it names CLI commands and flags)."""
+    if exc.why == "unknown_node":
+        return ApiError(404, str(exc), [f"nodes: no node {name}" for name in exc.unknown])
+    if exc.why == "nothing":
+        return ApiError(409, f"run {run_id} succeeded: a retry would run nothing; name a node "
+                             'to run again ({"nodes": ["NODE"]})')
+    if exc.why == "interrupted":
+        return ApiError(409, f"run {run_id} is interrupted, not finished; resume it instead "
+                             f"(POST /v1/runs/{run_id}/resume)")
+    return ApiError(409, str(exc))
 
 
 def retry_available() -> bool:
@@ -416,7 +459,7 @@ async def resume(service: Service, request: Request) -> Response:
     if not service.accepting:
         raise ApiError(503, "the service is stopping and accepts no new runs")
     row = await find_row(service, request.path_params["run_id"])
-    body = await json_body(request)
+    body = await json_body(request, frozenset({"override", "reason"}))
     override = body.get("override", False)
     if not isinstance(override, bool):
         raise ApiError(400, "'override' must be true or false")

@@ -1,7 +1,10 @@
 """Who may use the service: loopback by default, a bearer token otherwise.
 
 Contract: `load_token` reads the token from `--token-file` (its first line, stripped) or else
-`$INTERLOCK_TOKEN`; an empty or unreadable file is a `ConfigError`. `check_binding` refuses a
+`$INTERLOCK_TOKEN`; an empty or unreadable file is a `ConfigError`. `$INTERLOCK_TOKEN` is removed
+from the process's environment as it is read (even when a file gives the token): every node's
+command and every console a browser tab starts inherits that environment, and a node printing
+it would put the token into stored events and event streams. `check_binding` refuses a
 non-loopback host without a token. `BearerAuth` is an ASGI middleware: with a token, every
 HTTP request but `GET /healthz` needs `Authorization: Bearer <token>`, compared with
 `hmac.compare_digest`, and is answered 401 (JSON, with `WWW-Authenticate: Bearer`) without
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+
     from starlette.types import ASGIApp, Receive, Scope, Send
 
 OPEN_PATHS = frozenset({"/healthz"})
@@ -27,8 +32,11 @@ class ConfigError(Exception):
     """A bad service setting: one sentence, exit 2."""
 
 
-def load_token(token_file: str | None, environ: dict[str, str] | None = None) -> str | None:
+def load_token(
+    token_file: str | None, environ: MutableMapping[str, str] | None = None
+) -> str | None:
     env = os.environ if environ is None else environ
+    from_env = env.pop("INTERLOCK_TOKEN", "").strip()
     if token_file:
         path = Path(token_file).expanduser()
         try:
@@ -40,8 +48,7 @@ def load_token(token_file: str | None, environ: dict[str, str] | None = None) ->
         if not token:
             raise ConfigError(f"the token file {path} is empty")
         return token
-    token = env.get("INTERLOCK_TOKEN", "").strip()
-    return token or None
+    return from_env or None
 
 
 def is_loopback(host: str) -> bool:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import argparse
 
+MAX_RUNS = 8
+
 
 def add_parser(sub: argparse._SubParsersAction[Any], common: argparse.ArgumentParser,
                keep: str) -> None:
@@ -20,6 +22,12 @@ def add_parser(sub: argparse._SubParsersAction[Any], common: argparse.ArgumentPa
                    help="file holding the bearer token (else $INTERLOCK_TOKEN)")
     p.add_argument("--pipelines", metavar="DIR", default=keep,
                    help="pipelines folder (default: ./pipelines)")
+    from tui.cli import _whole_number
+
+    p.add_argument("--max-runs", metavar="N", default=MAX_RUNS,
+                   type=_whole_number(1, 10_000, "--max-runs"),
+                   help="runs at work at once; more wait their turn, runs waiting for an "
+                        f"approval do not count (default {MAX_RUNS})")
 
 
 def cmd_serve(args: argparse.Namespace, db_path: Path) -> int:
@@ -29,7 +37,12 @@ def cmd_serve(args: argparse.Namespace, db_path: Path) -> int:
     from tui.settings import default_pipelines_dir
 
     pipelines = Path(args.pipelines).expanduser() if args.pipelines else default_pipelines_dir()
-    options = Options(args.host, args.port, args.token_file, pipelines, db_path)
+    options = Options(args.host, args.port, args.token_file, pipelines, db_path, args.max_runs)
+    from engine.containment import become_subreaper
+
+    # As `run` and the console: what a node's command leaves behind (`setsid`, a double fork)
+    # is re-parented to the service, so a cancel or a node's end finds and kills it.
+    become_subreaper()
     try:
         import asyncio
 

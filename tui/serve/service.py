@@ -5,6 +5,8 @@ an unreadable token file, a pipelines path that is not a folder, a port that can
 one sentence on stderr, exit 2). Then one event loop holds the store, a `RunManager`, the
 scheduler and uvicorn (`Server.serve` on a socket bound here, so `--port 0` works), and prints
 `interlock serve: listening on http://HOST:PORT` on stderr once requests are accepted.
+At most `--max-runs` runs are at work at once (launches, replays, resumes, retries and
+schedules past it are `pending` until a slot frees); a run waiting for an approval holds none.
 SIGTERM, SIGHUP or SIGINT: the scheduler stops, the listening socket closes and launches are
 refused (503), the service's own runs are cancelled gracefully (their nodes get their
 `cleanup_grace`), open streams end, and the process exits 0.
@@ -43,6 +45,7 @@ class Options:
     token_file: str | None
     pipelines_dir: Path
     db_path: Path
+    max_runs: int = 8
 
 
 class _Server(uvicorn.Server):
@@ -148,7 +151,10 @@ async def serve(options: Options) -> int:
             tracer = _tracer()
             if tracer is not None:
                 sinks.append(tracer)
-            manager = RunManager(store=store, sinks=sinks, owner=owner)  # type: ignore[arg-type]  # sinks are EventSink-shaped
+            manager = RunManager(
+                store=store, sinks=sinks, owner=owner,  # type: ignore[arg-type]  # sinks are EventSink-shaped
+                max_concurrent_runs=options.max_runs,
+            )
             async with manager:
                 scheduler = Scheduler(store, manager, owner, options.pipelines_dir)
                 service = Service(store, manager, wakeups, options.pipelines_dir,
