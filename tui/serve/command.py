@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace, db_path: Path) -> int:
 
     pipelines = Path(args.pipelines).expanduser() if args.pipelines else default_pipelines_dir()
     options = Options(args.host, args.port, args.token_file, pipelines, db_path, args.max_runs)
-    from engine.containment import become_subreaper
+    from engine.containment import become_subreaper, kill_adopted
 
     # As `run` and the console: what a node's command leaves behind (`setsid`, a double fork)
     # is re-parented to the service, so a cancel or a node's end finds and kills it.
@@ -49,3 +49,5 @@ def cmd_serve(args: argparse.Namespace, db_path: Path) -> int:
         return asyncio.run(serve(options))
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        kill_adopted()  # its runs are over: a node's unmarked escapee does not outlive it
