@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 # The shared pieces, importable from here as they always were (`tui.commands` use them).
 from tui.cli_common import (
+    _LIMIT,
+    _PORT,
+    _TAIL,
     EXIT_BY_STATE,
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -93,34 +96,6 @@ def cmd_tui(args: argparse.Namespace) -> int:
 # the parser
 
 
-def _whole_number(low: int, high: int, what: str) -> Callable[[str], int]:
-    """An argparse type: an integer in [low, high], else one sentence (exit 2)."""
-
-    def parse(text: str) -> int:
-        value = text.strip()
-        digits = value.lstrip("+-")
-        if not digits.isdigit():
-            raise argparse.ArgumentTypeError(
-                f"{what} must be a whole number from {low:,} to {high:,}, not '{value[:40]}'"
-                + ("..." if len(value) > 40 else "")
-            )
-        if len(digits) > 20:  # int() of thousands of digits is slow, then refused anyway
-            raise argparse.ArgumentTypeError(
-                f"{what} must be from {low:,} to {high:,}, not a {len(digits):,}-digit number"
-            )
-        number = int(value)
-        if not low <= number <= high:
-            raise argparse.ArgumentTypeError(
-                f"{what} must be from {low:,} to {high:,}, not {number:,}"
-            )
-        return number
-
-    return parse
-
-
-_LIMIT = _whole_number(0, 1_000_000_000, "the number of runs")
-_TAIL = _whole_number(0, 1_000_000_000, "the number of events")
-_PORT = _whole_number(0, 65535, "a TCP port")
 
 
 def _version() -> str:

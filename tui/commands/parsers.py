@@ -28,7 +28,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--json", action="store_true")
 
-    from tui.cli import _PORT  # loaded: it is what builds this parser
+    from tui.cli_common import _PORT
 
     p = sub.add_parser("web", parents=[common], help="the console in a browser")
     p.add_argument("--host", default="127.0.0.1", metavar="H", help="address (127.0.0.1)")

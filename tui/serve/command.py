@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction[Any], common: argparse.ArgumentPa
                    help="file holding the bearer token (else $INTERLOCK_TOKEN)")
     p.add_argument("--pipelines", metavar="DIR", default=keep,
                    help="pipelines folder (default: ./pipelines)")
-    from tui.cli import _whole_number
+    from tui.cli_common import _whole_number
 
     p.add_argument("--max-runs", metavar="N", default=MAX_RUNS,
                    type=_whole_number(1, 10_000, "--max-runs"),
