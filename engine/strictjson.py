@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -58,34 +58,36 @@ def loads(text: str | bytes) -> Any:
     return value
 
 
-def too_large_path(value: Any, path: str = "") -> str | None:
-    """Where in `value` an integer too large to write is (as `non_finite_path`), else None."""
+def _path_where(value: Any, path: str, bad: Callable[[Any], bool]) -> str | None:
+    """Where in `value` (`a.b[2]`, or `value` at the top) the first leaf `bad` picks is."""
     todo: list[tuple[Any, str]] = [(value, path)]
     while todo:
         item, where = todo.pop()
-        if isinstance(item, int) and not isinstance(item, bool):
-            if int_too_large(item):
-                return where or "value"
-        elif isinstance(item, Mapping):
+        if isinstance(item, Mapping):
             todo.extend((v, f"{where}.{k}" if where else str(k)) for k, v in item.items())
         elif isinstance(item, list | tuple):
             todo.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+        elif bad(item):
+            return where or "value"
     return None
+
+
+def _too_large(item: Any) -> bool:
+    return isinstance(item, int) and not isinstance(item, bool) and int_too_large(item)
+
+
+def _non_finite(item: Any) -> bool:
+    return isinstance(item, float) and not math.isfinite(item)
+
+
+def too_large_path(value: Any, path: str = "") -> str | None:
+    """Where in `value` an integer too large to write is (as `non_finite_path`), else None."""
+    return _path_where(value, path, _too_large)
 
 
 def non_finite_path(value: Any, path: str = "") -> str | None:
     """Where in `value` a non-finite float is (`a.b[2]`, or `value` at the top), else None."""
-    todo: list[tuple[Any, str]] = [(value, path)]
-    while todo:
-        item, where = todo.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return where or "value"
-        elif isinstance(item, Mapping):
-            todo.extend((v, f"{where}.{k}" if where else str(k)) for k, v in item.items())
-        elif isinstance(item, list | tuple):
-            todo.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
-    return None
+    return _path_where(value, path, _non_finite)
 
 
 def check_finite(value: Any, what: str = "value") -> None:

@@ -137,34 +137,50 @@ class _Progress:
         return None
 
 
-async def _wait_handle(manager: RunManager, handle: RunHandle) -> RunState:
-    """Await a run; SIGINT/SIGTERM/SIGHUP cancel it gracefully, a second one forces."""
+def cancel_on_signals(
+    what: str, cancel: Callable[[str], object], force: Callable[[], object]
+) -> Callable[[], None]:
+    """SIGINT, SIGTERM and SIGHUP (a dropped SSH session) cancel `what` gracefully and a second
+    one forces; call the returned function once it has ended."""
     import asyncio
 
-    loop = asyncio.get_running_loop()
+    from engine.containment import CANCEL_SIGNALS, cancel_signals
+
     presses = 0
 
     def on_signal(signame: str) -> None:
         nonlocal presses
         presses += 1
         if presses == 1:
-            _err(f"{signame}: cancelling run {handle.run_id} (press Ctrl-C again to force)")
-            manager.cancel(handle.run_id, f"{signame} received", actor="cli")
+            _err(f"{signame}: cancelling {what} (press Ctrl-C again to force)")
+            cancel(f"{signame} received")
         else:
             _err("forcing: killing running nodes now")
-            handle.executor.force()
+            force()
 
-    from engine.containment import CANCEL_SIGNALS, cancel_signals
+    remove = cancel_signals(asyncio.get_running_loop(), on_signal)
 
-    remove = cancel_signals(loop, on_signal)  # SIGHUP too: a dropped SSH session cancels
-    try:
-        return await handle
-    finally:
-        # The run has ended: a late second signal (the first one's cancel was quick) must not
-        # end the process half way through closing the store, with another exit code.
+    def undo() -> None:
+        # Over: a late second signal (the first one's cancel was quick) must not end the
+        # process half way through its last words (closing the store), with another exit code.
         remove()
         for sig, _name in CANCEL_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
+
+    return undo
+
+
+async def _wait_handle(manager: RunManager, handle: RunHandle) -> RunState:
+    """Await a run; SIGINT/SIGTERM/SIGHUP cancel it gracefully, a second one forces."""
+    undo = cancel_on_signals(
+        f"run {handle.run_id}",
+        lambda why: manager.cancel(handle.run_id, why, actor="cli"),
+        handle.executor.force,
+    )
+    try:
+        return await handle
+    finally:
+        undo()
 
 
 async def _run_with_manager(

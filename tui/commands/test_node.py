@@ -16,9 +16,7 @@ id first on stdout, as `interlock run` prints it), `run.created` carries `test_o
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 from typing import TYPE_CHECKING, Any
 
 from tui.cli_common import (
@@ -34,12 +32,12 @@ from tui.cli_common import (
     _parse_params,
     _say,
 )
-from tui.cli_run import _Progress
+from tui.cli_run import _Progress, cancel_on_signals
 from tui.escape import printable
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from engine.events import Event
     from engine.executor import Executor
@@ -134,35 +132,6 @@ async def cmd_test(args: argparse.Namespace) -> int:
 _SHOWN = frozenset({"failed", "timed_out", "skipped", "cancelled"})
 
 
-def _cancel_on_signals(
-    cancel: Callable[[str], object], force: Callable[[], object]
-) -> Callable[[], None]:
-    """SIGINT, SIGTERM, SIGHUP cancel gracefully and a second one forces, as for `run`."""
-    from engine.containment import CANCEL_SIGNALS, cancel_signals
-
-    presses = 0
-
-    def on_signal(signame: str) -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            _err(f"{signame}: cancelling the test (press Ctrl-C again to force)")
-            cancel(f"{signame} received")
-        else:
-            _err("forcing: killing the node now")
-            force()
-
-    remove = cancel_signals(asyncio.get_running_loop(), on_signal)
-
-    def undo() -> None:
-        # Over: a late signal must not end the process half way through its last words.
-        remove()
-        for sig, _name in CANCEL_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-
-    return undo
-
-
 async def _alone(
     node_id: str,
     pipeline: Pipeline,
@@ -183,7 +152,7 @@ async def _alone(
         for executor in executors:
             executor.force()
 
-    remove = _cancel_on_signals(cancel, force)
+    remove = cancel_on_signals("the test", cancel, force)
     try:
         return await run_alone(
             pipeline, node_id, params=params, inputs=inputs, source_run=source_run,
@@ -216,7 +185,8 @@ async def _recorded(
     ):
         handle = await manager.start_seeded(pipeline, seed, search_path=search_path)
         _say(handle.run_id)
-        remove = _cancel_on_signals(
+        remove = cancel_on_signals(
+            "the test",
             lambda reason: manager.cancel(handle.run_id, reason, actor="cli"),
             handle.executor.force,
         )
