@@ -591,7 +591,9 @@ class Executor(RunLog):
         current = self.state.state
         if self._approvals and current is RunStatus.RUNNING:
             self._emit(EventType.RUN_STATE_CHANGED, data={"from": "running", "to": "waiting"})
+            self.waiting_changed(True)
             if self._notifier is not None:
                 self._notifier.waiting(self.state, self._now())
         elif not self._approvals and current is RunStatus.WAITING:
             self._emit(EventType.RUN_STATE_CHANGED, data={"from": "waiting", "to": "running"})
+            self.waiting_changed(False)

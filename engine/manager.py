@@ -46,7 +46,7 @@ from engine.errors import (
 )
 from engine.events import new_id, utc_now_iso
 from engine.executor import Executor
-from engine.run_slots import RunSlots, SlotWatch
+from engine.run_slots import RunSlots
 from engine.state import NodeStatus, RunState, RunStatus
 
 # Kept importable from here: the CLI, the console and the tests have always found them here.
@@ -133,7 +133,6 @@ class RunManager:
         self._sinks = list(sinks)
         self.max_concurrent_runs = max_concurrent_runs
         self._slots = RunSlots(max_concurrent_runs)
-        self._slot_watch = SlotWatch(self._slots)
         self.breakers = breakers if breakers is not None else BreakerRegistry()
         self._sleep = sleep
         self._now = now
@@ -209,7 +208,7 @@ class RunManager:
         sinks: list[EventSink] = []
         if self.store is not None:
             sinks.append(self.store)
-        return [*sinks, *self._sinks, self._slot_watch]
+        return sinks + self._sinks
 
     def add_sink(self, sink: EventSink) -> None:
         """Publish every later event to `sink` too (the console's bridge, metrics)."""
@@ -298,6 +297,7 @@ class RunManager:
         try:
             try:
                 if await self._take_slot(executor):
+                    executor.waiting_changed = self._slots.waiting_hook(executor.run_id)
                     try:
                         state = await executor.execute()
                     finally:

@@ -48,6 +48,10 @@ class RunLog:
     _plan: Plan
     _attempts: AttemptPath
     _done: bool
+    # Told when the run starts or stops waiting for a decision (True: now waiting): the
+    # manager lends the run's slot meanwhile (`engine.run_slots`). A hook, not a sink, so that
+    # the other events cost nothing more.
+    waiting_changed: Callable[[bool], object] = staticmethod(lambda waiting: None)
 
     def _emit(
         self,

@@ -2,13 +2,13 @@
 
 Contract: a run takes a slot before it starts (`take`, waiting in turn while every slot is
 held) and gives it back when it ends (`release`). A run that is `waiting` (an approval is
-pending) lends its slot while it waits (`lend`, on its `run.state_changed` to `waiting`): a
+pending) lends its slot while it waits (`lend`, as it records `run.state_changed` to `waiting`): a
 run waiting for a person may wait for days, and runs waiting for decisions must not keep a
 launch, a replay, a resume or a scheduled run queued forever. When a decision brings it back
 to `running` (`back`) it counts again at once, even above the limit: a run that has started
 never waits for a slot a second time, so the limit bounds the runs that start, and is
 exceeded only by runs coming back from a decision, until enough of them end.
-`SlotWatch` is the sink that tells the slots about those state changes.
+The run's executor tells its slot through `waiting_hook` (`RunLog.waiting_changed`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,8 @@ import contextlib
 from collections import deque
 from typing import TYPE_CHECKING
 
-from engine.events import EventType
-
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-
-    from engine.events import Event
 
 
 class RunSlots:
@@ -86,27 +82,12 @@ class RunSlots:
             self._lent.discard(run_id)
             self._held.add(run_id)
 
+    def waiting_hook(self, run_id: str) -> Callable[[bool], None]:
+        """What the run's executor calls when it starts (True) or stops waiting."""
+        return lambda waiting: self.lend(run_id) if waiting else self.back(run_id)
+
     def release(self, run_id: str) -> None:
         self._lent.discard(run_id)
         if run_id in self._held:
             self._held.discard(run_id)
             self._hand_on()
-
-
-class SlotWatch:
-    """A sink: a run's `run.state_changed` to and from `waiting` lends and takes back its slot."""
-
-    def __init__(self, slots: RunSlots) -> None:
-        self._slots = slots
-
-    def publish(self, event: Event) -> None:
-        if event.event_type != EventType.RUN_STATE_CHANGED:
-            return
-        data = event.data or {}
-        if data.get("to") == "waiting":
-            self._slots.lend(event.run_id)
-        elif data.get("from") == "waiting":
-            self._slots.back(event.run_id)
-
-    async def flush(self) -> None:
-        return None
