@@ -7,7 +7,10 @@ reason, and `abandoned_threads()`), never silently awaited. A pool is not used o
 loop's default executor is joined at shutdown, which would hang on an abandoned thread. What a
 callable prints becomes its log lines (`engine.capture`); its result must be JSON data (a
 mapping, or any value as `{"result": value}`); what it raises is classified as the handler
-contract says (`engine.nodes`). With secrets in the pipeline, all it reports is masked.
+contract says (`engine.nodes`). With secrets in the pipeline, all it reports is masked. The
+processes it starts through `subprocess` or asyncio (in its thread, the threads it starts, the
+tasks it creates) end with the attempt, by whatever path it ends: SIGTERM, then SIGKILL after
+`cleanup_grace` (`engine.spawned`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from engine import capture
+from engine import capture, spawned
 from engine.errors import NodeError, TransientError
 from engine.strictjson import non_finite_path, too_large_message, too_large_path
 
@@ -164,9 +167,12 @@ async def _call_in_thread(
             else:
                 future.set_exception(value)
 
+    # Made here, entered in the thread: what the thread starts is noted in it, and ended here.
+    scope = capture.bound(thread_ctx.log)
+
     def target() -> None:
         try:
-            with capture.bound(thread_ctx.log):
+            with scope:
                 result = fn(*args)
         except BaseException as exc:  # the exception is handed to the loop, not lost
             outcome: tuple[bool, Any] = (False, exc)
@@ -190,6 +196,9 @@ async def _call_in_thread(
         raise
     finally:
         live = False
+        noted = spawned.take(scope.binding)
+        if noted:
+            await spawned.end(noted, ctx.cleanup_grace, ctx.log)
     if inspect.isawaitable(result):
         return await result
     return result
@@ -199,8 +208,14 @@ async def _invoke(fn: Callable[..., Any], args: tuple[Any, ...], ctx: NodeContex
     """Call `fn`; what it prints (or logs through `logging`'s default stream) becomes the
     node's log lines (`engine.capture`), masked as the rest of its reports."""
     if _is_async(fn):
-        with capture.bound(ctx.log):
-            return await fn(*args)
+        scope = capture.bound(ctx.log)
+        try:
+            with scope:
+                return await fn(*args)
+        finally:
+            noted = spawned.take(scope.binding)
+            if noted:
+                await spawned.end(noted, ctx.cleanup_grace, ctx.log)
     return await _call_in_thread(fn, args, ctx)
 
 

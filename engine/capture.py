@@ -21,6 +21,9 @@ with no binding at all (a pool's worker, a thread started before the node), the 
 the real stderr, never stdout, masked with every secret the process was told of
 (`remember_secrets`). Writes below Python's streams (`os.write(1, ...)`, a C extension's
 printf) are not seen: they reach the process's stdout as they are.
+
+Processes: `install()` also has `engine.spawned` note every `subprocess.Popen` started inside
+a binding (in the binding's `spawned`), so that the node's attempt can end them.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ class _Binding:
     # The counters are made at the first write: most nodes print nothing, and a binding wraps
     # every python node's call (W2 pays for what is made here, 200 times a run).
     __slots__ = (
-        "closed", "dropped", "inbox", "kept", "limit", "log", "loop", "owner", "pending"
+        "closed", "dropped", "inbox", "kept", "limit", "log", "loop", "over", "owner", "pending",
+        "spawned",
     )
 
     def __init__(self, log: Log, limit: int = MAX_LINES) -> None:
@@ -56,6 +60,10 @@ class _Binding:
         self.loop = asyncio.events._get_running_loop()
         self.closed = False
         self.inbox: collections.deque[tuple[str, str]] | None = None  # other threads' lines
+        # (pid, start time) of the processes started in it (`engine.spawned`), made at the
+        # first; `over` once its node's attempt has ended.
+        self.spawned: list[tuple[int, float]] | None = None
+        self.over = False
 
     def write(self, stream: str, text: str) -> None:
         if self.pending is None:
@@ -268,23 +276,34 @@ def install() -> None:
         sys.stderr = _Proxy("stderr", sys.stderr)
     if not getattr(threading.Thread.start, "_interlock", False):
         threading.Thread.start = _start_in_binding(threading.Thread.start)  # type: ignore[method-assign]
+        from engine import spawned  # it reads this module's bindings
+
+        spawned.install()
 
 
 class bound:  # a `with` statement, named like the function it replaced
     """Route this context's printing to `log` until the block ends.
 
     A class, not a `contextlib.contextmanager` generator: it wraps every python node's call,
-    and the generator's frame and its wrapper cost about a microsecond a node (W2)."""
+    and the generator's frame and its wrapper cost about a microsecond a node (W2).
 
-    __slots__ = ("_binding", "_token")
+    It may be made in one thread and entered in another (a sync node's binding is made on the
+    loop, which ends its processes, and entered in the node's thread): the thread that enters
+    it is the one whose printing it takes as its own."""
+
+    __slots__ = ("_token", "binding")
 
     def __init__(self, log: Log) -> None:
-        self._binding = _Binding(log)
+        self.binding = _Binding(log)
 
     def __enter__(self) -> None:
         install()
-        self._token = _current.set(self._binding)
+        binding = self.binding
+        if binding.owner != threading.get_ident():
+            binding.owner = threading.get_ident()
+            binding.loop = asyncio.events._get_running_loop()
+        self._token = _current.set(binding)
 
     def __exit__(self, *exc: object) -> None:
         _current.reset(self._token)
-        self._binding.close()
+        self.binding.close()

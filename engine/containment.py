@@ -27,8 +27,8 @@ Contract:
 What remains possible: a process that clears its environment *and* leaves the node's tree before
 the node ends (double fork with `env -i`) lives until this process's runs have ended (then
 `kill_adopted` ends it), or for good while this process is not a subreaper, or if another
-subreaper adopts it; and a python node's own subprocesses (they are this process's children,
-in its session, not a node's process group).
+subreaper adopts it. A python node's own subprocesses (this process's children, in its
+session, unmarked) are ended with the node's attempt by `engine.spawned`, not here.
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def kill_adopted() -> int:
     session carries no mark, so no attempt's sweep can tell it is its own; every node command
     is a session leader, so an adopted process in another session than ours can only be what
     a node left behind. Processes in our own session (a python node's subprocesses) are left
-    to their owner."""
+    to `engine.spawned`."""
     if not _subreaper:
         return 0
     try:
