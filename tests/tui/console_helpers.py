@@ -96,6 +96,27 @@ async def start(pilot: Pilot[Any], pipeline_id: str, **params: str) -> str:
     return run_id
 
 
+async def start_holding(pilot: Pilot[Any], pipeline_id: str = "stubborn") -> str:
+    """Start a run of a pipeline whose node `hold` traps SIGTERM; return once it holds."""
+    app = app_of(pilot)
+    run_id = await start(pilot, pipeline_id)
+    await wait_until(
+        pilot,
+        lambda: "holding" in app.bridge.manager.get(run_id).state.nodes["hold"].logs,  # type: ignore[union-attr]
+        what="the node to start holding",
+    )
+    return run_id
+
+
+async def cancel_into_grace(pilot: Pilot[Any]) -> None:
+    """Cancel the open run by keys (`c`, then the dialog's main action) and wait for the
+    SIGKILL countdown of its nodes' grace."""
+    await pilot.press("c")
+    await wait_for_text(pilot, "Cancel run")
+    await pilot.press("enter")
+    await wait_for_text(pilot, "SIGKILL in")
+
+
 async def open_home_run(pilot: Pilot[Any], run_id: str) -> RunScreen:
     """Highlight `run_id` in the runs table and press enter."""
     app = app_of(pilot)

@@ -8,7 +8,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from console_helpers import MakeApp, screen_text, start, wait_for_text, wait_until
+from console_helpers import (
+    MakeApp,
+    cancel_into_grace,
+    screen_text,
+    start,
+    start_holding,
+    wait_for_text,
+    wait_until,
+)
 from seeding import TEST_PIPELINES
 
 from engine.store import BreakerRecord, Store
@@ -152,15 +160,8 @@ async def test_the_tool_screens_and_dialogs_are_plain_ascii_and_keep_help_and_qu
         await pilot.press("escape", "escape")
         await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
 
-        run_id = await start(pilot, "stubborn")
-        await wait_until(
-            pilot, lambda: "holding" in app.bridge.manager.get(run_id).state.nodes["hold"].logs,  # type: ignore[union-attr]
-            what="the node to start holding",
-        )
-        await pilot.press("c")
-        await wait_for_text(pilot, "Cancel run")
-        await pilot.press("enter")
-        await wait_for_text(pilot, "SIGKILL in")
+        await start_holding(pilot)
+        await cancel_into_grace(pilot)
         await pilot.press("T")
         await wait_for_text(pilot, "CANCELLING")
         await check(pilot, "timeline of a cancel in its grace")

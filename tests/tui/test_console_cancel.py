@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 from console_helpers import (
     SIZE,
     MakeApp,
+    cancel_into_grace,
     screen_text,
     start,
+    start_holding,
     wait_for_notice,
     wait_for_text,
     wait_until,
@@ -37,11 +39,7 @@ async def test_a_cancel_in_its_grace_shows_cancelling_and_k_kills_at_once(
     add_stubborn(pipelines)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        run_id = await start(pilot, "stubborn")
-        await wait_until(
-            pilot, lambda: "holding" in app.bridge.manager.get(run_id).state.nodes["hold"].logs,  # type: ignore[union-attr]
-            what="the node to start holding",
-        )
+        run_id = await start_holding(pilot)
         await pilot.press("c")
         await wait_for_text(pilot, "Cancel run")
         await pilot.press("enter")  # the dialog's main action
@@ -96,11 +94,7 @@ async def test_quitting_during_a_grace_says_so_and_k_ends_it(
     add_stubborn(pipelines)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        run_id = await start(pilot, "stubborn")
-        await wait_until(
-            pilot, lambda: "holding" in app.bridge.manager.get(run_id).state.nodes["hold"].logs,  # type: ignore[union-attr]
-            what="the node to start holding",
-        )
+        run_id = await start_holding(pilot)
         await pilot.press("q")
         await wait_for_text(pilot, "Quit and cancel 1 run?")
         await pilot.press("enter")
@@ -129,15 +123,8 @@ async def test_quitting_in_a_cancels_grace_counts_down_to_the_nodes_sigkill(
     add_stubborn(pipelines)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        run_id = await start(pilot, "stubborn")
-        await wait_until(
-            pilot, lambda: "holding" in app.bridge.manager.get(run_id).state.nodes["hold"].logs,  # type: ignore[union-attr]
-            what="the node to start holding",
-        )
-        await pilot.press("c")
-        await wait_for_text(pilot, "Cancel run")
-        await pilot.press("enter")
-        await wait_for_text(pilot, "SIGKILL in")
+        await start_holding(pilot)
+        await cancel_into_grace(pilot)
         await pilot.pause(3.0)
         await pilot.press("q")
         await wait_for_text(pilot, "Quit and cancel 1 run?")
@@ -161,15 +148,8 @@ async def test_the_timeline_of_a_run_in_its_cancel_grace_says_cancelling(
     add_stubborn(pipelines)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        run_id = await start(pilot, "stubborn")
-        await wait_until(
-            pilot, lambda: "holding" in app.bridge.manager.get(run_id).state.nodes["hold"].logs,  # type: ignore[union-attr]
-            what="the node to start holding",
-        )
-        await pilot.press("c")
-        await wait_for_text(pilot, "Cancel run")
-        await pilot.press("enter")
-        await wait_for_text(pilot, "SIGKILL in")
+        run_id = await start_holding(pilot)
+        await cancel_into_grace(pilot)
         await pilot.press("T")
         await wait_until(pilot, lambda: isinstance(app.screen, TimelineScreen), what="timeline")
         await wait_for_text(pilot, "CANCELLING")
