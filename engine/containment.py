@@ -298,7 +298,9 @@ def kill_adopted() -> int:
     return len(victims)
 
 
-def _same_process(pid: int, recorded: float | None) -> psutil.Process | None:
+def same_process(pid: int, recorded: float | None) -> psutil.Process | None:
+    """The process `pid` if it is still the one that started at `recorded` (a reused pid is
+    another process: never ours to signal)."""
     if recorded is None:
         return None
     try:
@@ -329,7 +331,7 @@ def kill_orphans(run_id: str, records: Iterable[Mapping[str, Any]]) -> int:
         if not isinstance(pid, int) or not isinstance(started, int | float):
             continue
         earliest = started if earliest is None else min(earliest, started)
-        leader = _same_process(pid, started)
+        leader = same_process(pid, started)
         if leader is not None:
             found[leader.pid] = leader
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -408,13 +410,14 @@ def wait_gone(processes: Iterable[psutil.Process], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     left = list(processes)
     while True:
-        left = [p for p in left if _alive(p)]
+        left = [p for p in left if alive(p)]
         if not left or time.monotonic() >= deadline:
             return not left
         time.sleep(0.01)
 
 
-def _alive(process: psutil.Process) -> bool:
+def alive(process: psutil.Process) -> bool:
+    """Running, and not a zombie waiting to be reaped."""
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

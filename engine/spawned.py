@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from engine import capture
+from engine.containment import alive, same_process, signal_processes, start_time
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
 Noted = list[tuple[int, float]]
 
-_START_SLACK = 0.05  # seconds: start times from /proc are rounded to clock ticks
 _lock = threading.Lock()  # two threads of a node may start processes at once
 
 
@@ -67,10 +67,10 @@ def install() -> None:
 
 
 def _note(binding: _Binding, pid: int) -> None:
-    try:
-        record = (pid, psutil.Process(pid).create_time())
-    except psutil.Error:  # gone already (and reaped by someone): nothing to end
+    started = start_time(pid)
+    if started is None:  # gone already (and reaped by someone): nothing to end
         return
+    record = (pid, started)
     with _lock:
         if binding.spawned is None:
             binding.spawned = [record]
@@ -88,19 +88,6 @@ def take(binding: _Binding) -> Noted | None:
     return binding.spawned
 
 
-def same_process(pid: int, started: float) -> psutil.Process | None:
-    """The process `pid` if it still is the one that started at `started` and is not dead."""
-    try:
-        process = psutil.Process(pid)
-        if abs(process.create_time() - started) > _START_SLACK:
-            return None  # the pid was reused: not ours
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return process
-    except psutil.Error:
-        return None
-
-
 def _with_descendants(roots: Iterable[psutil.Process]) -> list[psutil.Process]:
     found: dict[int, psutil.Process] = {}
     for root in roots:
@@ -113,28 +100,16 @@ def _with_descendants(roots: Iterable[psutil.Process]) -> list[psutil.Process]:
 
 def _living(noted: Noted) -> list[psutil.Process]:
     return _with_descendants(
-        process for pid, started in noted if (process := same_process(pid, started)) is not None
+        process
+        for pid, started in noted
+        if (process := same_process(pid, started)) is not None and alive(process)
     )
-
-
-def _signal(processes: Iterable[psutil.Process], sig: int) -> None:
-    for process in processes:
-        # psutil checks that the pid is still the process found (its start time) first.
-        with contextlib.suppress(psutil.Error, OSError):
-            process.send_signal(sig)
-
-
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def kill_now(noted: Noted) -> int:
     """SIGKILL the noted processes still alive and their descendants. How many."""
     found = _living(noted)
-    _signal(found, signal.SIGKILL)
+    signal_processes(found, signal.SIGKILL)
     return len(found)
 
 
@@ -147,14 +122,14 @@ async def end(noted: Noted, grace: float, log: Callable[[str, str], None]) -> in
     if not found:
         return 0
     count = len(found)
-    _signal(found, signal.SIGTERM)
+    signal_processes(found, signal.SIGTERM)
     log("interlock", f"{_processes(count)} the node started still running: SIGTERM sent, "
                      f"SIGKILL after {grace:g}s")
     deadline = time.monotonic() + grace
     pause = 0.001  # most die at once on SIGTERM: look again soon, then less often
     try:
         while True:
-            found = [process for process in found if _alive(process)]
+            found = [process for process in found if alive(process)]
             left = deadline - time.monotonic()
             if not found or left <= 0:
                 break
@@ -163,8 +138,8 @@ async def end(noted: Noted, grace: float, log: Callable[[str, str], None]) -> in
     finally:
         if found:
             # What they started meanwhile (a shell's cleanup) is below them now.
-            found = [process for process in _with_descendants(found) if _alive(process)]
-            _signal(found, signal.SIGKILL)
+            found = [process for process in _with_descendants(found) if alive(process)]
+            signal_processes(found, signal.SIGKILL)
             if found:
                 log("interlock", f"SIGKILL sent to {_processes(len(found))} the node started")
     return count

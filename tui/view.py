@@ -102,6 +102,10 @@ class Grace:
     kill_at: float
     seconds: float
 
+    def left(self, now: float) -> float:
+        """Seconds to the SIGKILL (never more than the grace: a view's clock may lag)."""
+        return max(0.0, min(self.kill_at - now, self.seconds))
+
 
 def note_graces(events: Iterable[Event], graces: dict[str, Grace]) -> None:
     """Record in `graces` the nodes whose process group got SIGTERM in `events`."""
@@ -247,7 +251,7 @@ def node_row(
     ):
         # The bar counts down to the SIGKILL now, not to the attempt's timeout.
         shown = "cancelling"
-        left = min(fmt.remaining(grace.kill_at, now) or 0.0, grace.seconds)
+        left = grace.left(now)
         total = grace.seconds
     error = ""
     if node.error_class:
@@ -294,6 +298,14 @@ def in_grace(state: RunState, graces: Mapping[str, Grace]) -> list[Grace]:
         if node is not None and node.state is NodeStatus.RUNNING and node.attempts == grace.attempt:
             found.append(grace)
     return found
+
+
+def cancelling(state: RunState, graces: Mapping[str, Grace], stopping_here: bool) -> bool:
+    """Whether the run shows `cancelling`: live (not ended, its owner not lost) and its nodes
+    in a cancel's grace, or (`stopping_here`) stopped by this process, the SIGTERMs to come."""
+    if state.is_terminal or state.state is RunStatus.INTERRUPTED:
+        return False
+    return stopping_here or bool(in_grace(state, graces))
 
 
 def run_deadline_left(state: RunState, now: float) -> float | None:

@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from engine import capture, spawned
+from engine.containment import same_process
 from faults.helpers import INTERLOCK, kill_processes, report, stored_events, wait_for
 
 DATA = Path(__file__).parent / "data" / "containment"
@@ -163,7 +164,7 @@ def test_a_noted_pid_now_another_process_is_never_signalled() -> None:
     try:
         started = psutil.Process(stranger.pid).create_time()
         reused = [(stranger.pid, started - 5.0)]  # the noted process started earlier
-        assert spawned.same_process(stranger.pid, started - 5.0) is None
+        assert same_process(stranger.pid, started - 5.0) is None
         assert spawned.kill_now(reused) == 0
         time.sleep(0.1)
         assert stranger.poll() is None

@@ -343,12 +343,12 @@ class Bridge(Polling, History, Commands):
         (the deadline the run view counts down to), None if none is in its grace."""
         now = self.clock()
         lefts = [
-            min(grace.kill_at - now, grace.seconds)
+            grace.left(now)
             for run in (self._runs.get(run_id) for run_id in run_ids)
             if run is not None
             for grace in in_grace(run.state, run.graces)
         ]
-        return max(0.0, max(lefts)) if lefts else None
+        return max(lefts) if lefts else None
 
     async def run_state(self, run_id: str) -> RunState:
         """The run's state now (without following it)."""

@@ -253,10 +253,8 @@ class RunScreen(RunFollower, RunActionsScreen):
                 heard.append(listed.heartbeat_at)
             updated = max(0.0, now - max(heard))
         graces = view.in_grace(state, self.graces) if not state.is_terminal else []
-        stopping = not state.is_terminal and (
-            bool(graces) or (own and self.bridge.stopping(self.run_id))
-        )
-        kill_in = min((min(g.kill_at - now, g.seconds) for g in graces), default=None)
+        stopping = view.cancelling(state, self.graces, own and self.bridge.stopping(self.run_id))
+        kill_in = min((grace.left(now) for grace in graces), default=None)
         self.header.show(
             state, now, ascii=self.ctx.ascii, source=source, updated=updated,
             stopping=stopping, kill_in=kill_in, can_force=own,

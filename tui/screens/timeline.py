@@ -128,12 +128,8 @@ class TimelineScreen(RunFollower):
         state = self.state
         if state is None:
             return self.timeline.state
-        if not state.is_terminal and state.state is not RunStatus.INTERRUPTED and (
-            view.in_grace(state, self.graces)
-            or (self.bridge.is_running_here(self.run_id) and self.bridge.stopping(self.run_id))
-        ):
-            return "cancelling"
-        return state.state.value
+        here = self.bridge.is_running_here(self.run_id) and self.bridge.stopping(self.run_id)
+        return "cancelling" if view.cancelling(state, self.graces, here) else state.state.value
 
     def on_resize(self) -> None:
         self.refresh_view()
