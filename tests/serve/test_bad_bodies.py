@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pytest
-
-from engine.manager import RunManager
-
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -46,9 +42,7 @@ def test_every_route_with_a_body_names_an_unknown_field_with_422(serve: Serve) -
     service = serve()
     run_id = service.launch("gated")
     service.wait_for(run_id, lambda s: s["nodes"]["gate"]["state"] == "waiting")
-    routes = ["replay", "resume", "cancel", "nodes/gate/approve", "nodes/gate/reject"]
-    if hasattr(RunManager, "retry"):
-        routes.append("retry")
+    routes = ["replay", "resume", "cancel", "nodes/gate/approve", "nodes/gate/reject", "retry"]
     for route in routes:
         response = service.client.post(f"/v1/runs/{run_id}/{route}", json={"nodez": ["gate"]})
         body = _error(response, 422)
@@ -59,7 +53,6 @@ def test_every_route_with_a_body_names_an_unknown_field_with_422(serve: Serve) -
     assert service.status(run_id)["state"] == "waiting"  # none of them did anything
 
 
-@pytest.mark.skipif(not hasattr(RunManager, "retry"), reason="no retry from failure here")
 def test_a_retry_naming_an_unknown_node_is_404_and_names_no_cli_flag(serve: Serve) -> None:
     service = serve()
     run_id = service.launch("greet")

@@ -5,20 +5,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-import pytest
-
-from engine.manager import RunManager
 from serve.conftest import cli
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from serve.conftest import Serve
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(RunManager, "retry"), reason="retry from failure is not in this engine"
-)
-
 
 def test_a_failed_run_is_retried_reusing_what_succeeded(
     serve: Serve, db: Path, tmp_path: Path

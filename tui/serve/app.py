@@ -418,7 +418,7 @@ async def replay(service: Service, request: Request) -> Response:
 
 @api
 async def retry(service: Service, request: Request) -> Response:
-    """Retry from failure (DESIGN section 4), where the engine has `RunManager.retry`."""
+    """Retry from failure (DESIGN section 4): `RunManager.retry`."""
     from engine.retry_from import RetryRefusedError
 
     if not service.accepting:
@@ -427,9 +427,8 @@ async def retry(service: Service, request: Request) -> Response:
     nodes = (await json_body(request, frozenset({"nodes"}))).get("nodes", [])
     if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
         raise ApiError(400, "'nodes' must be a list of node ids")
-    manager: Any = service.manager  # `retry` exists only where retry from failure is built in
     try:
-        handle = await manager.retry(row.run_id, nodes=nodes, actor=ACTOR)
+        handle = await service.manager.retry(row.run_id, nodes=nodes, actor=ACTOR)
     except RetryRefusedError as exc:
         raise _retry_refused(row.run_id, exc) from None
     return json_response({"run_id": handle.run_id, "retry_of": row.run_id}, 202)
@@ -446,12 +445,6 @@ def _retry_refused(run_id: str, exc: RetryRefusedError) -> ApiError:
         return ApiError(409, f"run {run_id} is interrupted, not finished; resume it instead "
                              f"(POST /v1/runs/{run_id}/resume)")
     return ApiError(409, str(exc))
-
-
-def retry_available() -> bool:
-    from engine.manager import RunManager
-
-    return hasattr(RunManager, "retry")
 
 
 @api
@@ -522,7 +515,7 @@ def build_app(service: Service, token: str | None) -> Starlette:
         Route(run + "/nodes/{node}/approve", bind(approve), methods=["POST"]),
         Route(run + "/nodes/{node}/reject", bind(reject), methods=["POST"]),
         Route("/v1/breakers", bind(breakers)),
-        *([Route(run + "/retry", bind(retry), methods=["POST"])] if retry_available() else []),
+        Route(run + "/retry", bind(retry), methods=["POST"]),
         Route("/v1/breakers/{key:path}/reset", bind(reset_breaker), methods=["POST"]),
     ]
 
